@@ -1,0 +1,17 @@
+"""Registration of the built-in task ids (lazy: each factory is imported on first make)."""
+
+from __future__ import annotations
+
+from r1envs.registry import _TASKS, register_task
+
+BUILTIN: dict[str, str] = {
+    "r1/Math-v0": "r1envs.families.math:MathTask",
+    "r1/Arithmetic-v0": "r1envs.families.math:ArithmeticTask",
+}
+
+
+def register_all() -> None:
+    """Register every built-in id once."""
+    for env_id, factory in BUILTIN.items():
+        if env_id not in _TASKS:
+            register_task(env_id, factory)

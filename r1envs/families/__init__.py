@@ -1,0 +1,1 @@
+"""Procedural and data-backed task families."""

@@ -1,0 +1,208 @@
+"""Output formats: prompt templates, completion parsing and the format reward.
+
+Two formats, chosen with ``gym.make(..., output_format=...)``:
+
+* ``"r1-zero"`` — the DeepSeek-R1-Zero template (paper, table 1). The completion is
+  ``<think> reasoning </think> <answer> answer </answer>``. The format reward is 1 when the
+  completion is exactly one think block followed by exactly one non-empty answer block.
+* ``"r1"`` — the readable cold-start format of DeepSeek-R1:
+  ``<|begin_of_reasoning|> reasoning <|end_of_reasoning|> summary``. The reasoning sits
+  between the two special delimiters defined here; the summary after them is non-empty and
+  states the final answer (math: in ``\\boxed{}``). The format reward is 1 when there is
+  exactly one reasoning block at the start and a non-empty summary after it.
+
+Chat templates of reasoning models often pre-fill the opening tag (``<think>\\n``) in the
+generation prompt, so the completion itself starts inside the think block. ``parse`` treats a
+completion with no opening tag and exactly one closing tag as pre-filled when
+``think_prefill`` is ``None`` (auto) or ``True``; ``think_prefill=False`` requires the tag.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+OutputFormat = Literal["r1-zero", "r1"]
+OUTPUT_FORMATS: tuple[str, ...] = ("r1-zero", "r1")
+
+THINK_START, THINK_END = "<think>", "</think>"
+ANSWER_START, ANSWER_END = "<answer>", "</answer>"
+REASONING_START = "<|begin_of_reasoning|>"
+REASONING_END = "<|end_of_reasoning|>"
+R1_SPECIAL_TOKENS: tuple[str, ...] = (REASONING_START, REASONING_END)
+
+R1_ZERO_TEMPLATE = (
+    "A conversation between User and Assistant. The user asks a question, and the Assistant "
+    "solves it. The assistant first thinks about the reasoning process in the mind and then "
+    "provides the user with the answer. The reasoning process and answer are enclosed within "
+    "<think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning "
+    "process here </think> <answer> answer here </answer>. User: {question}. Assistant:"
+)
+R1_ZERO_SYSTEM = (
+    "The assistant first thinks about the reasoning process in the mind and then provides the "
+    "user with the answer. The reasoning process and answer are enclosed within <think> "
+    "</think> and <answer> </answer> tags, respectively, i.e., <think> reasoning process here "
+    "</think> <answer> answer here </answer>."
+)
+R1_TEMPLATE = (
+    "Solve the problem below. Write your reasoning between "
+    f"{REASONING_START} and {REASONING_END}, then a short summary that states the final "
+    "answer.\n\nProblem: {question}\n"
+)
+R1_SYSTEM = (
+    f"Reason step by step between {REASONING_START} and {REASONING_END}, then write a short "
+    "summary for the user that states the final answer."
+)
+
+_TEMPLATES = {"r1-zero": R1_ZERO_TEMPLATE, "r1": R1_TEMPLATE}
+_SYSTEMS = {"r1-zero": R1_ZERO_SYSTEM, "r1": R1_SYSTEM}
+
+
+def check_format_name(output_format: str) -> OutputFormat:
+    """Validate an output format name.
+
+    Raises:
+        ValueError: if ``output_format`` is not one of :data:`OUTPUT_FORMATS`.
+    """
+    if output_format not in OUTPUT_FORMATS:
+        raise ValueError(
+            f"output_format must be one of {OUTPUT_FORMATS}, output_format: {output_format!r}"
+        )
+    return output_format  # type: ignore[return-value]
+
+
+def default_template(output_format: str) -> str:
+    """The prompt template (with a ``{question}`` field) of an output format."""
+    return _TEMPLATES[check_format_name(output_format)]
+
+
+def default_system_prompt(output_format: str) -> str:
+    """The system message used for the chat form of an output format."""
+    return _SYSTEMS[check_format_name(output_format)]
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A completion split by its output format.
+
+    Attributes:
+        well_formed: whether the completion follows the format exactly.
+        reasoning: the chain of thought (think or reasoning block), or ``None`` if absent.
+        answer: the answer block (r1-zero) or summary (r1), or ``None`` if absent.
+    """
+
+    well_formed: bool
+    reasoning: str | None
+    answer: str | None
+
+
+def _block(text: str, start: str, end: str) -> str | None:
+    i = text.find(start)
+    if i < 0:
+        return None
+    j = text.find(end, i + len(start))
+    return None if j < 0 else text[i + len(start) : j]
+
+
+def parse(completion: str, output_format: str, think_prefill: bool | None = None) -> Parsed:
+    """Split ``completion`` into reasoning and answer according to ``output_format``.
+
+    Args:
+        completion: the model's completion.
+        output_format: ``"r1-zero"`` or ``"r1"``.
+        think_prefill: whether the prompt pre-filled the opening tag; ``None`` detects it.
+
+    Returns:
+        The :class:`Parsed` completion. Parsing never raises on any ``str``.
+    """
+    if output_format == "r1":
+        open_tag, close_tag = REASONING_START, REASONING_END
+    else:
+        open_tag, close_tag = THINK_START, THINK_END
+    n_open, n_close = completion.count(open_tag), completion.count(close_tag)
+    text = completion
+    if n_open == 0 and n_close == 1 and think_prefill is not False:
+        text, n_open = open_tag + completion, 1
+    elif think_prefill and n_open == 0:
+        text, n_open = open_tag + completion, 1
+
+    reasoning = _block(text, open_tag, close_tag)
+    if output_format == "r1":
+        answer = None
+        if reasoning is not None:
+            answer = text[text.find(close_tag) + len(close_tag) :].strip() or None
+        well_formed = (
+            n_open == 1
+            and n_close == 1
+            and text.lstrip().startswith(open_tag)
+            and bool(reasoning and reasoning.strip())
+            and answer is not None
+        )
+        return Parsed(well_formed, reasoning, answer)
+
+    answer = _block(text, ANSWER_START, ANSWER_END)
+    well_formed = (
+        n_open == 1
+        and n_close == 1
+        and text.count(ANSWER_START) == 1
+        and text.count(ANSWER_END) == 1
+        and _R1_ZERO_SHAPE.fullmatch(text) is not None
+        and bool(answer and answer.strip())
+    )
+    return Parsed(well_formed, reasoning, answer)
+
+
+_R1_ZERO_SHAPE = re.compile(r"\s*<think>.*?</think>\s*<answer>.*?</answer>\s*", re.DOTALL)
+
+
+def format_reward(completion: str, output_format: str, think_prefill: bool | None = None) -> float:
+    """1.0 if ``completion`` follows ``output_format`` exactly, else 0.0."""
+    return 1.0 if parse(completion, output_format, think_prefill).well_formed else 0.0
+
+
+_BOXED = "\\boxed"
+
+
+def last_boxed(text: str) -> str | None:
+    """The content of the last ``\\boxed{...}`` (or ``\\fbox{...}``) in ``text``, braces balanced."""
+    i = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
+    if i < 0:
+        return None
+    j = text.find("{", i)
+    if j < 0 or text[i:j].strip() not in ("\\boxed", "\\fbox"):
+        return None
+    depth = 0
+    for k in range(j, len(text)):
+        c = text[k]
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return text[j + 1 : k]
+    return None
+
+
+def final_answer_text(completion: str) -> str | None:
+    """The final answer a reader would grade, for tasks with plain-text answers.
+
+    Looks, in order, for the last ``<answer>…</answer>`` block, the last ``\\boxed{}``, the
+    summary after an r1 reasoning block, and finally the last non-empty line after any think
+    block. Returns ``None`` when nothing is left.
+    """
+    i = completion.rfind(ANSWER_START)
+    if i >= 0:
+        j = completion.find(ANSWER_END, i)
+        if j >= 0:
+            return completion[i + len(ANSWER_START) : j].strip()
+    boxed = last_boxed(completion)
+    if boxed is not None:
+        return boxed.strip()
+    for end_tag in (REASONING_END, THINK_END):
+        k = completion.rfind(end_tag)
+        if k >= 0:
+            completion = completion[k + len(end_tag) :]
+            break
+    lines = [ln.strip() for ln in completion.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else None

@@ -1,0 +1,193 @@
+"""Loading problems from files and data sets.
+
+Records come from JSONL, JSON (a list, or ``{"data": [...]}``), Parquet (pyarrow), or a
+Hugging Face data set (``hf:NAME[:CONFIG]``, when ``datasets`` is installed and the data set
+is available locally). A field mapping renames source fields to the task's schema, and
+value transforms handle the common layouts:
+
+* ``gsm8k``: the answer is the text after ``####`` (``"... #### 72"`` → ``"72"``);
+* ``boxed``: the answer is the last ``\\boxed{}`` of a MATH-style solution;
+* ``strip``: surrounding whitespace removed.
+
+Example::
+
+    problems = load_problems("gsm.jsonl", MathProblem,
+                             fields={"question": "question", "answer": "answer"},
+                             transforms={"answer": "gsm8k"})
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from r1envs.core import validation_message
+from r1envs.formats import last_boxed
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _gsm8k(value: Any) -> str:
+    text = str(value)
+    if "####" not in text:
+        raise ValueError(f"no '####' answer marker in {text[-80:]!r}")
+    return text.rsplit("####", 1)[1].strip().replace(",", "")
+
+
+def _boxed(value: Any) -> str:
+    boxed = last_boxed(str(value))
+    if boxed is None:
+        raise ValueError(f"no \\boxed{{}} answer in {str(value)[-80:]!r}")
+    return boxed.strip()
+
+
+TRANSFORMS: dict[str, Callable[[Any], Any]] = {
+    "gsm8k": _gsm8k,
+    "boxed": _boxed,
+    "strip": lambda v: str(v).strip(),
+}
+
+
+def read_records(source: str | Path, *, split: str = "train") -> list[dict[str, Any]]:
+    """Read raw records from a file or a Hugging Face data set.
+
+    Args:
+        source: a ``.jsonl``, ``.json`` or ``.parquet`` path, or ``hf:NAME[:CONFIG]``.
+        split: the split of a Hugging Face data set.
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: naming the file and line of malformed content or an unknown format.
+    """
+    source_str = str(source)
+    if source_str.startswith("hf:"):
+        try:
+            import datasets
+        except ImportError:
+            raise ValueError(
+                f"reading {source_str!r} needs the 'datasets' package: pip install 'r1[data]'"
+            ) from None
+        name, _, config = source_str[3:].partition(":")
+        return [dict(r) for r in datasets.load_dataset(name, config or None, split=split)]
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"problem file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        records = []
+        with path.open(encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path}:{lineno}: invalid JSON: {err.msg}") from None
+                if not isinstance(record, dict):
+                    raise ValueError(f"{path}:{lineno}: expected a JSON object, got {record!r:.60}")
+                records.append(record)
+        return records
+    if suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: invalid JSON at line {err.lineno}: {err.msg}") from None
+        if isinstance(data, Mapping):
+            data = data.get("data", data.get("problems"))
+        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+            raise ValueError(f"{path}: expected a list of objects (or {{'data': [...]}})")
+        return data
+    if suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise ValueError(f"reading {path} needs pyarrow: pip install 'r1[data]'") from None
+        return pq.read_table(path).to_pylist()
+    raise ValueError(f"unknown problem file format {suffix!r} for {path}; use .jsonl, .json, .parquet")
+
+
+def _get(record: Mapping[str, Any], dotted: str) -> Any:
+    value: Any = record
+    for part in dotted.split("."):
+        if isinstance(value, Mapping) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            raise KeyError(dotted)
+    return value
+
+
+def map_record(
+    record: Mapping[str, Any],
+    fields: Mapping[str, str] | None = None,
+    transforms: Mapping[str, str | Callable[[Any], Any]] | None = None,
+) -> dict[str, Any]:
+    """Rename and transform one record's fields.
+
+    Args:
+        record: the raw record.
+        fields: target field → source field (dotted paths reach into nested objects);
+            fields not named are copied as they are.
+        transforms: target field → a :data:`TRANSFORMS` name or a callable.
+
+    Raises:
+        KeyError: naming a missing source field. ValueError: from a failing transform.
+    """
+    out = dict(record)
+    for target, source in (fields or {}).items():
+        try:
+            out[target] = _get(record, source)
+        except KeyError:
+            raise KeyError(f"source field {source!r} (for {target!r}) missing") from None
+    for target, transform in (transforms or {}).items():
+        fn = TRANSFORMS[transform] if isinstance(transform, str) else transform
+        if target in out:
+            out[target] = fn(out[target])
+    return out
+
+
+def load_problems(
+    source: str | Path | Iterable[Mapping[str, Any]],
+    model: type[M],
+    *,
+    fields: Mapping[str, str] | None = None,
+    transforms: Mapping[str, str | Callable[[Any], Any]] | None = None,
+    limit: int | None = None,
+    split: str = "train",
+) -> list[M]:
+    """Load and validate problems.
+
+    Args:
+        source: a path / ``hf:`` name (see :func:`read_records`) or records in memory.
+        model: the task's pydantic problem model.
+        fields: field mapping (see :func:`map_record`).
+        transforms: value transforms (see :data:`TRANSFORMS`).
+        limit: keep at most this many problems.
+        split: the split of a Hugging Face data set.
+
+    Raises:
+        ValueError: naming the record and field of the first bad problem, or an empty source.
+    """
+    for name, t in (transforms or {}).items():
+        if isinstance(t, str) and t not in TRANSFORMS:
+            raise ValueError(f"unknown transform for {name!r}: {t!r}; known: {sorted(TRANSFORMS)}")
+    if isinstance(source, (str, Path)):
+        records, where = read_records(source, split=split), str(source)
+    else:
+        records, where = list(source), "<records>"
+    problems: list[M] = []
+    for i, record in enumerate(records[:limit] if limit else records):
+        try:
+            problems.append(model.model_validate(map_record(record, fields, transforms)))
+        except ValidationError as err:
+            raise ValueError(f"{where}: record {i}: {validation_message(err)}") from None
+        except (KeyError, ValueError) as err:
+            raise ValueError(f"{where}: record {i}: {err}") from None
+    if not problems:
+        raise ValueError(f"{where}: no problems found")
+    return problems

@@ -1,0 +1,1 @@
+"""r1envs verifiers: math answers (sympy equivalence) and code (sandboxed tests)."""

@@ -1,0 +1,1 @@
+"""Shipped task definitions and data (package data of r1envs)."""
