@@ -166,7 +166,9 @@ class MixTask(Task[MixProblem]):
             raise ValueError(f"weights must be finite, >= 0 and not all 0, weights: {weights}")
         self.names = [n for n in self.tasks if weights.get(n, 0.0) > 0]
         self.weights = [weights[n] for n in self.names]
-        self.extra_rewards = tuple(sorted({k for t in self.tasks.values() for k in t.extra_rewards}))
+        self.extra_rewards = tuple(
+            sorted({k for t in self.tasks.values() for k in t.extra_rewards})
+        )
 
     def sample(self, rng: random.Random) -> MixProblem:
         """Pick a family by weight, then draw from it."""
@@ -177,9 +179,7 @@ class MixTask(Task[MixProblem]):
         """The chosen family's prompt."""
         return self.tasks[problem.family].prompt(problem.problem)
 
-    def grade(
-        self, completion: str, problem: MixProblem, answer_text: str | None = None
-    ) -> Grade:
+    def grade(self, completion: str, problem: MixProblem, answer_text: str | None = None) -> Grade:
         """The chosen family's grade."""
         return self.tasks[problem.family].grade(completion, problem.problem, answer_text)
 
@@ -193,9 +193,7 @@ class MixTask(Task[MixProblem]):
         family = data.pop("family", None)
         if family is not None:
             if family not in self.tasks:
-                raise ValueError(
-                    f"family must be one of {sorted(self.tasks)}, family: {family!r}"
-                )
+                raise ValueError(f"family must be one of {sorted(self.tasks)}, family: {family!r}")
             return MixProblem(family=family, problem=self.tasks[family].validate(data))
         errors = []
         for name, task in self.tasks.items():
@@ -284,19 +282,21 @@ class ReasoningEnv(gym.Env[str, str]):
         self.task = task
         self.output_format = formats.check_format_name(output_format)
         self.language = rewards.check_language(language)
-        self.template = template if template is not None else formats.default_template(
-            output_format
+        self.template = (
+            template if template is not None else formats.default_template(output_format)
         )
         if "{question}" not in self.template:
             raise ValueError(f"template must contain '{{question}}', template: {template!r:.80}")
         if think_prefill:
-            open_tag = formats.THINK_START if output_format == "r1-zero" else formats.REASONING_START
+            open_tag = (
+                formats.THINK_START if output_format == "r1-zero" else formats.REASONING_START
+            )
             if not self.template.rstrip().endswith(open_tag):
                 self.template = self.template.rstrip() + " " + open_tag
         self.system_prompt = (
-            system_prompt if system_prompt is not None else formats.default_system_prompt(
-                output_format
-            )
+            system_prompt
+            if system_prompt is not None
+            else formats.default_system_prompt(output_format)
         )
         self.think_prefill = think_prefill
         self.strict = strict

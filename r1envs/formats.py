@@ -187,22 +187,24 @@ def last_boxed(text: str) -> str | None:
 def final_answer_text(completion: str) -> str | None:
     """The final answer a reader would grade, for tasks with plain-text answers.
 
-    Looks, in order, for the last ``<answer>…</answer>`` block, the last ``\\boxed{}``, the
-    summary after an r1 reasoning block, and finally the last non-empty line after any think
-    block. Returns ``None`` when nothing is left.
+    Only the part after the reasoning (after the last ``</think>`` or r1 reasoning
+    delimiter) is read when there is one and it is not blank. In it, the last
+    ``<answer>…</answer>`` block wins, then the last ``\\boxed{}``, then the last non-empty
+    line. Returns ``None`` when nothing is left.
     """
-    i = completion.rfind(ANSWER_START)
+    text = completion
+    for end_tag in (REASONING_END, THINK_END):
+        k = text.rfind(end_tag)
+        if k >= 0 and text[k + len(end_tag) :].strip():
+            text = text[k + len(end_tag) :]
+            break
+    i = text.rfind(ANSWER_START)
     if i >= 0:
-        j = completion.find(ANSWER_END, i)
+        j = text.find(ANSWER_END, i)
         if j >= 0:
-            return completion[i + len(ANSWER_START) : j].strip()
-    boxed = last_boxed(completion)
+            return text[i + len(ANSWER_START) : j].strip()
+    boxed = last_boxed(text)
     if boxed is not None:
         return boxed.strip()
-    for end_tag in (REASONING_END, THINK_END):
-        k = completion.rfind(end_tag)
-        if k >= 0:
-            completion = completion[k + len(end_tag) :]
-            break
-    lines = [ln.strip() for ln in completion.strip().splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return lines[-1] if lines else None

@@ -107,7 +107,9 @@ def read_records(source: str | Path, *, split: str = "train") -> list[dict[str, 
         except ImportError:
             raise ValueError(f"reading {path} needs pyarrow: pip install 'r1[data]'") from None
         return pq.read_table(path).to_pylist()
-    raise ValueError(f"unknown problem file format {suffix!r} for {path}; use .jsonl, .json, .parquet")
+    raise ValueError(
+        f"unknown problem file format {suffix!r} for {path}; use .jsonl, .json, .parquet"
+    )
 
 
 def _get(record: Mapping[str, Any], dotted: str) -> Any:

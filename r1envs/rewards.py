@@ -3,8 +3,8 @@
 * ``language_consistency`` — DeepSeek-R1's language-consistency reward: the share of the
   chain of thought's words that are in the target language. Words are runs of letters of
   one script; each CJK ideograph (and kana / hangul syllable) counts as one word, since
-  those scripts do not separate words with spaces. Numbers, LaTeX commands and symbols are
-  not words.
+  those scripts do not separate words with spaces. Numbers, LaTeX commands, symbols and
+  single letters of alphabetic scripts (variables such as ``x``) are not words.
 * ``overlong_penalty`` — DAPO's soft overlong punishment: 0 up to ``max_length - buffer``,
   then linearly down to -1 at ``max_length`` (and -1 beyond).
 * ``repetition_penalty`` — the share of repeated n-grams, negated (0 for no repetition,
@@ -78,16 +78,16 @@ def words_by_script(text: str) -> dict[str, int]:
         for ch in run:
             script = _script(ch)
             if script in _SPLIT_SCRIPTS:
-                if current is not None:
+                if current is not None and length > 1:
                     counts[current] = counts.get(current, 0) + 1
-                    current = None
+                current, length = None, 0
                 counts[script] = counts.get(script, 0) + 1
             elif script != current:
-                if current is not None:
+                if current is not None and length > 1:
                     counts[current] = counts.get(current, 0) + 1
-                current = script
+                current, length = script, 0
             length += 1
-        if current is not None:
+        if current is not None and length > 1:
             counts[current] = counts.get(current, 0) + 1
     return counts
 
@@ -98,13 +98,13 @@ def language_consistency(text: str | None, language: str = "en") -> float:
     Text with no words at all (pure arithmetic) is consistent: 1.0. ``None`` or blank text
     (no chain of thought) scores 0.0.
     """
+    target = _TARGET_SCRIPTS[check_language(language)]
     if text is None or not text.strip():
         return 0.0
     counts = words_by_script(text)
     total = sum(counts.values())
     if total == 0:
         return 1.0
-    target = _TARGET_SCRIPTS[check_language(language)]
     return sum(n for script, n in counts.items() if script in target) / total
 
 

@@ -146,7 +146,9 @@ class ArithmeticTask(_MathGrading, Task[MathProblem]):
             )
         bad = set(operators) - set(self._OPS)
         if not operators or bad:
-            raise ValueError(f"operators must be a non-empty subset of '+-*', operators: {operators!r}")
+            raise ValueError(
+                f"operators must be a non-empty subset of '+-*', operators: {operators!r}"
+            )
         self.num_operands, self.min_value, self.max_value = num_operands, min_value, max_value
         self.operators = operators
         self.strict, self.timeout = strict, timeout
@@ -155,7 +157,9 @@ class ArithmeticTask(_MathGrading, Task[MathProblem]):
         """A random expression and its value (``*`` binds tighter, as usual)."""
         nums = [rng.randint(self.min_value, self.max_value) for _ in range(self.num_operands)]
         ops = [rng.choice(self.operators) for _ in range(self.num_operands - 1)]
-        expr = " ".join([str(nums[0])] + [f"{op} {n}" for op, n in zip(ops, nums[1:])])
+        expr = " ".join(
+            [str(nums[0])] + [f"{op} {n}" for op, n in zip(ops, nums[1:], strict=False)]
+        )
         return MathProblem(question=f"What is {expr}?", answer=str(_evaluate(nums, ops)))
 
     def prompt(self, problem: MathProblem) -> str:
@@ -166,13 +170,13 @@ class ArithmeticTask(_MathGrading, Task[MathProblem]):
 def _evaluate(nums: list[int], ops: list[str]) -> int:
     """Evaluate with ``*`` before ``+``/``-``, without ``eval``."""
     terms, signs = [nums[0]], []
-    for op, n in zip(ops, nums[1:]):
+    for op, n in zip(ops, nums[1:], strict=False):
         if op == "*":
             terms[-1] *= n
         else:
             terms.append(n)
             signs.append(op)
     total = terms[0]
-    for sign, t in zip(signs, terms[1:]):
+    for sign, t in zip(signs, terms[1:], strict=False):
         total = total + t if sign == "+" else total - t
     return total

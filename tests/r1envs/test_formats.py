@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import pytest
+
+from r1envs import formats
+from r1envs.formats import REASONING_END, REASONING_START, format_reward, parse
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("<think> a </think> <answer> 4 </answer>", 1.0),
+        ("<think>a</think><answer>4</answer>", 1.0),
+        ("\n<think>\nstep\n</think>\n<answer>\n4\n</answer>\n", 1.0),
+        ("<think> a </think> <answer> </answer>", 0.0),  # empty answer
+        ("<think> a </think>", 0.0),  # no answer block
+        ("<answer>4</answer>", 0.0),  # no think block
+        ("<think> a </think> <think> b </think> <answer>4</answer>", 0.0),
+        ("<think> a </think> <answer>4</answer> <answer>5</answer>", 0.0),
+        ("<think> a </think> text <answer>4</answer>", 0.0),  # stray text between blocks
+        ("<think> a </think> <answer>4</answer> trailing", 0.0),
+        ("<answer>4</answer> <think> a </think>", 0.0),  # wrong order
+        ("", 0.0),
+    ],
+)
+def test_r1_zero_format(text, expected):
+    assert format_reward(text, "r1-zero") == expected
+
+
+def test_prefilled_think_is_detected():
+    # The chat template (or prompt) ends with "<think>": the completion starts inside it.
+    completion = " reasoning here </think> <answer>4</answer>"
+    assert format_reward(completion, "r1-zero") == 1.0
+    assert format_reward(completion, "r1-zero", think_prefill=True) == 1.0
+    assert format_reward(completion, "r1-zero", think_prefill=False) == 0.0
+    # With prefill, a completion that repeats the opening tag is still one block.
+    assert format_reward("<think> r </think> <answer>4</answer>", "r1-zero", True) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"{REASONING_START} 2+2=4 {REASONING_END} The answer is \\boxed{{4}}.", 1.0),
+        (f"{REASONING_START} 2+2=4 {REASONING_END}   ", 0.0),  # empty summary
+        (f"{REASONING_START}  {REASONING_END} 4", 0.0),  # empty reasoning
+        (f"intro {REASONING_START} r {REASONING_END} 4", 0.0),  # text before reasoning
+        (f"{REASONING_START} r {REASONING_END} {REASONING_END} 4", 0.0),
+        ("The answer is 4", 0.0),
+    ],
+)
+def test_r1_format(text, expected):
+    assert format_reward(text, "r1") == expected
+
+
+def test_parse_returns_sections():
+    p = parse(f"{REASONING_START} why {REASONING_END} so 4", "r1")
+    assert (p.reasoning, p.answer) == (" why ", "so 4")
+    p = parse("<think> why </think> <answer> 4 </answer>", "r1-zero")
+    assert (p.reasoning, p.answer, p.well_formed) == (" why ", " 4 ", True)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("x <answer> 12 </answer>", "12"),
+        ("we get \\boxed{\\frac{1}{2}} done", "\\frac{1}{2}"),
+        ("\\boxed{1} then \\boxed{2}", "2"),
+        ("<think>\\boxed{3}</think> The answer is 7\n", "The answer is 7"),
+        ("line one\n\nlast line  \n", "last line"),
+        ("", None),
+        ("\\boxed{unclosed", "\\boxed{unclosed"),
+    ],
+)
+def test_final_answer_text(text, expected):
+    assert formats.final_answer_text(text) == expected
+
+
+def test_last_boxed_nested():
+    assert formats.last_boxed("\\boxed{\\frac{a}{b^{2}}}") == "\\frac{a}{b^{2}}"
+    assert formats.last_boxed("\\fbox{7}") == "7"
+    assert formats.last_boxed("{" * 10000) is None
+
+
+def test_templates():
+    assert formats.default_template("r1-zero").endswith("User: {question}. Assistant:")
+    assert REASONING_START in formats.default_template("r1")
+    with pytest.raises(ValueError, match="output_format"):
+        formats.default_template("chatml")
