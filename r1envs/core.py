@@ -259,7 +259,7 @@ class ReasoningEnv(gym.Env[str, str]):
         render_mode: ``"ansi"`` or ``"human"``.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "human"]}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "human"], "render_fps": 4}
 
     def __init__(
         self,
@@ -411,17 +411,20 @@ class ReasoningEnv(gym.Env[str, str]):
             info["family"] = self._problem.family
         self._last = (completion, reward)
         if self.render_mode == "human":
-            print(self.render())
+            self.render()
         return observation, reward, terminated, False, info
 
     def render(self) -> str | None:
-        """The prompt and the last completion with its reward, as text."""
+        """The prompt and the last completion with its reward: returned (ansi) or printed (human)."""
         if self.render_mode is None:
             return None
         text = self._prompt
         if self._last is not None:
             completion, reward = self._last
             text += f"\n--- completion ---\n{completion}\n--- reward: {reward:.3f} ---"
+        if self.render_mode == "human":
+            print(text)
+            return None
         return text
 
     def close(self) -> None:
