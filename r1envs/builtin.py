@@ -11,7 +11,15 @@ BUILTIN: dict[str, str] = {
 
 
 def register_all() -> None:
-    """Register every built-in id once."""
+    """Register every built-in id once, the shipped declarative tasks (``tasks/*.yaml``) and,
+    when reasoning-gym is installed, its curated generators (lazily: nothing heavy is
+    imported here)."""
     for env_id, factory in BUILTIN.items():
         if env_id not in _TASKS:
             register_task(env_id, factory)
+    from r1envs import declarative
+    from r1envs.integrations import reasoning_gym
+
+    declarative.register_shipped()
+    if reasoning_gym.available():
+        reasoning_gym.register_reasoning_gym()

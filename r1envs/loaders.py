@@ -52,11 +52,26 @@ TRANSFORMS: dict[str, Callable[[Any], Any]] = {
 }
 
 
+def _hf_split(datasets: Any, name: str, config: str | None, split: str) -> Any:
+    """A split of a data set saved with ``save_to_disk`` or loadable by ``load_dataset``."""
+    local = Path(name).expanduser()
+    if (local / "dataset_dict.json").is_file() or (local / "state.json").is_file():
+        data = datasets.load_from_disk(str(local))
+        if isinstance(data, datasets.DatasetDict):
+            if split not in data:
+                raise ValueError(f"hf:{name}: no split {split!r}; splits: {sorted(data)}")
+            data = data[split]
+        return data
+    return datasets.load_dataset(name, config, split=split)
+
+
 def read_records(source: str | Path, *, split: str = "train") -> list[dict[str, Any]]:
     """Read raw records from a file or a Hugging Face data set.
 
     Args:
-        source: a ``.jsonl``, ``.json`` or ``.parquet`` path, or ``hf:NAME[:CONFIG]``.
+        source: a ``.jsonl``, ``.json`` or ``.parquet`` path, or ``hf:NAME[:CONFIG]`` (a hub
+            name in the local cache, a folder written by ``save_to_disk``, or a folder of
+            data files that ``datasets.load_dataset`` reads).
         split: the split of a Hugging Face data set.
 
     Raises:
@@ -72,7 +87,7 @@ def read_records(source: str | Path, *, split: str = "train") -> list[dict[str, 
                 f"reading {source_str!r} needs the 'datasets' package: pip install 'r1[data]'"
             ) from None
         name, _, config = source_str[3:].partition(":")
-        return [dict(r) for r in datasets.load_dataset(name, config or None, split=split)]
+        return [dict(r) for r in _hf_split(datasets, name, config or None, split)]
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"problem file not found: {path}")
@@ -134,7 +149,7 @@ def map_record(
     Args:
         record: the raw record.
         fields: target field → source field (dotted paths reach into nested objects);
-            fields not named are copied as they are.
+            fields not named are copied as they are; renamed top-level fields are removed.
         transforms: target field → a :data:`TRANSFORMS` name or a callable.
 
     Raises:
@@ -146,10 +161,24 @@ def map_record(
             out[target] = _get(record, source)
         except KeyError:
             raise KeyError(f"source field {source!r} (for {target!r}) missing") from None
+    for source in set((fields or {}).values()) - set(fields or {}):
+        out.pop(source, None)  # renamed, not duplicated
     for target, transform in (transforms or {}).items():
         fn = TRANSFORMS[transform] if isinstance(transform, str) else transform
         if target in out:
             out[target] = fn(out[target])
+    return out
+
+
+def fit_to_model(record: Mapping[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    """Keep the fields ``model`` declares; the others go into its ``metadata`` field when it
+    has one (a MATH-style ``level`` or ``type``), otherwise they are dropped."""
+    known = model.model_fields
+    out = {k: v for k, v in record.items() if k in known}
+    extra = {k: v for k, v in record.items() if k not in known}
+    if extra and "metadata" in known:
+        meta = out.get("metadata")
+        out["metadata"] = {**extra, **meta} if isinstance(meta, Mapping) else extra
     return out
 
 
@@ -163,6 +192,8 @@ def load_problems(
     split: str = "train",
 ) -> list[M]:
     """Load and validate problems.
+
+    Source fields the model does not declare go into its ``metadata`` (if it has one).
 
     Args:
         source: a path / ``hf:`` name (see :func:`read_records`) or records in memory.
@@ -185,11 +216,13 @@ def load_problems(
     problems: list[M] = []
     for i, record in enumerate(records[:limit] if limit else records):
         try:
-            problems.append(model.model_validate(map_record(record, fields, transforms)))
+            mapped = fit_to_model(map_record(record, fields, transforms), model)
+            problems.append(model.model_validate(mapped))
         except ValidationError as err:
             raise ValueError(f"{where}: record {i}: {validation_message(err)}") from None
         except (KeyError, ValueError) as err:
-            raise ValueError(f"{where}: record {i}: {err}") from None
+            reason = err.args[0] if isinstance(err, KeyError) and err.args else err
+            raise ValueError(f"{where}: record {i}: {reason}") from None
     if not problems:
         raise ValueError(f"{where}: no problems found")
     return problems

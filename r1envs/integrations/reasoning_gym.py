@@ -1,0 +1,196 @@
+"""reasoning-gym's procedural generators as r1 ids.
+
+With the optional extra installed (``pip install 'r1[reasoning-gym]'``), ``import r1envs``
+registers ``r1/RG<CamelName>-v0`` for each generator of :data:`CURATED` (e.g.
+``r1/RGBasicArithmetic-v0``, ``r1/RGKnightsKnaves-v0``). Registration does not import
+reasoning-gym (its import takes about 1.5 s here); the first ``gym.make`` of such an id does.
+Call :func:`register_reasoning_gym` with other names, or ``"all"``, for more::
+
+    from r1envs.integrations.reasoning_gym import register_reasoning_gym
+    register_reasoning_gym(["zebra_puzzles"])        # -> ["r1/RGZebraPuzzles-v0"]
+    env = gym.make("r1/RGZebraPuzzles-v0", num_people=3)   # generator config as kwargs
+
+Grading: the answer is :func:`r1envs.formats.final_answer_text` of the completion (the
+last ``<answer>`` block, else the last ``\\boxed{}``, else the final line; with the r1
+format, box the answer in the summary); the generator's own
+``score_answer(answer, entry)`` scores it. ``info["correct"]`` is ``score >= 1`` (a full
+score); the accuracy reward is the score itself, so generators that give partial credit
+keep it. reasoning-gym's default scorer gives partial credit when the gold text merely
+appears inside a longer answer, which a policy can exploit: pass ``partial_credit=False``
+to use ``float(correct)`` as the accuracy instead. Our format reward sits on top as for any
+other id.
+
+Problem schema (``options={"problem": ...}``): ``{"question": str, "answer": str | None,
+"metadata": dict}``, a reasoning-gym entry (some scorers read ``metadata``).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import math
+import random
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from r1envs.core import Grade, Task
+from r1envs.formats import final_answer_text
+from r1envs.registry import _TASKS, register_task
+
+#: Generators registered by default: cheap to build, single answers or rule-checked scorers.
+CURATED: tuple[str, ...] = (
+    "basic_arithmetic",
+    "chain_sum",
+    "gcd",
+    "lcm",
+    "prime_factorization",
+    "fraction_simplification",
+    "simple_equations",
+    "base_conversion",
+    "letter_counting",
+    "spell_backward",
+    "number_sorting",
+    "word_sorting",
+    "knights_knaves",
+    "mini_sudoku",
+    "propositional_logic",
+    "puzzle24",
+    "graph_color",
+    "tower_of_hanoi",
+)
+MAX_ANSWER_CHARS = 20_000
+
+
+def available() -> bool:
+    """Whether reasoning-gym is installed (checked without importing it)."""
+    return importlib.util.find_spec("reasoning_gym") is not None
+
+
+def env_id_for(name: str) -> str:
+    """The r1 id of a generator: ``"basic_arithmetic"`` → ``"r1/RGBasicArithmetic-v0"``."""
+    camel = "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
+    return f"r1/RG{camel}-v0"
+
+
+class RGProblem(BaseModel):
+    """A reasoning-gym entry."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    question: str = Field(min_length=1)
+    answer: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ReasoningGymTask(Task[RGProblem]):
+    """One reasoning-gym generator, scored by its own ``score_answer``.
+
+    Args:
+        name: the generator's name in ``reasoning_gym.factory.DATASETS``.
+        seed: the generator's seed (problems are drawn by index from it).
+        size: how many distinct indices to draw from.
+        partial_credit: use the scorer's value as the accuracy (``True``) or only full
+            scores (``False``: accuracy is 1 when the score is >= 1, else 0).
+        **config: the generator's config fields (e.g. ``min_terms=2``).
+    """
+
+    Problem = RGProblem
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        seed: int = 0,
+        size: int = 100_000,
+        partial_credit: bool = True,
+        **config: Any,
+    ) -> None:
+        import reasoning_gym
+        from reasoning_gym.factory import DATASETS
+
+        if name not in DATASETS:
+            raise ValueError(f"unknown reasoning-gym generator, name: {name!r}")
+        if size < 1:
+            raise ValueError(f"size must be >= 1, size: {size}")
+        self.name = name
+        self.dataset = reasoning_gym.create_dataset(name, seed=seed, size=size, **config)
+        self.partial_credit = partial_credit
+
+    def sample(self, rng: random.Random) -> RGProblem:
+        """Generate the entry at a random index."""
+        entry = self.dataset[rng.randrange(len(self.dataset))]
+        answer = entry.get("answer")
+        return RGProblem(
+            question=entry["question"],
+            answer=None if answer is None else str(answer),
+            metadata=dict(entry.get("metadata") or {}),
+        )
+
+    def prompt(self, problem: RGProblem) -> str:
+        """The generator's question."""
+        return problem.question
+
+    def grade(self, completion: str, problem: RGProblem, answer_text: str | None = None) -> Grade:
+        """Score the final answer with the generator's ``score_answer``."""
+        answer = final_answer_text(completion)
+        if answer is None:
+            return Grade(correct=False, extracted_answer=None)
+        if len(answer) > MAX_ANSWER_CHARS:
+            return Grade(correct=False, extracted_answer=answer[:200])
+        entry = {
+            "question": problem.question,
+            "answer": problem.answer,
+            "metadata": dict(problem.metadata),
+        }
+        score = float(self.dataset.score_answer(answer, entry))
+        score = score if math.isfinite(score) else 0.0
+        correct = score >= 1.0
+        return Grade(
+            correct=correct,
+            extracted_answer=answer,
+            score=score if self.partial_credit else float(correct),
+        )
+
+
+def register_reasoning_gym(
+    names: Iterable[str] | str | None = None, *, override: bool = False
+) -> list[str]:
+    """Register reasoning-gym generators as r1 ids (see :func:`env_id_for`).
+
+    Args:
+        names: generator names; ``None`` for :data:`CURATED` (registered without importing
+            reasoning-gym), ``"all"`` for every generator of the installed version.
+        override: replace existing registrations (otherwise registered ids are skipped).
+
+    Returns:
+        The ids registered by this call.
+
+    Raises:
+        ValueError: if reasoning-gym is not installed or a name is unknown.
+    """
+    if not available():
+        raise ValueError("reasoning-gym is not installed: pip install 'r1[reasoning-gym]'")
+    if names is None:
+        chosen = list(CURATED)
+    else:
+        from reasoning_gym.factory import DATASETS
+
+        chosen = (
+            sorted(DATASETS)
+            if names == "all"
+            else [names]
+            if isinstance(names, str)
+            else list(names)
+        )
+        unknown = [n for n in chosen if n not in DATASETS]
+        if unknown:
+            raise ValueError(f"unknown reasoning-gym generators: {unknown}")
+    ids = []
+    for name in chosen:
+        env_id = env_id_for(name)
+        if env_id in _TASKS and not override:
+            continue
+        register_task(env_id, functools.partial(ReasoningGymTask, name), override=override)
+        ids.append(env_id)
+    return ids
