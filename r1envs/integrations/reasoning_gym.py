@@ -14,11 +14,12 @@ Grading: the answer is :func:`r1envs.formats.final_answer_text` of the completio
 last ``<answer>`` block, else the last ``\\boxed{}``, else the final line; with the r1
 format, box the answer in the summary); the generator's own
 ``score_answer(answer, entry)`` scores it. ``info["correct"]`` is ``score >= 1`` (a full
-score); the accuracy reward is the score itself, so generators that give partial credit
-keep it. reasoning-gym's default scorer gives partial credit when the gold text merely
-appears inside a longer answer, which a policy can exploit: pass ``partial_credit=False``
-to use ``float(correct)`` as the accuracy instead. Our format reward sits on top as for any
-other id.
+score) and the accuracy reward is ``float(correct)`` by default. reasoning-gym's default
+scorer gives partial credit when the gold text merely appears inside a longer answer (the
+gold followed by junk scores 0.99 on ``spell_backward``, 0.33 on ``basic_arithmetic``),
+which a policy learns to exploit; ``partial_credit=True`` uses the scorer's value as the
+accuracy anyway (for generators with meaningful partial scores). Our format reward sits on
+top as for any other id.
 
 Problem schema (``options={"problem": ...}``): ``{"question": str, "answer": str | None,
 "metadata": dict}``, a reasoning-gym entry (some scorers read ``metadata``).
@@ -90,8 +91,8 @@ class ReasoningGymTask(Task[RGProblem]):
         name: the generator's name in ``reasoning_gym.factory.DATASETS``.
         seed: the generator's seed (problems are drawn by index from it).
         size: how many distinct indices to draw from.
-        partial_credit: use the scorer's value as the accuracy (``True``) or only full
-            scores (``False``: accuracy is 1 when the score is >= 1, else 0).
+        partial_credit: use the scorer's value as the accuracy (``True``) instead of only
+            full scores (``False``, the default: accuracy is 1 when the score is >= 1, else 0).
         **config: the generator's config fields (e.g. ``min_terms=2``).
     """
 
@@ -103,7 +104,7 @@ class ReasoningGymTask(Task[RGProblem]):
         *,
         seed: int = 0,
         size: int = 100_000,
-        partial_credit: bool = True,
+        partial_credit: bool = False,
         **config: Any,
     ) -> None:
         import reasoning_gym
