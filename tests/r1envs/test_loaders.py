@@ -138,3 +138,15 @@ def test_shipped_sets_load(name, transform, fields):
     )
     assert len(probs) >= 30
     assert len({p.question for p in probs}) == len(probs)
+
+
+def test_shipped_general_and_preference_data():
+    from r1envs.loaders import read_records
+
+    general = read_records(data_path("general/general.jsonl"))
+    prefs = read_records(data_path("general/preferences.jsonl"))
+    assert len(general) >= 120 and len(prefs) >= 150
+    assert all(set(r) == {"prompt", "answer"} and r["prompt"] and r["answer"] for r in general)
+    assert all(set(r) == {"prompt", "chosen", "rejected"} for r in prefs)
+    assert all(r["chosen"] != r["rejected"] for r in prefs)
+    assert max(len(r["answer"]) for r in general) < 400  # short: a tiny model trains on them
