@@ -1,0 +1,238 @@
+"""Final-answer extraction, as a careful grader reads a completion.
+
+1. Only the response is read: text after a chat-turn token the model ran on into
+   (``<|im_start|>``...) is dropped, and when a ``</think>`` (or the r1 reasoning end) is
+   followed by more text, only that text is read — a ``\\boxed{}`` in the thinking does not
+   count when a different final answer follows it.
+2. The LAST explicit final-answer marker wins: ``\\boxed{}``/``\\fbox{}``, ``<answer>…</answer>``,
+   "final answer …", "the answer is …", "answer: …", ``#### n``.
+3. Without a marker (non-strict mode), the answer stated in the last sentence that states
+   one (filler such as "I hope it is correct." is skipped); never a number from earlier
+   working.
+4. Several boxes in the final statement (``\\boxed{-2} and \\boxed{1}``) are returned
+   together as a multi-part answer; the comparison decides whether the gold has that many
+   parts (otherwise it is answer spraying and wrong).
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_SCAN_CHARS = 200_000
+MAX_BOX_CHARS = 4000
+MAX_ANSWER_CHARS = 1500
+
+_TURN_END_RE = re.compile(r"<\|im_start\|>|<\|im_end\|>|<\|endoftext\|>|<\|eot_id\|>|<\|user\|>")
+_BAD_CHARS_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_BOX_RE = re.compile(r"\\(?:boxed|fbox|framebox)\s*")
+_PHRASE_RE = re.compile(
+    r"(?i)(?:\bfinal\s+answers?\b(?:\s*\*\*)?\s*(?:is|are|:|=)?\s*:?"
+    r"|\b(?:the\s+)?(?:correct\s+)?answers?\s+(?:is|are|will\s+be|should\s+be|would\s+be)\b\s*:?"
+    r"|\banswers?\s*(?:\*\*)?\s*:|\banswer\b\s*(?=\$|\\\[|\\\()"
+    r"|####)",
+    re.MULTILINE,
+)
+_ANSWER_TAG_RE = re.compile(r"<answer>(.*?)</answer>", re.S)
+_MATH_SEG_RE = re.compile(
+    r"(?<!\\)\$\$(.+?)(?<!\\)\$\$|(?<!\\)\$(.+?)(?<!\\)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.S
+)
+_FILLER_RE = re.compile(
+    r"(?i)^\s*(?:i\s+hope|hope\s+(?:it|this)|let\s+me\s+know|feel\s+free|if\s+you\s+have|"
+    r"thank|note\b|please|this\s+is\s+(?:the\s+)?(?:correct|final)|good\s+luck|"
+    r"i\s+apologi|\[note)"
+)
+_COPULA_RE = re.compile(
+    r"(?i)(?<![a-z])(?:is|are|was|were|be|equals?|gives|get|becomes|yields|of|by)(?![a-z])\s*:?|=|:"
+)
+_NUMBER_TOKEN_RE = re.compile(r"(?<![\w.])[-+]?\d[\d,]*(?:\.\d+)?(?:\s*%)?(?![\w])")
+_GAP_OK_RE = re.compile(
+    r"^(?:\s|\$|\\\]|\\\[|\\\)|\\\(|,|;|\.|and|or|\\quad|\\qquad|\\text\{\s*(?:and|or)?\s*\}"
+    r"|&|\\\\)*$",
+    re.IGNORECASE,
+)
+
+
+def clean_text(text: str) -> str:
+    """Drop control characters and lone surrogates; keep the last ``MAX_SCAN_CHARS``."""
+    if len(text) > MAX_SCAN_CHARS:
+        text = text[-MAX_SCAN_CHARS:]
+    return _BAD_CHARS_RE.sub("", text)
+
+
+def response_region(text: str) -> str:
+    """The part of a completion a grader reads (see the module docstring)."""
+    m = _TURN_END_RE.search(text)
+    if m is not None and text[: m.start()].strip():
+        text = text[: m.start()]
+    for end_tag in ("<|end_of_reasoning|>", "</think>"):
+        k = text.rfind(end_tag)
+        if k >= 0 and text[k + len(end_tag) :].strip():
+            return text[k + len(end_tag) :]
+    return text
+
+
+def _brace_group(text: str, j: int) -> tuple[str, int] | None:
+    """Content and end index of the ``{...}`` group opening at ``text[j]``."""
+    depth = 0
+    stop = min(len(text), j + MAX_BOX_CHARS)
+    for k in range(j, stop):
+        c = text[k]
+        if c == "{" and text[k - 1 : k] != "\\":
+            depth += 1
+        elif c == "}" and text[k - 1 : k] != "\\":
+            depth -= 1
+            if depth == 0:
+                return text[j + 1 : k], k + 1
+    return None
+
+
+def boxes(text: str) -> list[tuple[int, int, str]]:
+    """Every ``\\boxed{...}`` as ``(start, end, content)``, in order."""
+    out = []
+    for m in _BOX_RE.finditer(text):
+        j = m.end()
+        if j < len(text) and text[j] == "{":
+            g = _brace_group(text, j)
+            if g is not None:
+                out.append((m.start(), g[1], g[0]))
+        elif j < len(text):
+            t = re.match(r"[^\s$]+", text[j:])
+            if t and m.group(0).endswith(" "):
+                out.append((m.start(), j + t.end(), t.group(0)))
+    return out
+
+
+def _last_box_group(text: str, bx: list[tuple[int, int, str]]) -> list[str]:
+    group = [bx[-1]]
+    for prev in reversed(bx[:-1]):
+        gap = text[prev[1] : group[0][0]]
+        if len(gap) > 60 or not _GAP_OK_RE.match(gap) or "\n\n" in gap:
+            break
+        group.insert(0, prev)
+    return [g[2].strip() for g in group]
+
+
+def _sentence(text: str) -> str:
+    """``text`` up to the end of its first sentence (math spans are never split)."""
+    out, i, n = [], 0, min(len(text), MAX_ANSWER_CHARS)
+    while i < n:
+        m = _MATH_SEG_RE.match(text, i)
+        if m is not None:
+            out.append(m.group(0))
+            i = m.end()
+            continue
+        c = text[i]
+        if c == "\n" and "".join(out).strip():
+            break
+        if c in ".!?" and (i + 1 >= len(text) or text[i + 1].isspace()):
+            prev = text[i - 1] if i else ""
+            if not (c == "!" and prev.isdigit()):
+                break
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _math_spans(s: str) -> list[tuple[int, int, str]]:
+    return [
+        (m.start(), m.end(), next(g for g in m.groups() if g is not None))
+        for m in _MATH_SEG_RE.finditer(s)
+    ]
+
+
+def statement_answer(s: str, *, need_cue: bool = False) -> str | None:
+    """The answer a statement gives: ``"... is $\\frac12$."`` -> ``\\frac12``.
+
+    With ``need_cue`` (a final sentence without a marker), a number in plain text counts
+    only after a cue such as "is", "=", "get", "by".
+    """
+    s = s.strip().strip("*").strip()
+    if not s:
+        return None
+    spans = _math_spans(s)
+    tail = s
+    cut = 0
+    for m in _COPULA_RE.finditer(s):
+        if any(a <= m.start() < b for a, b, _ in spans):
+            continue
+        after = s[m.end() :]
+        if re.search(r"[\d$\\]", after):
+            cut = m.end()
+    if cut:
+        tail = s[cut:]
+        spans = _math_spans(tail)
+    if spans:
+        first, last = spans[0], spans[-1]
+        between = tail[first[1] : last[0]] if len(spans) > 1 else ""
+        lead = tail[: first[0]]
+        if len(spans) > 1 and _GAP_OK_RE.match(re.sub(r"\$[^$]*\$", "", between) or " "):
+            return ", ".join(sp[2] for sp in spans)
+        if re.search(r"\d", lead) and not lead.strip().endswith(("is", "are")):
+            nums = _NUMBER_TOKEN_RE.findall(lead)
+            if len(nums) == 1 and not re.search(r"\d", tail[first[1] :]):
+                return nums[0]
+        return first[2]
+    if need_cue and not cut:
+        return None
+    plain = tail.strip().rstrip(".")
+    if len(plain) <= 40 and not re.search(r"[a-zA-Z]{3,}", re.sub(r"\\[a-zA-Z]+", "", plain)):
+        return plain or None
+    nums = _NUMBER_TOKEN_RE.findall(plain)
+    if len(nums) == 1:
+        return nums[0]
+    if len(nums) > 1 and re.match(r"^\s*[-+]?\d", plain):
+        return plain if len(plain) <= 80 else None
+    return plain if len(plain) <= 40 and nums else None
+
+
+def _final_sentence(text: str) -> str | None:
+    """The answer stated in the last sentence that states one (non-strict mode)."""
+    sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z\\$*])|\n+", text.strip()[-4000:])
+    for sent in reversed(sentences):
+        if not sent.strip() or _FILLER_RE.match(sent):
+            continue
+        if not re.search(r"[\d$]|\\[a-zA-Z]", sent):
+            continue
+        return statement_answer(_sentence(sent + " "), need_cue=True)
+    return None
+
+
+def extract_parts(text: str, *, strict: bool = False) -> list[str] | None:
+    """The final answer of ``text`` as a list of parts (usually one), or ``None``."""
+    region = response_region(clean_text(text))
+    candidates: list[tuple[int, list[str] | None]] = []
+    bx = boxes(region)
+    if bx:
+        candidates.append((bx[-1][0], _last_box_group(region, bx)))
+    tags = list(_ANSWER_TAG_RE.finditer(region))
+    if tags:
+        inner = tags[-1].group(1)
+        inner_bx = boxes(inner)
+        if inner_bx:
+            parts: list[str] | None = _last_box_group(inner, inner_bx)
+        else:
+            parts = extract_parts(inner, strict=True) or _tag_answer(inner)
+        candidates.append((tags[-1].start() + (len(region) if inner_bx else 0), parts))
+    phrases = list(_PHRASE_RE.finditer(region))
+    if phrases:
+        m = phrases[-1]
+        if not bx or bx[-1][0] < m.start():
+            ans = statement_answer(_sentence(region[m.end() :]))
+            candidates.append((m.start(), [ans] if ans else None))
+    candidates = [c for c in candidates if c[1]]
+    if candidates:
+        return max(candidates, key=lambda c: c[0])[1]
+    if strict:
+        return None
+    ans = _final_sentence(region)
+    return [ans] if ans else None
+
+
+def _tag_answer(inner: str) -> list[str] | None:
+    s = inner.strip()
+    if not s:
+        return None
+    if len(s) <= 200 and not re.search(r"[A-Za-z]{3,}", re.sub(r"\\[a-zA-Z]+(\{[^{}]*\})?", "", s)):
+        return [s]
+    ans = _final_sentence(s) or statement_answer(_sentence(s))
+    return [ans] if ans else None

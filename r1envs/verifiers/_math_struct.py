@@ -1,0 +1,258 @@
+"""The shape of a normalised answer: scalar, tuple, interval, set, list, equation, relation...
+
+:func:`structure` turns a normalised answer string into nested tuples (picklable, hashable):
+
+* ``("expr", text, ast | None)`` — one expression (``ast`` from :func:`parse_expr`);
+* ``("text", words)`` — a word answer (``\\text{Evelyn}``), lower-cased;
+* ``("choice", letter)`` — a multiple-choice letter;
+* ``("tuple", open, close, items)`` — ``(1,2)``, ``[0,1)``: a point or an interval;
+* ``("set", items)`` — ``\\{1,2\\}``; ``("list", items)`` — ``1, 2`` or ``1 and 2``;
+* ``("union", parts)`` — ``(-\\infty,0) \\cup (1,2]``;
+* ``("matrix", rows)`` — rows of items;
+* ``("eq", lhs, value)`` — a definition ``x = 3`` / ``(p,q) = (1,2)`` (``lhs`` text);
+* ``("equation", lhs, rhs)`` — a general equation ``x + y = 2`` (two ``expr`` nodes);
+* ``("rel", parts, ops)`` — an inequality chain ``-2 \\leq x < 7``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from r1envs.verifiers._math_latex import ParseError, TooBig, parse_expr
+
+Node = tuple[Any, ...]
+
+MAX_ITEMS = 64
+_OPEN = {"(": ")", "[": "]", "{": "}"}
+_REL_RE = re.compile(r"\\leq|\\geq|\\neq|\\approx|\\in(?![a-zA-Z])|=|<|>")
+_CHOICE_RE = re.compile(r"^\(?\s*([A-Ha-h])\s*\)?$")
+_WORDY_RE = re.compile(r"^[A-Za-z][A-Za-z '\-]*$")
+_SIMPLE_LHS_RE = re.compile(
+    r"^(?:[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?'?|\\[a-zA-Z]+(?:_\{?[a-zA-Z0-9]+\}?)?"
+    r"|[a-zA-Z]+\([^()]*\)|\((?:\s*[a-zA-Z](?:_\{?\w+\}?)?\s*,)+\s*[a-zA-Z](?:_\{?\w+\}?)?\s*\)"
+    r"|[A-Za-z][A-Za-z ]{1,30})$"
+)
+_WORD_SPLIT_RE = re.compile(r"\s+(?:and|or)\s+|\s*,\s*(?:and|or)\s+", re.IGNORECASE)
+
+
+def _scan(s: str):
+    """Yield ``(index, depth)`` for each character; brackets of any kind nest together."""
+    depth = 0
+    i, n = 0, len(s)
+    while i < n:
+        if s.startswith("\\lbrace", i) or s.startswith("\\begin", i):
+            yield i, depth
+            depth += 1
+            i += 7 if s.startswith("\\lbrace", i) else 6
+            continue
+        if s.startswith("\\rbrace", i) or s.startswith("\\end", i):
+            depth -= 1
+            yield i, depth
+            i += 7 if s.startswith("\\rbrace", i) else 4
+            continue
+        c = s[i]
+        if c in "([{":
+            yield i, depth
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+            yield i, depth
+        else:
+            yield i, depth
+        i += 1
+
+
+def split_top(s: str, seps: tuple[str, ...]) -> list[str]:
+    """Split ``s`` at separators that are outside every bracket."""
+    parts, start = [], 0
+    skip_to = -1
+    for i, depth in _scan(s):
+        if i < skip_to or depth != 0:
+            continue
+        for sep in seps:
+            if s.startswith(sep, i):
+                if sep[0] == "\\" and s[i + len(sep) : i + len(sep) + 1].isalpha():
+                    continue
+                parts.append(s[start:i])
+                start = i + len(sep)
+                skip_to = start
+                break
+    parts.append(s[start:])
+    return parts
+
+
+def _top_rel_ops(s: str) -> list[tuple[int, int, str]]:
+    out = []
+    depth_at = dict(_scan(s))
+    for m in _REL_RE.finditer(s):
+        if depth_at.get(m.start(), 1) == 0:
+            out.append((m.start(), m.end(), m.group(0)))
+    return out
+
+
+def _wrapped(s: str) -> tuple[str, str, str] | None:
+    """``(open, inner, close)`` when one bracket pair wraps all of ``s``."""
+    if len(s) < 2:
+        return None
+    if s.startswith("\\lbrace") and s.endswith("\\rbrace"):
+        inner = s[7:-7]
+        o, c = "{", "}"
+    elif s[0] in "([" and s[-1] in ")]":
+        inner = s[1:-1]
+        o, c = s[0], s[-1]
+    elif s[0] == "{" and s[-1] == "}":
+        inner = s[1:-1]
+        o, c = "{{", "}}"
+    else:
+        return None
+    depth = 0
+    for _, d in _scan(inner):
+        depth = d
+        if d < 0:
+            return None
+    return (o, inner, c) if depth == 0 else None
+
+
+def structure(s: str, _depth: int = 0) -> Node:
+    """The :data:`Node` of a normalised answer (see the module docstring)."""
+    s = s.strip(" ,;")
+    if s.endswith(".") and not s.endswith("..."):
+        s = s[:-1].rstrip(" ,;")
+    if _depth > 12 or not s:
+        return ("expr", s, None)
+    m = _CHOICE_RE.match(s)
+    if m:
+        return ("choice", m.group(1).upper())
+    items = [p for p in split_top(s, (",", ";")) if p.strip()]
+    if len(items) > 1 and _wrapped(s) is None:
+        items = [q for p in items for q in _WORD_SPLIT_RE.split(" " + p + " ") if q.strip()]
+        items = [re.sub(r"^\s*(?:and|or)\s+", "", p) for p in items]
+        return ("list", _flat([structure(p, _depth + 1) for p in items[:MAX_ITEMS]]))
+    ops = _top_rel_ops(s)
+    if ops:
+        return _relation(s, ops, _depth)
+    parts = split_top(s, ("\\cup",))
+    if len(parts) > 1:
+        return ("union", [structure(p, _depth + 1) for p in parts[:MAX_ITEMS]])
+    if s.startswith("\\begin{") and s.endswith("}"):
+        mat = _matrix(s, _depth)
+        if mat is not None:
+            return mat
+    w = _wrapped(s)
+    if w is not None:
+        o, inner, c = w
+        items = [p for p in split_top(inner, (",", ";"))]
+        if o == "{":
+            return (
+                "set",
+                _flat([structure(p, _depth + 1) for p in items[:MAX_ITEMS] if p.strip()]),
+            )
+        if o == "{{":
+            return structure(inner, _depth + 1)
+        if len(items) > 1:
+            return ("tuple", o, c, [structure(p, _depth + 1) for p in items[:MAX_ITEMS]])
+        return structure(inner, _depth + 1)
+    items = [p for p in split_top(s, (",", ";")) if p.strip()]
+    items = [q for p in items for q in _WORD_SPLIT_RE.split(" " + p + " ") if q.strip()]
+    items = [re.sub(r"^\s*(?:and|or)\s+", "", p) for p in items]
+    if len(items) > 1:
+        return ("list", [structure(p, _depth + 1) for p in items[:MAX_ITEMS]])
+    if len(items) == 1 and items[0].strip() != s:
+        return structure(items[0], _depth + 1)
+    pm = split_top(s, ("\\pm", "\\mp"))
+    if len(pm) == 2:
+        return _plus_minus(pm[0], pm[1], _depth)
+    return scalar(s)
+
+
+_WORDS = {"yes", "no", "none", "odd", "even", "true", "false", "neither", "both", "never"}
+_TIME_RATIO_RE = re.compile(r"^\d+(?::\d+)+$")
+
+
+def _flat(items: list[Node]) -> list[Node]:
+    out: list[Node] = []
+    for it in items:
+        out.extend(it[1] if it[0] == "list" else [it])
+    return out
+
+
+def scalar(s: str) -> Node:
+    """An ``expr`` node (or ``text`` for words, clock times and ratios)."""
+    letters = s.replace(" ", "")
+    if _TIME_RATIO_RE.match(letters):
+        return ("text", letters)
+    if _WORDY_RE.match(s) and (len(letters) >= 4 or " " in s.strip() or s.lower() in _WORDS):
+        return ("text", " ".join(s.lower().split()))
+    try:
+        return ("expr", s, parse_expr(s))
+    except (ParseError, TooBig, RecursionError, ValueError, ZeroDivisionError):
+        pass
+    if _WORDY_RE.match(s) and len(s) > 1:
+        return ("text", " ".join(s.lower().split()))
+    return ("expr", s, None)
+
+
+def _plus_minus(a: str, b: str, depth: int) -> Node:
+    left = a.strip()
+    try:
+        bx = parse_expr(b)
+        ax = parse_expr(left) if left else ("num", 0, "0")
+    except (ParseError, TooBig, RecursionError):
+        return ("expr", a + "\\pm" + b, None)
+    plus = ("expr", f"{left}+{b}", ("add", [ax, bx]))
+    minus = ("expr", f"{left}-{b}", ("add", [ax, ("neg", bx)]))
+    return ("list", [plus, minus])
+
+
+def _matrix(s: str, depth: int) -> Node | None:
+    m = re.match(r"^\\begin\{([a-zA-Z]*matrix|array)\}(\{[^{}]*\})?(.*)\\end\{\1\}$", s, re.S)
+    if m is None:
+        return None
+    body = m.group(3)
+    rows = [r for r in re.split(r"\\\\", body) if r.strip()]
+    out = [[structure(c, depth + 1) for c in r.split("&")] for r in rows[:MAX_ITEMS]]
+    return ("matrix", out)
+
+
+def _simple_lhs(text: str) -> bool:
+    t = text.strip()
+    return bool(_SIMPLE_LHS_RE.match(t)) and not re.fullmatch(r"\d+", t)
+
+
+def _relation(s: str, ops: list[tuple[int, int, str]], depth: int) -> Node:
+    pieces, kinds, start = [], [], 0
+    for a, b, op in ops:
+        pieces.append(s[start:a].strip())
+        kinds.append(op)
+        start = b
+    pieces.append(s[start:].strip())
+    if "\\approx" in kinds:
+        k = kinds.index("\\approx")
+        if k > 0 or pieces[0]:
+            if k == 0:
+                return structure(pieces[1] if not _simple_lhs(pieces[0]) else pieces[1], depth + 1)
+            pieces, kinds = pieces[: k + 1], kinds[:k]
+            return _relation_parts(pieces, kinds, depth)
+        return structure(pieces[1], depth + 1)
+    return _relation_parts(pieces, kinds, depth)
+
+
+def _relation_parts(pieces: list[str], kinds: list[str], depth: int) -> Node:
+    if not kinds:
+        return structure(pieces[0], depth + 1)
+    if kinds[-1] == "\\in":
+        return structure(pieces[-1], depth + 1)
+    if all(k == "=" for k in kinds):
+        if not pieces[-1]:
+            return structure(pieces[0], depth + 1)
+        if not pieces[0]:
+            return structure(pieces[-1], depth + 1)
+        if _simple_lhs(pieces[0]) or (len(pieces) > 2 and _simple_lhs(pieces[-2])):
+            return ("eq", pieces[0].replace(" ", ""), structure(pieces[-1], depth + 1))
+        if len(pieces) == 2:
+            return ("equation", scalar(pieces[0]), scalar(pieces[1]))
+        return ("eq", "", structure(pieces[-1], depth + 1))
+    if "=" in kinds or "\\approx" in kinds:
+        return ("expr", "".join(pieces), None)
+    return ("rel", [scalar(p) for p in pieces], kinds)

@@ -1,0 +1,294 @@
+"""The symbolic half of math verification, run in a helper process with a hard time bound.
+
+``python -m r1envs.verifiers._math_worker`` reads length-prefixed pickled requests
+``(kind, pred, gold)`` from stdin and writes pickled ``("ok", bool)`` or ``("err", str)``
+replies to stdout. The parent (:mod:`r1envs.verifiers.math`) kills and restarts it when a
+reply is late, which bounds the time of any sympy call from any thread or daemonic process
+(no signals involved). The process caps its own address space so a runaway expression
+cannot take the host's memory.
+
+Kinds:
+
+* ``"expr"``: two scalar ASTs; equal when their difference is exactly 0, or numerically 0
+  at 100 digits (constants), or 0 at several random points (expressions with symbols).
+  Decimal literals follow the rounding rules of :mod:`r1envs.verifiers._math_compare`.
+* ``"equation"``: ``(lhs, rhs)`` pairs; equal when one is a non-zero multiple of the other.
+* ``"rel"``: ``(lhs, op, rhs)`` inequalities; equal when, written as ``e < 0`` (or ``<=``,
+  ``!=``), one ``e`` is a positive multiple of the other.
+* ``"latex"``: two LaTeX strings our parser does not read; parsed with latex2sympy2_extended.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+import sys
+from fractions import Fraction
+from typing import Any
+
+import sympy
+
+from r1envs.verifiers._math_compare import round_to
+from r1envs.verifiers._math_latex import Ast, decimal_places, is_absurd, significant_digits
+
+MEMORY_LIMIT_BYTES = 3 * 1024**3
+_PREC = 100
+_POINTS = (Fraction(37, 100), Fraction(123, 100), Fraction(271, 100), Fraction(59, 100))
+
+_FUNCS = {
+    "sin": sympy.sin,
+    "cos": sympy.cos,
+    "tan": sympy.tan,
+    "sec": sympy.sec,
+    "csc": sympy.csc,
+    "cot": sympy.cot,
+    "arcsin": sympy.asin,
+    "arccos": sympy.acos,
+    "arctan": sympy.atan,
+    "sinh": sympy.sinh,
+    "cosh": sympy.cosh,
+    "tanh": sympy.tanh,
+    "log": sympy.log,
+    "ln": sympy.log,
+    "lg": lambda x: sympy.log(x, 10),
+    "exp": sympy.exp,
+}
+_CONSTS = {"pi": sympy.pi, "e": sympy.E, "i": sympy.I, "oo": sympy.oo}
+
+
+def to_sympy(node: Ast) -> sympy.Expr:
+    """Convert a parser AST to a sympy expression (callers check :func:`is_absurd` first)."""
+    kind = node[0]
+    if kind == "num":
+        return sympy.Rational(node[1].numerator, node[1].denominator)
+    if kind == "sym":
+        return sympy.Symbol(node[1], real=True)
+    if kind == "const":
+        return _CONSTS[node[1]]
+    if kind == "add":
+        return sympy.Add(*[to_sympy(t) for t in node[1]])
+    if kind == "mul":
+        return sympy.Mul(*[to_sympy(t) for t in node[1]])
+    if kind == "neg":
+        return -to_sympy(node[1])
+    if kind == "div":
+        return to_sympy(node[1]) / to_sympy(node[2])
+    if kind == "pow":
+        return sympy.Pow(to_sympy(node[1]), to_sympy(node[2]))
+    if kind == "fact":
+        return sympy.factorial(to_sympy(node[1]))
+    if kind == "sqrt":
+        x = to_sympy(node[1])
+        return sympy.sqrt(x) if node[2] is None else sympy.root(x, to_sympy(node[2]))
+    if kind == "abs":
+        return sympy.Abs(to_sympy(node[1]))
+    if kind == "pct":
+        return to_sympy(node[1]) / 100
+    if kind == "func":
+        if node[1] == "binomial":
+            return sympy.binomial(to_sympy(node[2][0]), to_sympy(node[2][1]))
+        return _FUNCS[node[1]](to_sympy(node[2]))
+    raise ValueError(f"unknown node kind {kind!r}")
+
+
+def _num(x: sympy.Expr) -> complex | None:
+    v = sympy.N(x, _PREC)
+    if not v.is_number or v.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo):
+        return None
+    return v
+
+
+def _close(a: Any, b: Any) -> bool:
+    scale = max(abs(a), abs(b), 1)
+    return bool(abs(a - b) <= sympy.Float(10) ** (-(_PREC - 10)) * scale)
+
+
+def _to_fraction(v: Any) -> Fraction | None:
+    if not v.is_real:
+        return None
+    return Fraction(str(sympy.Float(v, _PREC)))
+
+
+def _approx_rules(pa: Ast, ga: Ast, a: sympy.Expr, b: sympy.Expr) -> bool:
+    dp, dg = decimal_places(pa), decimal_places(ga)
+    if dp is not None and significant_digits(pa) >= 3:
+        vb = _num(b)
+        if vb is not None and (fb := _to_fraction(vb)) is not None:
+            if round_to(fb, dp) == Fraction(str(sympy.Rational(a))):
+                return True
+    if dg is not None and (dp is None or dp >= dg + 2):
+        va = _num(a)
+        if va is not None and (fa := _to_fraction(va)) is not None:
+            if round_to(fa, dg) == Fraction(str(sympy.Rational(b))):
+                return True
+    return False
+
+
+def _points(syms: list[sympy.Symbol]) -> list[dict[sympy.Symbol, sympy.Rational]]:
+    out = []
+    for k in range(len(_POINTS)):
+        out.append(
+            {
+                s: sympy.Rational(
+                    _POINTS[(k + j) % len(_POINTS)].numerator,
+                    _POINTS[(k + j) % len(_POINTS)].denominator,
+                )
+                + j
+                for j, s in enumerate(syms)
+            }
+        )
+    return out
+
+
+def exprs_equal(pa: Ast, ga: Ast) -> bool:
+    """Scalar equivalence (see the module docstring)."""
+    if is_absurd(pa) or is_absurd(ga):
+        return False
+    a, b = to_sympy(pa), to_sympy(ga)
+    if a == b:
+        return True
+    if a.is_number and b.is_number:
+        va, vb = _num(a), _num(b)
+        if va is not None and vb is not None and _close(va, vb):
+            return True
+        return _approx_rules(pa, ga, a, b)
+    if a.free_symbols != b.free_symbols:
+        return False
+    d = a - b
+    if sympy.expand(d) == 0:
+        return True
+    return _zero_at_points(d)
+
+
+def _zero_at_points(d: sympy.Expr) -> bool:
+    syms = sorted(d.free_symbols, key=str)
+    seen = 0
+    for pt in _points(syms):
+        v = _num(d.subs(pt))
+        if v is None:
+            continue
+        seen += 1
+        if not _close(v, 0):
+            return False
+    if seen >= 2:
+        return True
+    return sympy.simplify(d) == 0
+
+
+def _ratio_constant(e1: sympy.Expr, e2: sympy.Expr, positive: bool) -> bool:
+    if e1.free_symbols != e2.free_symbols or not e1.free_symbols:
+        return False
+    ratios = []
+    for pt in _points(sorted(e1.free_symbols, key=str)):
+        v1, v2 = _num(e1.subs(pt)), _num(e2.subs(pt))
+        if v1 is None or v2 is None or _close(v2, 0):
+            continue
+        ratios.append(v1 / v2)
+    if len(ratios) < 2 or any(not _close(r, ratios[0]) for r in ratios):
+        return False
+    r0 = ratios[0]
+    if _close(r0, 0):
+        return False
+    return bool(r0 > 0) if positive else True
+
+
+def equations_equal(p: tuple[Ast, Ast], g: tuple[Ast, Ast]) -> bool:
+    """Two equations are equal when one is a non-zero multiple of the other."""
+    if any(is_absurd(x) for x in (*p, *g)):
+        return False
+    e1 = to_sympy(p[0]) - to_sympy(p[1])
+    e2 = to_sympy(g[0]) - to_sympy(g[1])
+    return _ratio_constant(e1, e2, positive=False)
+
+
+_FLIP = {">": "<", "\\geq": "\\leq"}
+
+
+def relations_equal(p: tuple[Ast, str, Ast], g: tuple[Ast, str, Ast]) -> bool:
+    """Two inequalities are equal when, as ``e op 0``, one ``e`` is a positive multiple."""
+
+    def norm(r: tuple[Ast, str, Ast]) -> tuple[sympy.Expr, str]:
+        e = to_sympy(r[0]) - to_sympy(r[2])
+        if r[1] in _FLIP:
+            return -e, _FLIP[r[1]]
+        return e, r[1]
+
+    if any(is_absurd(x) for x in (p[0], p[2], g[0], g[2])):
+        return False
+    (e1, o1), (e2, o2) = norm(p), norm(g)
+    if o1 != o2:
+        return False
+    return _ratio_constant(e1, e2, positive=o1 != "\\neq")
+
+
+def latex_equal(p: str, g: str) -> bool:
+    """Fallback for LaTeX our parser does not read."""
+    from latex2sympy2_extended import latex2sympy
+
+    if max(len(p), len(g)) > 500:
+        return False
+    a, b = latex2sympy(p), latex2sympy(g)
+    if not isinstance(a, sympy.Expr) or not isinstance(b, sympy.Expr):
+        return bool(a == b)
+    if a == b:
+        return True
+    if a.free_symbols != b.free_symbols:
+        return False
+    if a.is_number and b.is_number:
+        va, vb = _num(a), _num(b)
+        return va is not None and vb is not None and _close(va, vb)
+    return sympy.expand(a - b) == 0 or _zero_at_points(a - b)
+
+
+def handle(kind: str, pred: Any, gold: Any) -> bool:
+    """Dispatch one request."""
+    if kind == "expr":
+        return exprs_equal(pred, gold)
+    if kind == "equation":
+        return equations_equal(pred, gold)
+    if kind == "rel":
+        return relations_equal(pred, gold)
+    if kind == "latex":
+        return latex_equal(pred, gold)
+    raise ValueError(f"unknown request kind {kind!r}")
+
+
+def _read_exact(stream: Any, n: int) -> bytes | None:
+    buf = b""
+    while len(buf) < n:
+        chunk = stream.read(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return buf
+
+
+def main() -> None:
+    """Serve requests until stdin closes."""
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
+    except (ImportError, ValueError, OSError):
+        pass
+    sys.setrecursionlimit(5000)
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    while True:
+        head = _read_exact(stdin, 4)
+        if head is None:
+            return
+        body = _read_exact(stdin, struct.unpack("<I", head)[0])
+        if body is None:
+            return
+        try:
+            kind, pred, gold = pickle.loads(body)
+            reply: tuple[str, Any] = ("ok", bool(handle(kind, pred, gold)))
+        except Exception as exc:  # noqa: BLE001 - any sympy failure is "not equal"
+            reply = ("fail", f"{type(exc).__name__}: {str(exc)[:200]}")
+        data = pickle.dumps(reply)
+        stdout.write(struct.pack("<I", len(data)) + data)
+        stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

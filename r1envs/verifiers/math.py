@@ -1,0 +1,385 @@
+"""Math answer verification: extract the final answer, decide equivalence with the gold.
+
+Usage::
+
+    from r1envs.verifiers.math import check, verify
+    verify(r"... so the answer is $\\boxed{\\frac{1}{2}}$.", "0.5")      # True
+    check("<think>...</think> The answer is 12.", "$12$").extracted   # '12'
+
+Design:
+
+* **Extraction** (:mod:`._math_extract`): the last explicit final-answer marker
+  (``\\boxed{}``, ``<answer>``, "the answer is", "Final Answer:", ``#### n``); without one,
+  and only when ``strict=False``, the answer stated in the final sentence. Never "any
+  number in the text". Several boxes in the final statement form a multi-part answer,
+  which is right only if the gold has those parts (else it is answer spraying).
+* **Structure** (:mod:`._math_struct`): tuples, intervals, sets, lists, unions, matrices,
+  equations, inequalities, choice letters, words.
+* **Equivalence** (:mod:`._math_compare`): rationals exactly with ``fractions.Fraction`` in
+  this process (a plain number takes a few microseconds); everything symbolic goes to
+  sympy in a helper process (:mod:`._math_worker`) started with ``subprocess`` and talked
+  to over pipes. A late reply gets the helper killed and restarted, so the time bound
+  holds in any thread and in daemonic worker processes (no ``signal.alarm``). Absurd inputs
+  (exponent towers, huge factorials, deep nesting, megabytes of text) are refused before
+  anything evaluates them: they are wrong answers, not verifier errors.
+* **Numbers**: exact comparison; decimals only match with the rounding rules documented in
+  :mod:`._math_compare` (``0.333`` matches ``1/3``; ``0.33`` does not; gold ``7.78``
+  accepts ``70/9``); percent ``50\\%`` matches ``50``, ``0.5`` and ``1/2``.
+
+``MathResult.error`` is set only when the verifier itself failed (its time budget ran out
+in the helper process, or the helper could not be started) — never for a wrong answer.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import pickle
+import re
+import select
+import struct
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from r1envs.verifiers._math_compare import equal
+from r1envs.verifiers._math_extract import boxes, clean_text, extract_parts
+from r1envs.verifiers._math_latex import MAX_EXPR_CHARS, normalize
+from r1envs.verifiers._math_struct import Node, structure
+
+__all__ = ["MathResult", "check", "verify", "extract_answer", "parse_gold", "shutdown_workers"]
+
+MAX_WORKERS = 4
+
+
+@dataclass(frozen=True)
+class MathResult:
+    """The verdict on one completion.
+
+    Attributes:
+        correct: whether the final answer is equivalent to the gold.
+        extracted: the answer text that was graded (parts joined by ``", "``), or ``None``.
+        error: set only when the verifier itself failed (e.g. its time budget ran out).
+    """
+
+    correct: bool
+    extracted: str | None
+    error: str | None = None
+
+
+class VerifierTimeout(Exception):
+    """The symbolic helper did not answer within the time budget."""
+
+
+class VerifierUnavailable(Exception):
+    """The symbolic helper process could not be started or died."""
+
+
+# --------------------------------------------------------------------------- helper pool
+
+
+class _Worker:
+    """One helper process speaking the length-prefixed pickle protocol."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "r1envs.verifiers._math_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            close_fds=True,
+        )
+
+    def _read(self, n: int, deadline: float) -> bytes:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        buf = b""
+        while len(buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise VerifierTimeout
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                raise VerifierTimeout
+            chunk = os.read(fd, n - len(buf))
+            if not chunk:
+                raise VerifierUnavailable("math helper process exited")
+            buf += chunk
+        return buf
+
+    def call(self, request: tuple[Any, ...], deadline: float) -> tuple[str, Any]:
+        assert self.proc.stdin is not None
+        data = pickle.dumps(request)
+        try:
+            self.proc.stdin.write(struct.pack("<I", len(data)) + data)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError) as exc:
+            raise VerifierUnavailable(f"math helper process: {exc}") from exc
+        size = struct.unpack("<I", self._read(4, deadline))[0]
+        return pickle.loads(self._read(size, deadline))
+
+    def kill(self) -> None:
+        try:
+            self.proc.kill()
+            self.proc.wait(timeout=1.0)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+
+
+class _Pool:
+    """Up to ``MAX_WORKERS`` helpers shared by the threads of one process."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.cond = threading.Condition()
+        self.idle: list[_Worker] = []
+        self.total = 0
+
+    def acquire(self, deadline: float) -> _Worker:
+        with self.cond:
+            while not self.idle and self.total >= MAX_WORKERS:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self.cond.wait(left):
+                    raise VerifierTimeout
+            if self.idle:
+                return self.idle.pop()
+            self.total += 1
+        try:
+            return _Worker()
+        except OSError as exc:
+            with self.cond:
+                self.total -= 1
+            raise VerifierUnavailable(f"cannot start the math helper: {exc}") from exc
+
+    def release(self, worker: _Worker, healthy: bool) -> None:
+        if not healthy:
+            worker.kill()
+        with self.cond:
+            if healthy:
+                self.idle.append(worker)
+            else:
+                self.total -= 1
+            self.cond.notify()
+
+    def close(self) -> None:
+        with self.cond:
+            workers, self.idle = self.idle, []
+            self.total -= len(workers)
+        for w in workers:
+            w.kill()
+
+
+_pool: _Pool | None = None
+_pool_lock = threading.Lock()
+
+
+def _get_pool() -> _Pool:
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool.pid != os.getpid():  # a forked child builds its own
+            _pool = _Pool()
+        return _pool
+
+
+def shutdown_workers() -> None:
+    """Stop the helper processes of this process (they restart on demand)."""
+    with _pool_lock:
+        pool = _pool
+    if pool is not None and pool.pid == os.getpid():
+        pool.close()
+
+
+atexit.register(shutdown_workers)
+
+
+class _Symbolic:
+    """The ``symbolic`` callback of the comparison, bounded by one deadline."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.cache: dict[bytes, bool] = {}
+
+    def __call__(self, kind: str, pred: Any, gold: Any) -> bool:
+        key = pickle.dumps((kind, pred, gold))
+        if key in self.cache:
+            return self.cache[key]
+        pool = _get_pool()
+        worker = pool.acquire(self.deadline)
+        healthy = False
+        try:
+            status, value = worker.call((kind, pred, gold), self.deadline)
+            healthy = True
+        finally:
+            pool.release(worker, healthy)
+        result = status == "ok" and bool(value)
+        self.cache[key] = result
+        return result
+
+
+# --------------------------------------------------------------------------- answers
+
+
+_GOLD_MARKER_RE = re.compile(r"(?i)####|answer\s*(?:is|:)|final answer|<answer>")
+
+
+def _gold_text(gold: str) -> list[str]:
+    g = clean_text(gold).strip()
+    bx = boxes(g)
+    if bx:
+        return [b[2] for b in bx] if len(bx) > 1 and _all_adjacent(g, bx) else [bx[-1][2]]
+    if _GOLD_MARKER_RE.search(g) or len(g) > 200:
+        parts = extract_parts(g, strict=len(g) <= 200)
+        if parts:
+            return parts
+    return [g]
+
+
+_GAP_WORDS_RE = re.compile(r"[\s$,;]|\\q?quad|\band\b|\bor\b|\\text\{[^{}]*\}")
+
+
+def _all_adjacent(text: str, bx: list[tuple[int, int, str]]) -> bool:
+    gaps = [text[a[1] : b[0]] for a, b in zip(bx, bx[1:], strict=False)]
+    return all(len(_GAP_WORDS_RE.sub("", gap)) <= 3 for gap in gaps)
+
+
+@lru_cache(maxsize=65536)
+def parse_gold(gold: str) -> Node:
+    """The structure of a gold answer (cached: golds repeat across a group of samples)."""
+    parts = _gold_text(gold)
+    return _structure_of(parts)
+
+
+@lru_cache(maxsize=65536)
+def _structure_one(text: str) -> Node:
+    return structure(normalize(text))
+
+
+@lru_cache(maxsize=65536)
+def _normalized(text: str) -> str:
+    return normalize(text).replace(" ", "")
+
+
+@lru_cache(maxsize=65536)
+def _normalized_gold(gold: str) -> str | None:
+    parts = _gold_text(gold)
+    return _normalized(parts[0]) if len(parts) == 1 else None
+
+
+def _structure_of(parts: list[str]) -> Node:
+    if len(parts) == 1:
+        return _structure_one(parts[0])
+    return ("list", [_structure_one(p) for p in parts])
+
+
+_CHOICE_LEAD_RE = re.compile(r"^\(?([A-H])(?:\)|[.:]|\s*$)")
+
+
+def _choice_letter(text: str) -> str | None:
+    """The option letter an answer starts with: ``B) 12``, ``(C) x``, ``D.``."""
+    m = _CHOICE_LEAD_RE.match(normalize(text))
+    return m.group(1) if m else None
+
+
+def extract_answer(completion: str, *, strict: bool = False) -> str | None:
+    """The final answer text of ``completion`` (parts joined by ``", "``), or ``None``.
+
+    Args:
+        completion: the model's completion (may include a think block).
+        strict: require an explicit final-answer marker.
+    """
+    try:
+        parts = extract_parts(completion, strict=strict)
+    except (RecursionError, ValueError):
+        return None
+    return None if not parts else ", ".join(parts)
+
+
+def _sprayed(parts: list[str], gold: Node, symbolic: _Symbolic) -> Node | None:
+    """The structure of several final answers, or ``None`` if they cannot all be right."""
+    nodes = [_structure_one(p) for p in parts]
+    gold_items = gold[1] if gold[0] in ("list", "set") else None
+    if gold_items is not None and len(gold_items) == len(nodes):
+        return ("list", nodes)
+    first = nodes[0]
+    if all(equal(n, first, symbolic) for n in nodes[1:]):
+        return first  # the same answer boxed twice
+    return None
+
+
+def check(completion: str, gold: str, *, strict: bool = False, timeout: float = 5.0) -> MathResult:
+    """Extract the final answer of ``completion`` and compare it with ``gold``.
+
+    Args:
+        completion: the model's completion.
+        gold: the reference answer (plain, ``$...$``, ``\\boxed{}``, a list, an equation,
+            a choice such as ``\\text{(B)}``, or a whole reference solution).
+        strict: require an explicit final-answer marker (no final-sentence fallback).
+        timeout: wall-clock budget in seconds for the whole check.
+
+    Returns:
+        A :class:`MathResult`; never raises on any ``str`` input.
+    """
+    deadline = time.monotonic() + max(0.01, timeout)
+    extracted: str | None = None
+    try:
+        parts = extract_parts(completion, strict=strict)
+        if not parts:
+            return MathResult(False, None)
+        extracted = ", ".join(parts)
+        if len(extracted) > MAX_EXPR_CHARS:
+            return MathResult(False, extracted[:200])
+        g = parse_gold(gold)
+        symbolic = _Symbolic(deadline)
+        if len(parts) > 1:
+            pred = _sprayed(parts, g, symbolic)
+            if pred is None:
+                return MathResult(False, extracted)
+        else:
+            if _normalized(parts[0]) == _normalized_gold(gold):
+                return MathResult(True, extracted)
+            pred = _structure_one(parts[0])
+        if g[0] == "choice" and pred[0] != "choice":
+            letter = _choice_letter(parts[0])
+            if letter is not None:
+                pred = ("choice", letter)
+        return MathResult(bool(equal(pred, g, symbolic)), extracted)
+    except VerifierTimeout:
+        return MathResult(False, extracted, f"math verifier timed out after {timeout:g} s")
+    except VerifierUnavailable as exc:
+        return MathResult(False, extracted, f"math verifier failed: {exc}")
+    except (
+        RecursionError,
+        ValueError,
+        TypeError,
+        ZeroDivisionError,
+        OverflowError,
+        ArithmeticError,
+        IndexError,
+        KeyError,
+        AttributeError,
+    ):
+        return MathResult(False, extracted)
+
+
+def verify(completion: str, gold: str, *, strict: bool = False, timeout: float = 5.0) -> bool:
+    """Whether the final answer of ``completion`` is equivalent to ``gold``.
+
+    Args:
+        completion: the model's completion.
+        gold: the reference answer.
+        strict: require an explicit final-answer marker.
+        timeout: wall-clock budget in seconds.
+    """
+    return check(completion, gold, strict=strict, timeout=timeout).correct
+
+
+def clear_caches() -> None:
+    """Forget parsed golds and answers (benchmarks call this between passes)."""
+    parse_gold.cache_clear()
+    _structure_one.cache_clear()
+    _normalized.cache_clear()
+    _normalized_gold.cache_clear()
