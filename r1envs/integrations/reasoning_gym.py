@@ -144,7 +144,10 @@ class ReasoningGymTask(Task[RGProblem]):
             "answer": problem.answer,
             "metadata": dict(problem.metadata),
         }
-        score = float(self.dataset.score_answer(answer, entry))
+        try:
+            score = float(self.dataset.score_answer(answer, entry))
+        except Exception:  # scorers parse the answer and raise on malformed ones: a wrong answer
+            score = 0.0
         score = score if math.isfinite(score) else 0.0
         correct = score >= 1.0
         return Grade(
