@@ -73,3 +73,48 @@ class UnicodeText(Text):
         )
 
     __hash__ = Text.__hash__
+
+
+# -- vector envs: AsyncVectorEnv's shared memory --------------------------------------------
+# Gymnasium stores a Text observation in shared memory as charset indices, which fails for
+# characters outside the charset. UnicodeText stores code points instead (0 = padding), and
+# reads and writes them with numpy rather than a Python loop over max_length.
+
+
+def _create_unicode_shared_memory(space: UnicodeText, n: int = 1, ctx: Any = None) -> Any:
+    import multiprocessing as mp
+
+    ctx = ctx or mp
+    return ctx.Array(np.dtype(np.uint32).char, n * space.max_length)
+
+
+def _write_unicode_shared_memory(
+    space: UnicodeText, index: int, values: str, shared_memory: Any
+) -> None:
+    size = space.max_length
+    dest = np.frombuffer(shared_memory.get_obj(), dtype=np.uint32)[
+        index * size : (index + 1) * size
+    ]
+    codes = np.frombuffer(values[:size].encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    dest[: len(codes)] = codes + 1
+    dest[len(codes) :] = 0
+
+
+def _read_unicode_shared_memory(space: UnicodeText, shared_memory: Any, n: int = 1) -> tuple:
+    data = np.frombuffer(shared_memory.get_obj(), dtype=np.uint32).reshape((n, space.max_length))
+    out = []
+    for row in data:
+        end = int(np.argmin(row)) if row[-1] == 0 else len(row)
+        out.append((row[:end] - 1).astype("<u4").tobytes().decode("utf-32-le", "surrogatepass"))
+    return tuple(out)
+
+
+def _register_vector_support() -> None:
+    from gymnasium.vector.utils import shared_memory as sm
+
+    sm.create_shared_memory.register(UnicodeText)(_create_unicode_shared_memory)
+    sm.write_to_shared_memory.register(UnicodeText)(_write_unicode_shared_memory)
+    sm.read_from_shared_memory.register(UnicodeText)(_read_unicode_shared_memory)
+
+
+_register_vector_support()
