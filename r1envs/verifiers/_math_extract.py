@@ -21,6 +21,7 @@ import re
 MAX_SCAN_CHARS = 200_000
 MAX_BOX_CHARS = 4000
 MAX_ANSWER_CHARS = 1500
+MAX_PARTS = 64
 
 _TURN_END_RE = re.compile(r"<\|im_start\|>|<\|im_end\|>|<\|endoftext\|>|<\|eot_id\|>|<\|user\|>")
 _BAD_CHARS_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -104,7 +105,7 @@ def boxes(text: str) -> list[tuple[int, int, str]]:
 
 def _last_box_group(text: str, bx: list[tuple[int, int, str]]) -> list[str]:
     group = [bx[-1]]
-    for prev in reversed(bx[:-1]):
+    for prev in reversed(bx[-MAX_PARTS:-1]):
         gap = text[prev[1] : group[0][0]]
         if len(gap) > 60 or not _GAP_OK_RE.match(gap) or "\n\n" in gap:
             break
@@ -221,11 +222,29 @@ def extract_parts(text: str, *, strict: bool = False) -> list[str] | None:
             candidates.append((m.start(), [ans] if ans else None))
     candidates = [c for c in candidates if c[1]]
     if candidates:
-        return max(candidates, key=lambda c: c[0])[1]
+        return _tidy(max(candidates, key=lambda c: c[0])[1])
     if strict:
         return None
+    short = region.strip()
+    if len(short) <= 80 and "\n" not in short:
+        words = len(re.findall(r"(?<![\\a-zA-Z])[a-zA-Z]{2,}", short))
+        ans = statement_answer(short, need_cue=words > 3)
+        return _tidy([ans]) if ans else None
     ans = _final_sentence(region)
-    return [ans] if ans else None
+    return _tidy([ans]) if ans else None
+
+
+def _tidy(parts: list[str] | None) -> list[str] | None:
+    """Parts without surrounding whitespace or markdown bold."""
+    if parts is None:
+        return None
+    out = []
+    for p in parts:
+        p = p.strip()
+        if p.startswith("**") or p.endswith("**"):
+            p = p.replace("**", "").strip()
+        out.append(p)
+    return out if any(out) else None
 
 
 def _tag_answer(inner: str) -> list[str] | None:

@@ -104,6 +104,8 @@ _TRAILING_UNIT_RE = re.compile(
     r"(?<=[\d}).\s])\s*(?:" + _UNIT_WORDS + r")(?:\s*\^\s*\{?\d\}?)?\s*\.?\s*$",
     re.IGNORECASE,
 )
+_CURRENCY_RE = re.compile("[\u20ac\u00a3\u00a5\u20b9]|" + r"\\(?:euro|pounds)(?![a-zA-Z])")
+_SHORT_UNIT_RE = re.compile(r"(?<=\d)\s*(?:m|s|h|g|l|kg|km|cm)(?:\s*\^\s*\{?\d\}?)?$")
 _THOUSANDS_RE = re.compile(r"(?<=\d),\\!\s*(?=\d{3})|(?<=\d)\{,\}(?=\d{3})")
 _PLAIN_THOUSANDS_RE = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 _SPACE_THOUSANDS_RE = re.compile(r"^[-+]?\d{1,3}(?: \d{3})+(?:\.\d+)?$")
@@ -126,6 +128,7 @@ def normalize(text: str) -> str:
     s = text[: MAX_EXPR_CHARS * 2]
     s = _UNICODE_RE.sub(lambda m: _UNICODE[m.group(0)], s)
     s = s.replace("\\$", " ").replace("$", " ")
+    s = _CURRENCY_RE.sub(" ", s)
     s = re.sub(r"\\\(|\\\)|\\\[|\\\]", " ", s)
     s = s.replace("**", "")
     s = re.sub(r"\\[dtc]frac(?![a-zA-Z])|(?<![a-zA-Z\\])[dt]frac(?![a-zA-Z])", r"\\frac", s)
@@ -158,6 +161,7 @@ def normalize(text: str) -> str:
     s = re.sub(r"^\\(?:therefore|implies|Rightarrow)\s*", "", s)
     for _ in range(2):
         s = _TRAILING_UNIT_RE.sub("", s).strip(" ,;:")
+    s = _SHORT_UNIT_RE.sub("", s).rstrip()
     if _PLAIN_THOUSANDS_RE.match(s) or _SPACE_THOUSANDS_RE.match(s):
         s = s.replace(",", "").replace(" ", "")
     return s

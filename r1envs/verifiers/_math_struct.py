@@ -248,6 +248,10 @@ def _relation_parts(pieces: list[str], kinds: list[str], depth: int) -> Node:
             return structure(pieces[0], depth + 1)
         if not pieces[0]:
             return structure(pieces[-1], depth + 1)
+        if not re.search(r"[a-zA-Z]", pieces[0].replace("\\frac", "")) and not re.search(
+            r"[a-zA-Z]", pieces[-1].replace("\\frac", "").replace("\\sqrt", "")
+        ):
+            return structure(pieces[-1], depth + 1)  # a computation: 1/2 + 1/3 = 5/6
         if _simple_lhs(pieces[0]) or (len(pieces) > 2 and _simple_lhs(pieces[-2])):
             return ("eq", pieces[0].replace(" ", ""), structure(pieces[-1], depth + 1))
         if len(pieces) == 2:

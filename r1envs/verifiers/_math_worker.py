@@ -154,10 +154,7 @@ def exprs_equal(pa: Ast, ga: Ast) -> bool:
         return _approx_rules(pa, ga, a, b)
     if a.free_symbols != b.free_symbols:
         return False
-    d = a - b
-    if sympy.expand(d) == 0:
-        return True
-    return _zero_at_points(d)
+    return _zero_at_points(a - b)
 
 
 def _zero_at_points(d: sympy.Expr) -> bool:
@@ -237,7 +234,7 @@ def latex_equal(p: str, g: str) -> bool:
     if a.is_number and b.is_number:
         va, vb = _num(a), _num(b)
         return va is not None and vb is not None and _close(va, vb)
-    return sympy.expand(a - b) == 0 or _zero_at_points(a - b)
+    return _zero_at_points(a - b)
 
 
 def handle(kind: str, pred: Any, gold: Any) -> bool:
