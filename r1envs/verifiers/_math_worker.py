@@ -16,6 +16,7 @@ Kinds:
 * ``"rel"``: ``(lhs, op, rhs)`` inequalities; equal when, written as ``e < 0`` (or ``<=``,
   ``!=``), one ``e`` is a positive multiple of the other.
 * ``"latex"``: two LaTeX strings our parser does not read; parsed with latex2sympy2_extended.
+* ``"clear_cache"``: empty sympy's cache (benchmarks).
 """
 
 from __future__ import annotations
@@ -247,6 +248,9 @@ def handle(kind: str, pred: Any, gold: Any) -> bool:
         return relations_equal(pred, gold)
     if kind == "latex":
         return latex_equal(pred, gold)
+    if kind == "clear_cache":
+        sympy.core.cache.clear_cache()
+        return True
     raise ValueError(f"unknown request kind {kind!r}")
 
 

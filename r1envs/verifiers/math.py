@@ -165,6 +165,18 @@ class _Pool:
                 self.total -= 1
             self.cond.notify()
 
+    def broadcast(self, request: tuple[Any, ...], timeout: float = 5.0) -> None:
+        """Send ``request`` to every idle helper (e.g. to clear their caches)."""
+        with self.cond:
+            workers, self.idle = self.idle, []
+        for w in workers:
+            ok = True
+            try:
+                w.call(request, time.monotonic() + timeout)
+            except (VerifierTimeout, VerifierUnavailable):
+                ok = False
+            self.release(w, ok)
+
     def close(self) -> None:
         with self.cond:
             workers, self.idle = self.idle, []
@@ -370,7 +382,11 @@ def verify(completion: str, gold: str, *, strict: bool = False, timeout: float =
 
 
 def clear_caches() -> None:
-    """Forget parsed golds and answers (benchmarks call this between passes)."""
+    """Forget parsed golds and answers, and the helpers' sympy caches (for benchmarks)."""
+    with _pool_lock:
+        pool = _pool
+    if pool is not None and pool.pid == os.getpid():
+        pool.broadcast(("clear_cache", None, None))
     parse_gold.cache_clear()
     _structure_one.cache_clear()
     _normalized.cache_clear()
