@@ -128,6 +128,8 @@ def _as_interval(node: Node) -> Node | None:
     if node[0] != "rel" or len(node[1]) not in (2, 3):
         return None
     parts, ops = node[1], node[2]
+    if any(p[0] != "expr" for p in parts):
+        return None
     var = [i for i, p in enumerate(parts) if p[2] is not None and p[2][0] == "sym"]
     if len(var) != 1:
         return None
@@ -226,7 +228,7 @@ def equal(p: Node, g: Node, symbolic: Symbolic) -> bool:
             ip, ig = _as_interval(p), _as_interval(g)
             if ip is not None and ig is not None:
                 return equal(ip, ig, symbolic)
-            if len(p[1]) == 2 and all(x[2] is not None for x in p[1] + g[1]):
+            if len(p[1]) == 2 and all(x[0] == "expr" and x[2] is not None for x in p[1] + g[1]):
                 return symbolic(
                     "rel", (p[1][0][2], p[2][0], p[1][1][2]), (g[1][0][2], g[2][0], g[1][1][2])
                 )
@@ -241,7 +243,7 @@ def _plain(node: Node) -> str | None:
 
 
 def _asts(p: Node, g: Node) -> bool:
-    return all(x[2] is not None for x in (p[1], p[2], g[1], g[2]))
+    return all(x[0] == "expr" and x[2] is not None for x in (p[1], p[2], g[1], g[2]))
 
 
 def _matrix_equal(p: Node, g: Node, symbolic: Symbolic) -> bool:

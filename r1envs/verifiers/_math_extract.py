@@ -226,9 +226,11 @@ def extract_parts(text: str, *, strict: bool = False) -> list[str] | None:
     if strict:
         return None
     short = region.strip()
-    if len(short) <= 80 and "\n" not in short:
+    if len(short) <= 200 and "\n\n" not in short:
         words = len(re.findall(r"(?<![\\a-zA-Z])[a-zA-Z]{2,}", short))
         ans = statement_answer(short, need_cue=words > 3)
+        if ans is None and words <= 3:  # a bare answer: "odd", "\\text{odd}", a matrix
+            ans = short
         return _tidy([ans]) if ans else None
     ans = _final_sentence(region)
     return _tidy([ans]) if ans else None

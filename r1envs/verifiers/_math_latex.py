@@ -119,6 +119,25 @@ def _unwrap_text(match: re.Match[str]) -> str:
     return " " + match.group(1) + " "
 
 
+# Words in \text{} right after a value are a unit or an annotation: 17\text{ apples}, 15\mbox{ cm}^2.
+_TEXT_AFTER_VALUE_RE = re.compile(
+    r"(?<=[\d)}])\s*\\(?:" + "|".join(_TEXT_CMDS) + r")\s*\{\s*[A-Za-z][A-Za-z ]*\.?\s*\}"
+    r"(?:\s*\^\s*\{?\d\}?)?"
+)
+_MIXED_RE = re.compile(r"^([-+]?)(\d+)\s+(\d+)\s*/\s*(\d+)(\s*%)?$")
+
+
+def _mixed_number(s: str) -> str:
+    """``4 4/9`` -> ``(4+\\frac{4}{9})``; an improper one (``11 7/6``) becomes unparseable."""
+    m = _MIXED_RE.match(s)
+    if m is None:
+        return s
+    sign, whole, num, den, pct = m.groups()
+    if int(den) == 0 or int(num) >= int(den):
+        return "\\invalidmixednumber"
+    return f"{sign}({whole}+\\frac{{{num}}}{{{den}}}){pct or ''}"
+
+
 def normalize(text: str) -> str:
     """Canonical form of an answer's LaTeX: delimiters, spacing, units and separators removed.
 
@@ -136,6 +155,7 @@ def normalize(text: str) -> str:
     s = _SPACING_RE.sub(" ", s)
     s = re.sub(r"\\pmod\s*\{[^{}]*\}|\\(?:pmod|bmod|mod)\s*\d+", " ", s)
     s = _DEGREE_RE.sub(" ", s)
+    s = _TEXT_AFTER_VALUE_RE.sub(" ", s)
     for _ in range(3):
         s2 = _TEXT_CMD_RE.sub(_unwrap_text, s)
         if s2 == s:
@@ -162,6 +182,8 @@ def normalize(text: str) -> str:
     for _ in range(2):
         s = _TRAILING_UNIT_RE.sub("", s).strip(" ,;:")
     s = _SHORT_UNIT_RE.sub("", s).rstrip()
+    s = s.rstrip("\\").rstrip()
+    s = _mixed_number(s)
     if _PLAIN_THOUSANDS_RE.match(s) or _SPACE_THOUSANDS_RE.match(s):
         s = s.replace(",", "").replace(" ", "")
     return s

@@ -258,10 +258,17 @@ def _all_adjacent(text: str, bx: list[tuple[int, int, str]]) -> bool:
     return all(len(_GAP_WORDS_RE.sub("", gap)) <= 3 for gap in gaps)
 
 
+_GOLD_CHOICE_RE = re.compile(r"^\(?([A-H])(?:\)|[.:])\s")
+
+
 @lru_cache(maxsize=65536)
 def parse_gold(gold: str) -> Node:
     """The structure of a gold answer (cached: golds repeat across a group of samples)."""
     parts = _gold_text(gold)
+    if len(parts) == 1:
+        m = _GOLD_CHOICE_RE.match(normalize(parts[0]) + " ")
+        if m is not None:
+            return ("choice", m.group(1))
     return _structure_of(parts)
 
 
@@ -340,6 +347,10 @@ def check(completion: str, gold: str, *, strict: bool = False, timeout: float = 
     try:
         parts = extract_parts(completion, strict=strict)
         if not parts:
+            if not strict and len(completion.strip()) <= 200 and parse_gold(gold)[0] == "choice":
+                letter = _choice_letter(completion.strip())
+                if letter is not None:
+                    return MathResult(letter == parse_gold(gold)[1], letter)
             return MathResult(False, None)
         extracted = ", ".join(parts)
         if len(extracted) > MAX_EXPR_CHARS:
@@ -356,6 +367,8 @@ def check(completion: str, gold: str, *, strict: bool = False, timeout: float = 
             pred = _structure_one(parts[0])
         if g[0] == "choice" and pred[0] != "choice":
             letter = _choice_letter(parts[0])
+            if letter is None and len(completion.strip()) <= 200:
+                letter = _choice_letter(completion.strip())
             if letter is not None:
                 pred = ("choice", letter)
         return MathResult(bool(equal(pred, g, symbolic)), extracted)
