@@ -10,8 +10,8 @@ Numeric policy (documented in :mod:`r1envs.verifiers.math`):
 * exact values are compared exactly: ``1/2004!`` is not ``1/2006!``, ``10^100`` is not
   ``10^100+1``, ``3`` is not ``3.5``;
 * a decimal *answer* matches an exact gold when it is the gold correctly rounded to the
-  answer's decimals and has at least 3 significant digits (``0.333`` for ``1/3`` yes,
-  ``0.33`` no);
+  answer's decimals and has at least 6 significant digits, the precision graders such as
+  math-verify state (``0.333333`` for ``1/3`` yes; ``0.333`` or ``3.14`` for ``\\pi`` no);
 * a decimal *gold* states the precision: an exact or more precise answer matches when it
   rounds to the gold (``70/9`` for ``7.78``);
 * percent: ``50\\%`` matches ``50`` (the sign as a unit) and ``0.5``/``1/2`` (the value);
@@ -33,6 +33,9 @@ from r1envs.verifiers._math_latex import (
     to_fraction,
 )
 from r1envs.verifiers._math_struct import Node, scalar
+
+MIN_SIG_DIGITS = 6
+"""Significant digits a decimal answer needs to match an exact gold it rounds from."""
 
 Symbolic = Callable[[str, Any, Any], bool]
 """``symbolic(kind, pred, gold) -> bool``: kind is ``"expr"``, ``"equation"`` or ``"rel"``."""
@@ -57,7 +60,7 @@ def rational_equal(p: Ast, fp: Fraction, g: Ast, fg: Fraction) -> bool:
     if fp == fg:
         return True
     dp = decimal_places(p)
-    if dp is not None and significant_digits(p) >= 3 and round_to(fg, dp) == fp:
+    if dp is not None and significant_digits(p) >= MIN_SIG_DIGITS and round_to(fg, dp) == fp:
         return True
     dg = decimal_places(g)
     if dg is not None and (dp is None or dp >= dg + 2) and round_to(fp, dg) == fg:

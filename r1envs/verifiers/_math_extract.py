@@ -23,7 +23,10 @@ MAX_BOX_CHARS = 4000
 MAX_ANSWER_CHARS = 1500
 MAX_PARTS = 64
 
-_TURN_END_RE = re.compile(r"<\|im_start\|>|<\|im_end\|>|<\|endoftext\|>|<\|eot_id\|>|<\|user\|>")
+_TURN_END_RE = re.compile(
+    r"<\|im_start\|>|<\|im_end\|>|<\|endoftext\|>|<\|eot_id\|>|<\|user\|>"
+    "|<\uff5cend\u2581of\u2581sentence\uff5c>|<\uff5cUser\uff5c>"
+)
 _BAD_CHARS_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _BOX_RE = re.compile(r"\\(?:boxed|fbox|framebox)\s*")
 _PHRASE_RE = re.compile(
@@ -89,8 +92,10 @@ def _brace_group(text: str, j: int) -> tuple[str, int] | None:
 
 def boxes(text: str) -> list[tuple[int, int, str]]:
     """Every ``\\boxed{...}`` as ``(start, end, content)``, in order."""
-    out = []
+    out: list[tuple[int, int, str]] = []
     for m in _BOX_RE.finditer(text):
+        if out and m.start() < out[-1][1]:
+            continue  # a box inside a box
         j = m.end()
         if j < len(text) and text[j] == "{":
             g = _brace_group(text, j)

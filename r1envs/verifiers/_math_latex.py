@@ -121,10 +121,27 @@ def _unwrap_text(match: re.Match[str]) -> str:
 
 # Words in \text{} right after a value are a unit or an annotation: 17\text{ apples}, 15\mbox{ cm}^2.
 _TEXT_AFTER_VALUE_RE = re.compile(
-    r"(?<=[\d)}])\s*\\(?:" + "|".join(_TEXT_CMDS) + r")\s*\{\s*[A-Za-z][A-Za-z ]*\.?\s*\}"
+    r"(?<=[\d)}])\s*\\(?:" + "|".join(_TEXT_CMDS) + r")\s*\{(?!\s*(?:and|or)\s*\})"
+    r"\s*[A-Za-z][A-Za-z ]*\.?\s*\}"
     r"(?:\s*\^\s*\{?\d\}?)?"
 )
 _MIXED_RE = re.compile(r"^([-+]?)(\d+)\s+(\d+)\s*/\s*(\d+)(\s*%)?$")
+
+
+_REPEATING_RE = re.compile(r"(\d*)\.(\d*)\\overline\s*\{(\d+)\}")
+_EMPTY_SET_RE = re.compile(
+    r"\\(?:varnothing|emptyset|O)(?![a-zA-Z])|\\lbrace\s*\\rbrace|\\\{\s*\\\}"
+)
+_REALS_RE = re.compile(r"\\mathbb\s*\{?R\}?|\ball real numbers\b", re.IGNORECASE)
+_BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{([^{}]*(?:\{[^{}]*\}[^{}]*)*)\}")
+
+
+def _repeating(match: re.Match[str]) -> str:
+    """``0.1\\overline{6}`` -> ``\\frac{1}{6}`` (exact)."""
+    whole, fixed, rep = match.group(1) or "0", match.group(2), match.group(3)
+    den = (10 ** len(rep) - 1) * 10 ** len(fixed)
+    num = int(whole + fixed + rep) - int(whole + fixed)
+    return f"\\frac{{{num}}}{{{den}}}"
 
 
 def _mixed_number(s: str) -> str:
@@ -155,6 +172,8 @@ def normalize(text: str) -> str:
     s = _SPACING_RE.sub(" ", s)
     s = re.sub(r"\\pmod\s*\{[^{}]*\}|\\(?:pmod|bmod|mod)\s*\d+", " ", s)
     s = _DEGREE_RE.sub(" ", s)
+    s = _BOXED_RE.sub(r" \1 ", s)
+    s = _REALS_RE.sub(r"(-\\infty,\\infty)", s)
     s = _TEXT_AFTER_VALUE_RE.sub(" ", s)
     for _ in range(3):
         s2 = _TEXT_CMD_RE.sub(_unwrap_text, s)
@@ -162,6 +181,9 @@ def normalize(text: str) -> str:
             break
         s = s2
     s = _PERCENT_RE.sub("%", s)
+    s = _REPEATING_RE.sub(_repeating, s)
+    s = re.sub(r"\\overline\s*\{([A-Za-z]+)\}", r"\1", s)
+    s = _EMPTY_SET_RE.sub(r"\\emptyset ", s)
     s = re.sub(r"\\(?:le|leqslant|leqq)(?![a-zA-Z])|<=", r"\\leq ", s)
     s = re.sub(r"\\(?:ge|geqslant|geqq)(?![a-zA-Z])|>=", r"\\geq ", s)
     s = re.sub(r"\\(?:ne)(?![a-zA-Z])|!=", r"\\neq ", s)

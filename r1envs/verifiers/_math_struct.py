@@ -30,6 +30,7 @@ _CHOICE_RE = re.compile(r"^\(?\s*([A-Ha-h])\s*\)?$")
 _WORDY_RE = re.compile(r"^[A-Za-z][A-Za-z '\-]*$")
 _SIMPLE_LHS_RE = re.compile(
     r"^(?:[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?'?|\\[a-zA-Z]+(?:_\{?[a-zA-Z0-9]+\}?)?"
+    r"|\\(?:angle|measuredangle|overline|triangle)\s*\{?[A-Za-z ]+\}?|m\s*\\angle\s*[A-Z]+"
     r"|[a-zA-Z]+\([^()]*\)|\((?:\s*[a-zA-Z](?:_\{?\w+\}?)?\s*,)+\s*[a-zA-Z](?:_\{?\w+\}?)?\s*\)"
     r"|[A-Za-z][A-Za-z ]{1,30})$"
 )
@@ -124,6 +125,9 @@ def structure(s: str, _depth: int = 0) -> Node:
     m = _CHOICE_RE.match(s)
     if m:
         return ("choice", m.group(1).upper())
+    words = [p for p in _WORD_SPLIT_RE.split(" " + s + " ") if p.strip()]
+    if len(words) > 1 and all(_balanced(p) for p in words):
+        return ("list", _flat([structure(p, _depth + 1) for p in words[:MAX_ITEMS]]))
     items = [p for p in split_top(s, (",", ";")) if p.strip()]
     if len(items) > 1 and _wrapped(s) is None:
         items = [q for p in items for q in _WORD_SPLIT_RE.split(" " + p + " ") if q.strip()]
@@ -160,10 +164,20 @@ def structure(s: str, _depth: int = 0) -> Node:
         return ("list", [structure(p, _depth + 1) for p in items[:MAX_ITEMS]])
     if len(items) == 1 and items[0].strip() != s:
         return structure(items[0], _depth + 1)
-    pm = split_top(s, ("\\pm", "\\mp"))
-    if len(pm) == 2:
-        return _plus_minus(pm[0], pm[1], _depth)
+    if s.count("\\pm") + s.count("\\mp") == 1:  # a \pm b: both values, wherever it sits
+        plus = s.replace("\\pm", "+").replace("\\mp", "-")
+        minus = s.replace("\\pm", "-").replace("\\mp", "+")
+        return ("list", [structure(plus, _depth + 1), structure(minus, _depth + 1)])
     return scalar(s)
+
+
+def _balanced(s: str) -> bool:
+    depth = 0
+    for _, d in _scan(s):
+        if d < 0:
+            return False
+        depth = d
+    return depth == 0
 
 
 _WORDS = {"yes", "no", "none", "odd", "even", "true", "false", "neither", "both", "never"}
@@ -193,18 +207,6 @@ def scalar(s: str) -> Node:
     return ("expr", s, None)
 
 
-def _plus_minus(a: str, b: str, depth: int) -> Node:
-    left = a.strip()
-    try:
-        bx = parse_expr(b)
-        ax = parse_expr(left) if left else ("num", 0, "0")
-    except (ParseError, TooBig, RecursionError):
-        return ("expr", a + "\\pm" + b, None)
-    plus = ("expr", f"{left}+{b}", ("add", [ax, bx]))
-    minus = ("expr", f"{left}-{b}", ("add", [ax, ("neg", bx)]))
-    return ("list", [plus, minus])
-
-
 def _matrix(s: str, depth: int) -> Node | None:
     m = re.match(r"^\\begin\{([a-zA-Z]*matrix|array)\}(\{[^{}]*\})?(.*)\\end\{\1\}$", s, re.S)
     if m is None:
@@ -230,8 +232,8 @@ def _relation(s: str, ops: list[tuple[int, int, str]], depth: int) -> Node:
     if "\\approx" in kinds:
         k = kinds.index("\\approx")
         if k > 0 or pieces[0]:
-            if k == 0:
-                return structure(pieces[1] if not _simple_lhs(pieces[0]) else pieces[1], depth + 1)
+            if k == 0:  # "x \approx 11" gives 11; "\frac{1}{3} \approx 0.33" gives 1/3
+                return structure(pieces[1] if _simple_lhs(pieces[0]) else pieces[0], depth + 1)
             pieces, kinds = pieces[: k + 1], kinds[:k]
             return _relation_parts(pieces, kinds, depth)
         return structure(pieces[1], depth + 1)

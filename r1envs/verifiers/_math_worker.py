@@ -29,7 +29,7 @@ from typing import Any
 
 import sympy
 
-from r1envs.verifiers._math_compare import round_to
+from r1envs.verifiers._math_compare import MIN_SIG_DIGITS, round_to
 from r1envs.verifiers._math_latex import Ast, decimal_places, is_absurd, significant_digits
 
 MEMORY_LIMIT_BYTES = 3 * 1024**3
@@ -112,7 +112,7 @@ def _to_fraction(v: Any) -> Fraction | None:
 
 def _approx_rules(pa: Ast, ga: Ast, a: sympy.Expr, b: sympy.Expr) -> bool:
     dp, dg = decimal_places(pa), decimal_places(ga)
-    if dp is not None and significant_digits(pa) >= 3:
+    if dp is not None and significant_digits(pa) >= MIN_SIG_DIGITS:
         vb = _num(b)
         if vb is not None and (fb := _to_fraction(vb)) is not None:
             if round_to(fb, dp) == Fraction(str(sympy.Rational(a))):

@@ -23,7 +23,7 @@ Design:
   (exponent towers, huge factorials, deep nesting, megabytes of text) are refused before
   anything evaluates them: they are wrong answers, not verifier errors.
 * **Numbers**: exact comparison; decimals only match with the rounding rules documented in
-  :mod:`._math_compare` (``0.333`` matches ``1/3``; ``0.33`` does not; gold ``7.78``
+  :mod:`._math_compare` (``0.333333`` matches ``1/3``; ``0.333`` does not; gold ``7.78``
   accepts ``70/9``); percent ``50\\%`` matches ``50``, ``0.5`` and ``1/2``.
 
 ``MathResult.error`` is set only when the verifier itself failed (its time budget ran out
