@@ -190,6 +190,8 @@ def equal(p: Node, g: Node, symbolic: Symbolic) -> bool:
     p, g = _unwrap(p), _unwrap(g)
     kp, kg = p[0], g[0]
     if kg == "choice":
+        if kp == "expr" and p[2] is not None and p[2][0] == "sym":
+            return str(p[2][1]).upper() == g[1]  # a lower-case letter: "b" for (B)
         return kp == "choice" and p[1] == g[1] or (kp == "text" and p[1].upper() == g[1])
     if kp == "choice":
         return kg == "text" and g[1].upper() == p[1]

@@ -105,7 +105,7 @@ _TRAILING_UNIT_RE = re.compile(
     re.IGNORECASE,
 )
 _CURRENCY_RE = re.compile("[\u20ac\u00a3\u00a5\u20b9]|" + r"\\(?:euro|pounds)(?![a-zA-Z])")
-_SHORT_UNIT_RE = re.compile(r"(?<=\d)\s*(?:m|s|h|g|l|kg|km|cm)(?:\s*\^\s*\{?\d\}?)?$")
+_SHORT_UNIT_RE = re.compile(r"(?<=\d)(?:\s+(?:m|s|h|g|l)|\s*(?:kg|km|cm|mm|m\s*\^\s*\{?[23]\}?))$")
 _THOUSANDS_RE = re.compile(r"(?<=\d),\\!\s*(?=\d{3})|(?<=\d)\{,\}(?=\d{3})")
 _PLAIN_THOUSANDS_RE = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 _SPACE_THOUSANDS_RE = re.compile(r"^[-+]?\d{1,3}(?: \d{3})+(?:\.\d+)?$")
@@ -166,7 +166,10 @@ def normalize(text: str) -> str:
     s = s.replace("\\$", " ").replace("$", " ")
     s = _CURRENCY_RE.sub(" ", s)
     s = re.sub(r"\\\(|\\\)|\\\[|\\\]", " ", s)
+    s = re.sub(r"(?<=[\w)}])\s*\*\*\s*(?=[\w({-])", "^", s)  # Python power: x**2
     s = s.replace("**", "")
+    if "\\begin" not in s:
+        s = re.sub(r"\\\\(?=[a-zA-Z])", r"\\", s)  # an over-escaped command: \\frac
     s = re.sub(r"\\[dtc]frac(?![a-zA-Z])|(?<![a-zA-Z\\])[dt]frac(?![a-zA-Z])", r"\\frac", s)
     s = _THOUSANDS_RE.sub("", s)
     s = _SPACING_RE.sub(" ", s)

@@ -26,7 +26,7 @@ Node = tuple[Any, ...]
 MAX_ITEMS = 64
 _OPEN = {"(": ")", "[": "]", "{": "}"}
 _REL_RE = re.compile(r"\\leq|\\geq|\\neq|\\approx|\\in(?![a-zA-Z])|=|<|>")
-_CHOICE_RE = re.compile(r"^\(?\s*([A-Ha-h])\s*\)?$")
+_CHOICE_RE = re.compile(r"^\(\s*([A-Ha-h])\s*\)$|^([A-H])$")
 _WORDY_RE = re.compile(r"^[A-Za-z][A-Za-z '\-]*$")
 _SIMPLE_LHS_RE = re.compile(
     r"^(?:[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?'?|\\[a-zA-Z]+(?:_\{?[a-zA-Z0-9]+\}?)?"
@@ -124,7 +124,7 @@ def structure(s: str, _depth: int = 0) -> Node:
         return ("expr", s, None)
     m = _CHOICE_RE.match(s)
     if m:
-        return ("choice", m.group(1).upper())
+        return ("choice", (m.group(1) or m.group(2)).upper())
     words = [p for p in _WORD_SPLIT_RE.split(" " + s + " ") if p.strip()]
     if len(words) > 1 and all(_balanced(p) for p in words):
         return ("list", _flat([structure(p, _depth + 1) for p in words[:MAX_ITEMS]]))
