@@ -438,7 +438,7 @@ PAIRS: list[tuple[str, str, bool, str]] = [
     ("8 - 2*i**2", "10", True, "complex"),
     ("p = q", "q = p", True, "equation"),
     ("p = q", "p = r", False, "equation"),
-    ("\\frac{200}{3}", "66.7", True, "rounding"),
+    ("\\frac{200}{3}", "66.7", False, "rounding"),
     ("66.7", "\\frac{200}{3}", True, "rounding"),
     ("66.7", "66.6", False, "rounding"),
     ("\\frac{1}{4} + \\frac{1}{9}", "\\\\dfrac{1}{4}+\\frac19", True, "fraction"),
