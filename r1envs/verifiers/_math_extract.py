@@ -29,13 +29,38 @@ _TURN_END_RE = re.compile(
 )
 _BAD_CHARS_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _BOX_RE = re.compile(r"\\(?:boxed|fbox|framebox)\s*")
-_PHRASE_RE = re.compile(
-    r"(?i)(?:\bfinal\s+answers?\b(?:\s*\*\*)?\s*(?:is|are|:|=)?\s*:?"
-    r"|\b(?:the\s+)?(?:correct\s+)?answers?\s+(?:is|are|will\s+be|should\s+be|would\s+be)\b\s*:?"
-    r"|\banswers?\s*(?:\*\*)?\s*:|\banswer\b\s*(?=\$|\\\[|\\\()"
-    r"|####)",
-    re.MULTILINE,
-)
+# Answer phrases are found from the word "answer" (a fast literal scan), then checked
+# around it: "final answer[:]", "the answer is", "answer:", "answer $...$".
+_ANSWER_WORD_RE = re.compile(r"[Aa][Nn][Ss][Ww][Ee][Rr][Ss]?(?![a-zA-Z])")
+_FINAL_BEFORE_RE = re.compile(r"(?i)(?<![a-z])final\s*(?:\*\*)?\s*$")
+_AFTER_FINAL_RE = re.compile(r"(?i)(?:\s*\*\*)?\s*(?:(?:is|are)(?![a-z])|:|=)?\s*:?")
+_AFTER_VERB_RE = re.compile(r"(?i)\s+(?:is|are|will\s+be|should\s+be|would\s+be)(?![a-z])\s*:?")
+_AFTER_COLON_RE = re.compile(r"\s*(?:\*\*)?\s*:")
+_AFTER_MATH_RE = re.compile(r"\s*(?=\$|\\\[|\\\()")
+
+
+def _last_phrase(text: str) -> tuple[int, int] | None:
+    """``(start, end)`` of the last answer phrase ("The final answer is", ``####``...)."""
+    best: tuple[int, int] | None = None
+    for m in _ANSWER_WORD_RE.finditer(text):
+        if m.start() and (text[m.start() - 1].isalpha()):
+            continue
+        pre = text[max(0, m.start() - 12) : m.start()]
+        if _FINAL_BEFORE_RE.search(pre):
+            tail = _AFTER_FINAL_RE.match(text, m.end())
+            best = (m.start(), tail.end() if tail else m.end())
+            continue
+        for after in (_AFTER_VERB_RE, _AFTER_COLON_RE, _AFTER_MATH_RE):
+            tail = after.match(text, m.end())
+            if tail is not None:
+                best = (m.start(), tail.end())
+                break
+    k = text.rfind("####")
+    if k >= 0 and (best is None or k > best[0]):
+        best = (k, k + 4)
+    return best
+
+
 _ANSWER_TAG_RE = re.compile(r"<answer>(.*?)</answer>", re.S)
 _MATH_SEG_RE = re.compile(
     r"(?<!\\)\$\$(.+?)(?<!\\)\$\$|(?<!\\)\$(.+?)(?<!\\)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.S
@@ -219,12 +244,12 @@ def extract_parts(text: str, *, strict: bool = False) -> list[str] | None:
         else:
             parts = extract_parts(inner, strict=True) or _tag_answer(inner)
         candidates.append((tags[-1].start() + (len(region) if inner_bx else 0), parts))
-    phrases = list(_PHRASE_RE.finditer(region))
-    if phrases:
-        m = phrases[-1]
-        if not bx or bx[-1][0] < m.start():
-            ans = statement_answer(_sentence(region[m.end() :]))
-            candidates.append((m.start(), [ans] if ans else None))
+    phrase = _last_phrase(region)
+    if phrase is not None:
+        start, end = phrase
+        if not bx or bx[-1][0] < start:
+            ans = statement_answer(_sentence(region[end:]))
+            candidates.append((start, [ans] if ans else None))
     candidates = [c for c in candidates if c[1]]
     if candidates:
         return _tidy(max(candidates, key=lambda c: c[0])[1])
