@@ -7,6 +7,7 @@ from r1envs.registry import _TASKS, register_task
 BUILTIN: dict[str, str] = {
     "r1/Math-v0": "r1envs.families.math:MathTask",
     "r1/Arithmetic-v0": "r1envs.families.math:ArithmeticTask",
+    "r1/Code-v0": "r1envs.families.code:CodeTask",
 }
 
 

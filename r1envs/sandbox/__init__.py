@@ -1,0 +1,46 @@
+"""Sandboxes that run untrusted candidate programs: :class:`LocalSandbox`, :class:`DockerSandbox`.
+
+See ``docs/sandbox.md`` for the guarantees of each.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from r1envs.sandbox.base import Sandbox, SandboxError
+from r1envs.sandbox.local import LocalSandbox
+
+__all__ = ["DockerSandbox", "LocalSandbox", "Sandbox", "SandboxError", "get_sandbox"]
+
+_shared: dict[str, Sandbox] = {}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DockerSandbox":  # imports the docker SDK lazily
+        from r1envs.sandbox.docker import DockerSandbox
+
+        return DockerSandbox
+    raise AttributeError(name)
+
+
+def get_sandbox(spec: str | Sandbox | None = None) -> Sandbox:
+    """Resolve the ``sandbox=`` kwarg: ``None``/``"local"``, ``"docker"`` or an instance.
+
+    Named sandboxes are shared by every task of the process (one pool per process).
+
+    Raises:
+        ValueError: for an unknown name.
+    """
+    if isinstance(spec, Sandbox):
+        return spec
+    name = "local" if spec is None else spec
+    if name not in ("local", "docker"):
+        raise ValueError(f"sandbox must be 'local', 'docker' or a Sandbox, sandbox: {spec!r}")
+    if name not in _shared:
+        if name == "local":
+            _shared[name] = LocalSandbox()
+        else:
+            from r1envs.sandbox.docker import DockerSandbox
+
+            _shared[name] = DockerSandbox()
+    return _shared[name]

@@ -1,0 +1,441 @@
+"""The in-sandbox test runner (a "zygote"): stdlib only, run as ``python -I -S -c <this file>``.
+
+It is started once per sandbox slot, inside the slot's isolation (namespaces + chroot, a
+bubblewrap sandbox, or a container), imports a few common modules once, and then serves
+requests: length-prefixed JSON frames on fds 0 (in) and 1 (out). A request carries one
+candidate program and the tests of one problem; every test runs in a *fresh forked child*
+that drops to the slot's unprivileged uid, applies rlimits, gets a fresh working directory,
+an empty environment, its own session and no inherited descriptors but its stdio and a
+result pipe, and runs the program. After every test every process of the candidate's uid is
+killed (so detached, double-forked or ``setsid`` processes are gone too) and the working
+directory is removed.
+
+What comes back is *data*, never a verdict: for ``assert`` tests the values of the call
+expressions the judge asked for (serialized to plain JSON with exact types), for ``stdio``
+tests the captured output. The candidate runs in the same process as the serializer and may
+tamper with it; that only lets it choose which plain value it reports, which it could do by
+returning that value. The expected values never enter the sandbox, so nothing in here can
+reveal them, and the comparison happens in the judge's process.
+
+The configuration (argv[1], JSON): ``uid``/``gid`` for candidates, ``nproc``, ``fsize``,
+``nofile``, ``build_root`` (set up a private root with mounts and ``chroot`` into it; needs
+root inside fresh mount/pid namespaces), ``ro_paths`` (host paths exposed read-only in that
+root), ``tmp_mb`` (size of the private ``/tmp``).
+"""
+
+import errno
+import json
+import os
+import resource
+import select
+import shutil
+import signal
+import struct
+import sys
+import time
+
+CFG = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+UID = int(CFG.get("uid", 65534))
+GID = int(CFG.get("gid", 65534))
+ROOT = os.getuid() == 0
+PRELOAD = (
+    "array bisect collections copy dataclasses decimal fractions functools heapq itertools "
+    "math operator random re string typing io traceback"
+)
+RESULT_FD = 3
+STDERR_KEEP = 4096
+
+
+# -- framing ----------------------------------------------------------------------------
+
+
+def read_exact(fd, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = os.read(fd, n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return buf
+
+
+def read_frame(fd):
+    head = read_exact(fd, 4)
+    if head is None:
+        return None
+    body = read_exact(fd, struct.unpack(">I", head)[0])
+    return None if body is None else json.loads(body.decode("utf-8"))
+
+
+def write_frame(fd, obj):
+    data = json.dumps(obj).encode("utf-8")
+    data = struct.pack(">I", len(data)) + data
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+# -- private root (the "unshare" backend) -----------------------------------------------
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+
+
+def _mount(libc, src, dst, fstype, flags, data):
+    enc = [None if x is None else x.encode() for x in (src, dst, fstype, data)]
+    if libc.mount(enc[0], enc[1], enc[2], flags, enc[3]) != 0:
+        err = __import__("ctypes").get_errno()
+        raise OSError(err, f"mount {src} -> {dst}: {os.strerror(err)}")
+
+
+def build_root():
+    """Mount a tmpfs root holding read-only system dirs, /dev nodes, /proc, /tmp; chroot."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    _mount(libc, None, "/", None, MS_REC | MS_PRIVATE, None)
+    new = "/mnt" if os.path.isdir("/mnt") else "/tmp"
+    _mount(libc, "tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=755")
+    for path in CFG.get("ro_paths", []):
+        target = new + path
+        if os.path.islink(path):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            if not os.path.lexists(target):
+                os.symlink(os.readlink(path), target)
+        elif os.path.isdir(path):
+            os.makedirs(target, exist_ok=True)
+            _mount(libc, path, target, None, MS_BIND | MS_REC, None)
+            flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV
+            _mount(libc, None, target, None, flags, None)
+    os.makedirs(new + "/dev", exist_ok=True)
+    for name in ("null", "zero", "random", "urandom", "full"):
+        open(f"{new}/dev/{name}", "w").close()
+        _mount(libc, f"/dev/{name}", f"{new}/dev/{name}", None, MS_BIND, None)
+    os.symlink("/proc/self/fd", new + "/dev/fd")
+    for name in ("proc", "tmp", "etc"):
+        os.makedirs(f"{new}/{name}", exist_ok=True)
+    _mount(libc, "proc", new + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+    tmp_opts = f"size={int(CFG.get('tmp_mb', 64))}m,mode=1777"
+    _mount(libc, "tmpfs", new + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, tmp_opts)
+    with open(new + "/etc/passwd", "w") as fh:
+        fh.write(f"root:x:0:0::/:/bin/false\nsandbox:x:{UID}:{GID}::/tmp:/bin/false\n")
+    os.chroot(new)
+    os.chdir("/")
+
+
+# -- serialization of values (exact plain types only) -----------------------------------
+
+
+def encode(value, depth=0):
+    """Plain JSON for a value of an exact builtin type; anything else becomes opaque."""
+    t = type(value)
+    if depth > 200:
+        raise ValueError("value nested too deeply")
+    if value is None or t is bool or t is int or t is str:
+        return value
+    if t is float:
+        return {"__t": "float", "v": repr(value)}
+    if t is list:
+        return [encode(v, depth + 1) for v in value]
+    if t is tuple or t is set or t is frozenset:
+        items = [encode(v, depth + 1) for v in value]
+        return {"__t": t.__name__, "v": items}
+    if t is dict:
+        return {
+            "__t": "dict",
+            "v": [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in value.items()],
+        }
+    if t is bytes:
+        return {"__t": "bytes", "v": value.hex()}
+    return {"__t": "opaque", "type": t.__name__[:60]}
+
+
+# -- the test child ---------------------------------------------------------------------
+
+
+def _limits(req):
+    mem = int(req["memory_mb"]) << 20
+    cpu = max(1, int(req["time_limit"] + 0.999))
+    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (int(CFG.get("fsize", 1 << 24)),) * 2)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (int(CFG.get("nofile", 64)),) * 2)
+    resource.setrlimit(resource.RLIMIT_NPROC, (int(CFG.get("nproc", 32)),) * 2)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _drop_privileges():
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the runner
+    libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS: setuid binaries grant nothing
+    if ROOT:
+        os.setgroups([])
+        os.setresgid(GID, GID, GID)
+        os.setresuid(UID, UID, UID)
+
+
+def child_main(req, test, workdir, fds):
+    """Runs in the forked child; never returns."""
+    try:
+        in_fd, out_w, err_w, res_w = fds
+        os.setsid()
+        os.dup2(in_fd, 0)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        os.dup2(res_w, RESULT_FD)
+        os.closerange(RESULT_FD + 1, 1 << 16)
+        _limits(req)
+        _drop_privileges()
+        os.chdir(workdir)
+        os.environ.clear()
+        os.environ.update(
+            {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "LANG": "C.UTF-8"}
+        )
+        os.umask(0o077)
+        sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)
+        sys.stdout = open(1, "w", encoding="utf-8", closefd=False)
+        sys.stderr = open(2, "w", encoding="utf-8", closefd=False)
+        sys.argv = ["solution.py"]
+        exprs = test.get("exprs")
+        namespace = {
+            "__name__": "__main__" if exprs is None else "solution",
+            "__builtins__": __builtins__,
+        }
+        code = compile(req["code"], "solution.py", "exec")
+    except BaseException as err:  # noqa: BLE001 - setup failed before any candidate code ran
+        os.write(2, f"sandbox setup failed: {err!r}".encode())
+        os._exit(70)
+    dumps, write, _exit = json.dumps, os.write, os._exit
+
+    def exit_(code):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:  # noqa: BLE001
+                pass
+        _exit(code)
+
+    try:
+        exec(code, namespace)
+        sys.stdout.flush()
+    except SystemExit as err:
+        code_ = err.code if isinstance(err.code, int) else (0 if err.code is None else 1)
+        try:
+            sys.stdout.flush()
+        except BaseException:  # noqa: BLE001
+            pass
+        if exprs is None:
+            exit_(code_ & 0xFF)
+        write(2, b"SystemExit raised while loading the solution")
+        exit_(1)
+    except BaseException:  # noqa: BLE001
+        import traceback
+
+        traceback.print_exc()
+        sys.stderr.flush()
+        exit_(1)
+    if exprs is None:
+        exit_(0)
+    for src in exprs:
+        try:
+            value = eval(compile(src, "<test>", "eval"), namespace)
+            frame = {"ok": encode(value)}
+        except BaseException as err:  # noqa: BLE001
+            frame = {"raised": f"{type(err).__name__}: {err}"[:300]}
+        data = dumps(frame).encode()
+        write(RESULT_FD, struct.pack(">I", len(data)) + data)
+    exit_(0)
+
+
+# -- the runner side --------------------------------------------------------------------
+
+
+def kill_candidates():
+    """Kill every process of the candidate uid (the runner's own children included)."""
+    if ROOT:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setresuid(UID, UID, UID)
+                for _ in range(200):
+                    try:
+                        os.kill(-1, signal.SIGKILL)
+                    except ProcessLookupError:
+                        break
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+    else:
+        for _ in range(200):
+            try:
+                os.kill(-1, signal.SIGKILL)  # same uid: everything but ourselves (and init)
+            except ProcessLookupError:
+                break
+    while True:  # reap (we may be pid 1 of the namespace and inherit orphans)
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                break
+        except ChildProcessError:
+            break
+
+
+def _split_frames(buf):
+    frames, i = [], 0
+    while i + 4 <= len(buf):
+        (n,) = struct.unpack(">I", buf[i : i + 4])
+        if i + 4 + n > len(buf):
+            break
+        try:
+            frames.append(json.loads(buf[i + 4 : i + 4 + n].decode("utf-8")))
+        except ValueError:
+            frames.append({"raised": "malformed result frame"})
+        i += 4 + n
+    return frames
+
+
+def run_test(req, test):
+    time_limit = float(req["time_limit"])
+    out_cap = int(req.get("output_limit", 1 << 20))
+    res_cap = 8 << 20
+    workdir = os.path.join("/tmp", f"w{os.getpid()}-{time.monotonic_ns()}")
+    os.mkdir(workdir, 0o700)
+    if ROOT:
+        os.chown(workdir, UID, GID)
+    in_path = workdir + ".in"
+    with open(in_path, "w", encoding="utf-8") as fh:
+        fh.write(test.get("input", ""))
+    in_fd = os.open(in_path, os.O_RDONLY)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    res_r, res_w = os.pipe()
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        child_main(req, test, workdir, (in_fd, out_w, err_w, res_w))
+    for fd in (in_fd, out_w, err_w, res_w):
+        os.close(fd)
+    os.unlink(in_path)
+    bufs = {out_r: bytearray(), err_r: bytearray(), res_r: bytearray()}
+    caps = {out_r: out_cap, err_r: 1 << 20, res_r: res_cap}
+    open_fds = set(bufs)
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    status, verdict, exited = None, "ok", False
+    deadline = start + time_limit
+    while open_fds and verdict == "ok":
+        if not exited:
+            done, st = os.waitpid(pid, os.WNOHANG)
+            if done:
+                exited, status = True, st
+                kill_candidates()  # left-over writers die; what they wrote stays readable
+        now = time.monotonic()
+        if not exited and now >= deadline:
+            verdict = "timeout"
+            break
+        watch = list(open_fds)
+        if not exited and pidfd is not None:
+            watch.append(pidfd)
+        wait = deadline - now if not exited else 1.0
+        if pidfd is None and not exited:
+            wait = min(wait, 0.005)
+        ready, _, _ = select.select(watch, [], [], max(0.0, wait))
+        for fd in ready:
+            if fd == pidfd:
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                open_fds.discard(fd)
+                continue
+            if fd != err_r or len(bufs[fd]) < STDERR_KEEP:
+                bufs[fd] += chunk
+            caps[fd] -= len(chunk)
+            if caps[fd] < 0:
+                verdict = "output_limit"
+    if not exited and verdict == "ok":  # pipes closed: wait for the exit (or the deadline)
+        while not exited:
+            done, st = os.waitpid(pid, os.WNOHANG)
+            if done:
+                exited, status = True, st
+                break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                verdict = "timeout"
+                break
+            if pidfd is not None:
+                select.select([pidfd], [], [], left)
+            else:
+                time.sleep(min(left, 0.002))
+    elapsed = time.monotonic() - start
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    kill_candidates()
+    if not exited:
+        try:
+            status = os.waitpid(pid, 0)[1]
+        except ChildProcessError:
+            status = None
+    for fd in list(bufs) + ([pidfd] if pidfd is not None else []):
+        os.close(fd)
+    shutil.rmtree(workdir, ignore_errors=True)
+    result = {"status": verdict, "elapsed": round(elapsed, 4)}
+    if status is not None:
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            result["signal"] = sig
+            if sig == signal.SIGXCPU or (sig == signal.SIGKILL and verdict == "ok"):
+                result["status"] = "timeout" if sig == signal.SIGXCPU else "killed"
+        elif os.WIFEXITED(status):
+            result["exit_code"] = os.WEXITSTATUS(status)
+            if result["exit_code"] == 70 and bufs[err_r].startswith(b"sandbox setup failed"):
+                result["status"] = "setup_error"
+    result["stdout"] = bytes(bufs[out_r][:out_cap]).decode("utf-8", "replace")
+    result["stderr"] = bytes(bufs[err_r][:STDERR_KEEP]).decode("utf-8", "replace")
+    if "exprs" in test:
+        result["values"] = _split_frames(bytes(bufs[res_r]))
+    return result
+
+
+def serve():
+    if CFG.get("build_root"):
+        build_root()
+    for name in PRELOAD.split():
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    rfd, wfd = os.dup(0), os.dup(1)
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1):
+        os.dup2(null, fd)
+    write_frame(wfd, {"ready": True, "pid": os.getpid(), "uid": os.getuid()})
+    while True:
+        req = read_frame(rfd)
+        if req is None:
+            return
+        if req.get("ping"):
+            write_frame(wfd, {"pong": True})
+            continue
+        try:
+            results = []
+            for test in req["tests"]:
+                if results and results[-1]["status"] in ("timeout", "skipped"):
+                    results.append({"status": "skipped"})  # one timeout is enough: fail fast
+                else:
+                    results.append(run_test(req, test))
+            write_frame(wfd, {"results": results})
+        except OSError as err:
+            if err.errno == errno.EPIPE:
+                return
+            write_frame(wfd, {"error": f"runner failed: {err!r}"})
+        except Exception as err:  # noqa: BLE001
+            write_frame(wfd, {"error": f"runner failed: {err!r}"})
+
+
+if __name__ == "__main__":
+    serve()

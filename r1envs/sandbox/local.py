@@ -1,0 +1,326 @@
+"""LocalSandbox: a pool of warm, isolated runner processes on this machine.
+
+Each slot is one runner (:mod:`r1envs.sandbox._harness`) started inside its own isolation:
+
+* ``bwrap`` (bubblewrap installed): new pid, net, ipc, uts (and cgroup) namespaces, a root
+  made of read-only binds of the system directories and the Python runtime, a fresh
+  ``/dev``, ``/proc`` and a private tmpfs ``/tmp``; the runner keeps only the capabilities
+  it needs to drop candidates to another uid and clean up after them.
+* ``unshare`` (util-linux, as root): new mount, pid, net, ipc and uts namespaces; the runner
+  builds the same read-only root itself and ``chroot``s into it.
+* ``none``: no namespaces (not root, or namespaces refused). It warns once, loudly: the
+  candidate then sees the host's file system (as an unprivileged uid when run as root) and
+  the network.
+
+In every mode each test runs in a fresh forked child of the runner with an unprivileged uid
+unique to the slot (when root), rlimits on address space, CPU, file size, open files and
+processes, its own session, a fresh working directory and an empty environment; afterwards
+every process of that uid is killed (``kill(-1)`` from that uid: detached, ``setsid`` and
+double-forked processes included) and the directory removed. Slots start lazily, are reused
+across calls, restart when they die, and are shared by threads (``workers`` slots run in
+parallel). Only ``subprocess`` and threads are used, so the sandbox works inside Gymnasium's
+daemonic ``AsyncVectorEnv`` workers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from typing import Any
+
+from r1envs.sandbox.base import (
+    Sandbox,
+    SandboxError,
+    encode_frame,
+    harness_source,
+    read_frame,
+    request_deadline,
+)
+
+log = logging.getLogger(__name__)
+ISOLATIONS = ("auto", "bwrap", "unshare", "none")
+UID_BASE = 0x60000000
+_uid_counter = itertools.count()
+_warned: set[str] = set()
+_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER")
+
+
+def python_runtime() -> str:
+    """The real interpreter binary (not a virtualenv's symlink)."""
+    return os.path.realpath(sys.executable)
+
+
+def system_ro_paths() -> list[str]:
+    """Host paths the sandbox sees read-only: system dirs and the Python runtime."""
+    candidates = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"]
+    prefix = os.path.realpath(sys.base_prefix)
+    exe_dir = os.path.dirname(python_runtime())
+    paths: list[str] = []
+    for p in candidates + [prefix, exe_dir]:
+        if not os.path.lexists(p) or p == "/":
+            continue
+        real = p if os.path.islink(p) else os.path.realpath(p)
+        if any(real == q or real.startswith(q.rstrip("/") + "/") for q in paths):
+            continue
+        paths.append(p if os.path.islink(p) else real)
+    return paths
+
+
+def _probe(cmd: list[str]) -> bool:
+    try:
+        return subprocess.run(cmd, capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+_probe_cache: dict[str, bool] = {}
+
+
+def isolation_available(kind: str) -> bool:
+    """Whether ``kind`` ("bwrap" or "unshare") can start a sandbox on this machine."""
+    if kind not in _probe_cache:
+        if kind == "bwrap":
+            ok = shutil.which("bwrap") is not None and os.geteuid() == 0
+            ok = ok and _probe(["bwrap", *_bwrap_args(), "/bin/true"])
+        elif kind == "unshare":
+            ok = shutil.which("unshare") is not None and os.geteuid() == 0
+            ok = ok and _probe(["unshare", *_unshare_flags(), "/bin/true"])
+        else:
+            ok = kind == "none"
+        _probe_cache[kind] = ok
+    return _probe_cache[kind]
+
+
+def _unshare_flags() -> list[str]:
+    return ["--mount", "--pid", "--fork", "--kill-child", "--net", "--ipc", "--uts",
+            "--propagation", "private"]  # fmt: skip
+
+
+def _bwrap_args(tmp_mb: int = 64) -> list[str]:
+    args = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+            "--unshare-cgroup-try", "--die-with-parent"]  # fmt: skip
+    for cap in _CAPS:
+        args += ["--cap-add", cap]
+    for path in system_ro_paths():
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        else:
+            args += ["--ro-bind", path, path]
+    args += ["--dev", "/dev", "--proc", "/proc", "--size", str(tmp_mb << 20), "--tmpfs", "/tmp"]
+    return args + ["--dir", "/etc", "--chdir", "/"]
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        log.warning(message)
+
+
+class _Slot:
+    """One warm runner process."""
+
+    def __init__(self, cmd: list[str]):
+        self._err = tempfile.TemporaryFile()
+        try:
+            self.proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._err,
+                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+                start_new_session=True,
+                close_fds=True,
+                cwd="/",
+            )
+        except OSError as err:
+            raise SandboxError(f"cannot start sandbox runner {cmd[0]!r}: {err}") from err
+        try:
+            hello = read_frame(self.proc.stdout.fileno(), time.monotonic() + 30)
+        except SandboxError as err:
+            self.kill()
+            raise SandboxError(f"sandbox runner failed to start: {err}; {self.stderr()}") from err
+        if not hello.get("ready"):
+            self.kill()
+            raise SandboxError(f"sandbox runner said {hello!r}")
+
+    def stderr(self) -> str:
+        self._err.seek(0)
+        return self._err.read()[-2000:].decode("utf-8", "replace").strip()
+
+    def call(self, request: dict[str, Any]) -> dict[str, Any]:
+        try:
+            self.proc.stdin.write(encode_frame(request))
+            self.proc.stdin.flush()
+        except OSError as err:
+            raise SandboxError(f"sandbox runner is gone: {err}") from err
+        deadline = time.monotonic() + request_deadline(request)
+        return read_frame(self.proc.stdout.fileno(), deadline)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, 9)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.kill()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        for f in (self.proc.stdin, self.proc.stdout, self._err):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+class LocalSandbox(Sandbox):
+    """A pool of isolated runner processes on this machine.
+
+    Args:
+        workers: slots that run in parallel (default: the number of CPUs).
+        isolation: ``"auto"`` (bubblewrap, else ``unshare``, else none with a loud warning),
+            or one of ``"bwrap"``, ``"unshare"``, ``"none"``.
+        nproc: process limit per candidate uid (``RLIMIT_NPROC``).
+        tmp_mb: size of the private ``/tmp`` of each slot.
+        file_size_mb: largest file a candidate may write.
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        isolation: str = "auto",
+        nproc: int = 32,
+        tmp_mb: int = 64,
+        file_size_mb: int = 16,
+    ):
+        if isolation not in ISOLATIONS:
+            raise ValueError(f"isolation must be one of {ISOLATIONS}, isolation: {isolation!r}")
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers must be >= 1, workers: {workers!r}")
+        self.workers = workers or os.cpu_count() or 1
+        self.isolation = self._choose(isolation)
+        self.nproc, self.tmp_mb, self.file_size_mb = nproc, tmp_mb, file_size_mb
+        self._lock = threading.Lock()
+        self._reset_pool()
+
+    @staticmethod
+    def _choose(isolation: str) -> str:
+        if isolation == "auto":
+            for kind in ("bwrap", "unshare"):
+                if isolation_available(kind):
+                    return kind
+            _warn_once(
+                "none",
+                "r1envs LocalSandbox: NO NAMESPACE ISOLATION available (needs root and "
+                "bubblewrap or util-linux unshare): candidate code will see this machine's "
+                "files and network. Use DockerSandbox or run as root.",
+            )
+            return "none"
+        if isolation != "none" and not isolation_available(isolation):
+            raise SandboxError(f"isolation {isolation!r} is not available on this machine")
+        if isolation == "none":
+            _warn_once("none", "r1envs LocalSandbox: isolation='none': NO NAMESPACE ISOLATION")
+        return isolation
+
+    def _reset_pool(self) -> None:
+        self._pid = os.getpid()
+        self._idle: queue.LifoQueue[_Slot] = queue.LifoQueue()
+        self._started = 0
+        self._all: list[_Slot] = []
+
+    def _command(self) -> list[str]:
+        uid = UID_BASE + ((os.getpid() & 0xFFFF) << 10) + next(_uid_counter) % 1024
+        if os.geteuid() != 0:
+            uid = os.geteuid()
+        cfg = {
+            "uid": uid,
+            "gid": uid,
+            "nproc": self.nproc,
+            "fsize": self.file_size_mb << 20,
+            "tmp_mb": self.tmp_mb,
+            "build_root": self.isolation == "unshare",
+            "ro_paths": system_ro_paths(),
+        }
+        runner = [python_runtime(), "-I", "-S", "-c", harness_source(), json.dumps(cfg)]
+        if self.isolation == "bwrap":
+            return ["bwrap", *_bwrap_args(self.tmp_mb), *runner]
+        if self.isolation == "unshare":
+            return ["unshare", *_unshare_flags(), *runner]
+        return runner
+
+    def _acquire(self) -> _Slot:
+        with self._lock:
+            if os.getpid() != self._pid:  # forked: the parent's slots are not ours
+                self._reset_pool()
+            try:
+                return self._idle.get_nowait()
+            except queue.Empty:
+                pass
+            start = self._started < self.workers
+            if start:
+                self._started += 1
+        if start:
+            try:
+                slot = _Slot(self._command())
+            except SandboxError:
+                with self._lock:
+                    self._started -= 1
+                raise
+            with self._lock:
+                self._all.append(slot)
+            return slot
+        return self._idle.get()
+
+    def _release(self, slot: _Slot, ok: bool) -> None:
+        if ok and slot.alive():
+            self._idle.put(slot)
+            return
+        slot.kill()
+        with self._lock:
+            if slot in self._all:
+                self._all.remove(slot)
+            self._started -= 1
+
+    def execute(self, request: dict[str, Any]) -> list[dict[str, Any]]:
+        """Run the tests of ``request`` in one slot (see :class:`Sandbox`)."""
+        slot = self._acquire()
+        ok = False
+        try:
+            reply = slot.call(request)
+            ok = True
+        except SandboxError as err:
+            raise SandboxError(f"{err}; runner stderr: {slot.stderr()!r}") from err
+        finally:
+            self._release(slot, ok)
+        if "error" in reply:
+            raise SandboxError(str(reply["error"]))
+        return reply["results"]
+
+    def close(self) -> None:
+        """Stop every runner of this process."""
+        with self._lock:
+            slots = list(self._all) if os.getpid() == self._pid else []
+            self._reset_pool()
+        for slot in slots:
+            slot.kill()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
