@@ -137,7 +137,7 @@ def _last_box_group(text: str, bx: list[tuple[int, int, str]]) -> list[str]:
     group = [bx[-1]]
     for prev in reversed(bx[-MAX_PARTS:-1]):
         gap = text[prev[1] : group[0][0]]
-        if len(gap) > 60 or not _GAP_OK_RE.match(gap) or "\n\n" in gap:
+        if len(gap) > 60 or not _GAP_OK_RE.match(gap):
             break
         group.insert(0, prev)
     return [g[2].strip() for g in group]
