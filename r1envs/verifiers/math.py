@@ -48,7 +48,8 @@ from typing import Any
 
 from r1envs.verifiers._math_compare import equal
 from r1envs.verifiers._math_extract import boxes, clean_text, extract_parts
-from r1envs.verifiers._math_latex import MAX_EXPR_CHARS, normalize
+from r1envs.verifiers._math_latex import MAX_EXPR_CHARS
+from r1envs.verifiers._math_normalize import normalize
 from r1envs.verifiers._math_struct import Node, structure
 
 __all__ = ["MathResult", "check", "verify", "extract_answer", "parse_gold", "shutdown_workers"]
