@@ -55,6 +55,8 @@ from r1envs.verifiers._math_struct import Node, structure
 __all__ = ["MathResult", "check", "verify", "extract_answer", "parse_gold", "shutdown_workers"]
 
 MAX_WORKERS = 4
+STARTUP_GRACE_S = 60.0
+"""A helper that is still starting (importing sympy) is kept, not killed, on a timeout."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,11 @@ class VerifierUnavailable(Exception):
 
 
 class _Worker:
-    """One helper process speaking the length-prefixed pickle protocol."""
+    """One helper process speaking the length-prefixed pickle protocol.
+
+    Replies are read into a buffer, so a reply that arrives after its caller gave up is
+    still consumed in order by the next caller (``pending`` counts them).
+    """
 
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
@@ -94,34 +100,51 @@ class _Worker:
             stderr=subprocess.DEVNULL,
             close_fds=True,
         )
+        self.buf = bytearray()
+        self.pending = 0
+        self.ready = False
+        self.started = time.monotonic()
 
-    def _read(self, n: int, deadline: float) -> bytes:
+    @property
+    def starting(self) -> bool:
+        """Still importing sympy (never answered yet, started less than a grace period ago)."""
+        return not self.ready and time.monotonic() - self.started < STARTUP_GRACE_S
+
+    def _reply(self, deadline: float) -> tuple[str, Any]:
         assert self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
-        buf = b""
-        while len(buf) < n:
+        while True:
+            if len(self.buf) >= 4:
+                size = struct.unpack("<I", self.buf[:4])[0]
+                if len(self.buf) >= 4 + size:
+                    body = bytes(self.buf[4 : 4 + size])
+                    del self.buf[: 4 + size]
+                    self.pending -= 1
+                    self.ready = True
+                    return pickle.loads(body)
             left = deadline - time.monotonic()
             if left <= 0:
                 raise VerifierTimeout
             ready, _, _ = select.select([fd], [], [], left)
             if not ready:
                 raise VerifierTimeout
-            chunk = os.read(fd, n - len(buf))
+            chunk = os.read(fd, 1 << 16)
             if not chunk:
                 raise VerifierUnavailable("math helper process exited")
-            buf += chunk
-        return buf
+            self.buf += chunk
 
     def call(self, request: tuple[Any, ...], deadline: float) -> tuple[str, Any]:
         assert self.proc.stdin is not None
+        while self.pending:  # replies to earlier calls that timed out while it started
+            self._reply(deadline)
         data = pickle.dumps(request)
         try:
             self.proc.stdin.write(struct.pack("<I", len(data)) + data)
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError) as exc:
             raise VerifierUnavailable(f"math helper process: {exc}") from exc
-        size = struct.unpack("<I", self._read(4, deadline))[0]
-        return pickle.loads(self._read(size, deadline))
+        self.pending += 1
+        return self._reply(deadline)
 
     def kill(self) -> None:
         try:
@@ -226,6 +249,9 @@ class _Symbolic:
         try:
             status, value = worker.call((kind, pred, gold), self.deadline)
             healthy = True
+        except VerifierTimeout:
+            healthy = worker.starting  # slow start-up: keep it; a hung computation: kill it
+            raise
         finally:
             pool.release(worker, healthy)
         result = status == "ok" and bool(value)

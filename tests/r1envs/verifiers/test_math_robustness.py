@@ -131,3 +131,14 @@ def test_fork_child_gets_its_own_helpers():
     proc.join(timeout=10)
     assert out == [e for _, _, e in SYMBOLIC]
     assert mv.check("\\boxed{\\sqrt{8}}", "2\\sqrt{2}").correct
+
+
+def test_slow_start_keeps_the_helper():
+    mv.shutdown_workers()
+    pool = mv._get_pool()
+    first = mv.check("\\boxed{\\sqrt{8}}", "2\\sqrt{2}", timeout=0.0)  # helper still importing
+    assert first.error is not None
+    assert pool.total == 1  # kept, not killed: its late reply is consumed by the next call
+    assert mv.check("\\boxed{\\sqrt{8}}", "2\\sqrt{2}").correct
+    assert mv.check("\\boxed{\\sqrt{8}}", "3\\sqrt{2}").correct is False
+    assert pool.total == 1
