@@ -251,14 +251,14 @@ def child_main(req, test, workdir, fds):
 # -- the runner side --------------------------------------------------------------------
 
 
-def kill_candidates():
-    """Kill every process of the candidate uid (the runner's own children included)."""
+def _signal_all():
+    """SIGKILL every process of the candidate uid (from that uid: ``kill(-1)``)."""
     if ROOT:
         pid = os.fork()
         if pid == 0:
             try:
                 os.setresuid(UID, UID, UID)
-                for _ in range(200):
+                for _ in range(100):
                     try:
                         os.kill(-1, signal.SIGKILL)
                     except ProcessLookupError:
@@ -267,17 +267,47 @@ def kill_candidates():
                 os._exit(0)
         os.waitpid(pid, 0)
     else:
-        for _ in range(200):
+        for _ in range(100):
             try:
                 os.kill(-1, signal.SIGKILL)  # same uid: everything but ourselves (and init)
             except ProcessLookupError:
                 break
-    while True:  # reap (we may be pid 1 of the namespace and inherit orphans)
+
+
+def _reap():
+    while True:  # we may be pid 1 of the namespace and inherit orphans
         try:
             if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                break
+                return
         except ChildProcessError:
-            break
+            return
+
+
+def _uid_processes():
+    me, found = os.getpid(), []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) in (me, 1):
+            continue
+        try:
+            with open(f"/proc/{name}/status", "rb") as fh:
+                status = fh.read()
+        except OSError:
+            continue
+        uid_line = status.split(b"\nUid:", 1)[-1].split(None, 1)[0]
+        if int(uid_line) == UID:
+            found.append(int(name))
+    return found
+
+
+def kill_candidates():
+    """Kill every process of the candidate uid and wait until they are gone (reaped)."""
+    end = time.monotonic() + 2.0
+    while True:
+        _signal_all()
+        _reap()
+        if not _uid_processes() or time.monotonic() > end:
+            return
+        time.sleep(0.001)
 
 
 def _split_frames(buf):

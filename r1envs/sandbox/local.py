@@ -38,6 +38,7 @@ import time
 import warnings
 from typing import Any
 
+from r1envs.sandbox import _cgroup
 from r1envs.sandbox.base import (
     Sandbox,
     SandboxError,
@@ -130,8 +131,18 @@ def _warn_once(key: str, message: str) -> None:
 class _Slot:
     """One warm runner process."""
 
-    def __init__(self, cmd: list[str]):
+    uid: int = -1
+
+    def __init__(self, cmd: list[str], group: _cgroup.Cgroup | None = None, overhead_mb: int = 0):
         self._err = tempfile.TemporaryFile()
+        self.group, self.overhead_mb, self._memory_mb = group, overhead_mb, 0
+        procs = group.procs_files() if group is not None else []
+
+        def join_group() -> None:  # runs in the child before exec: all its descendants follow
+            for path in procs:
+                with open(path, "w") as fh:
+                    fh.write(str(os.getpid()))
+
         try:
             self.proc = subprocess.Popen(
                 cmd,
@@ -142,6 +153,7 @@ class _Slot:
                 start_new_session=True,
                 close_fds=True,
                 cwd="/",
+                preexec_fn=join_group if procs else None,
             )
         except OSError as err:
             raise SandboxError(f"cannot start sandbox runner {cmd[0]!r}: {err}") from err
@@ -159,6 +171,13 @@ class _Slot:
         return self._err.read()[-2000:].decode("utf-8", "replace").strip()
 
     def call(self, request: dict[str, Any]) -> dict[str, Any]:
+        memory_mb = int(request["memory_mb"])
+        if self.group is not None and memory_mb != self._memory_mb:
+            try:
+                self.group.set_memory((memory_mb + self.overhead_mb) << 20)
+                self._memory_mb = memory_mb
+            except OSError as err:
+                raise SandboxError(f"cannot set the slot's memory limit: {err}") from err
         try:
             self.proc.stdin.write(encode_frame(request))
             self.proc.stdin.flush()
@@ -185,6 +204,8 @@ class _Slot:
                 f.close()
             except OSError:
                 pass
+        if self.group is not None:
+            self.group.remove()
 
 
 class LocalSandbox(Sandbox):
@@ -197,6 +218,9 @@ class LocalSandbox(Sandbox):
         nproc: process limit per candidate uid (``RLIMIT_NPROC``).
         tmp_mb: size of the private ``/tmp`` of each slot.
         file_size_mb: largest file a candidate may write.
+        cgroup: put each slot in a memory + pids cgroup where this machine lets us (the
+            bound on a whole test, all its processes together: memory limit + ``/tmp`` +
+            64 MiB for the runner); rlimits alone bound each process otherwise.
     """
 
     def __init__(
@@ -207,6 +231,7 @@ class LocalSandbox(Sandbox):
         nproc: int = 32,
         tmp_mb: int = 64,
         file_size_mb: int = 16,
+        cgroup: bool = True,
     ):
         if isolation not in ISOLATIONS:
             raise ValueError(f"isolation must be one of {ISOLATIONS}, isolation: {isolation!r}")
@@ -215,6 +240,7 @@ class LocalSandbox(Sandbox):
         self.workers = workers or os.cpu_count() or 1
         self.isolation = self._choose(isolation)
         self.nproc, self.tmp_mb, self.file_size_mb = nproc, tmp_mb, file_size_mb
+        self.use_cgroup = cgroup
         self._lock = threading.Lock()
         self._reset_pool()
 
@@ -243,10 +269,7 @@ class LocalSandbox(Sandbox):
         self._started = 0
         self._all: list[_Slot] = []
 
-    def _command(self) -> list[str]:
-        uid = UID_BASE + ((os.getpid() & 0xFFFF) << 10) + next(_uid_counter) % 1024
-        if os.geteuid() != 0:
-            uid = os.geteuid()
+    def _command(self, uid: int) -> list[str]:
         cfg = {
             "uid": uid,
             "gid": uid,
@@ -275,8 +298,19 @@ class LocalSandbox(Sandbox):
             if start:
                 self._started += 1
         if start:
+            group = _cgroup.create("r1sandbox") if self.use_cgroup else None
+            if group is not None:
+                try:
+                    group.set_pids(self.nproc + 16)
+                except OSError:
+                    group.remove()
+                    group = None
+            uid = UID_BASE + ((os.getpid() & 0xFFFF) << 10) + next(_uid_counter) % 1024
+            if os.geteuid() != 0:
+                uid = os.geteuid()
             try:
-                slot = _Slot(self._command())
+                slot = _Slot(self._command(uid), group, self.tmp_mb + 64)
+                slot.uid = uid
             except SandboxError:
                 with self._lock:
                     self._started -= 1
@@ -310,6 +344,12 @@ class LocalSandbox(Sandbox):
         if "error" in reply:
             raise SandboxError(str(reply["error"]))
         return reply["results"]
+
+    @property
+    def uids(self) -> list[int]:
+        """The candidate uids of the running slots (each slot has its own when root)."""
+        with self._lock:
+            return [slot.uid for slot in self._all]
 
     def close(self) -> None:
         """Stop every runner of this process."""
