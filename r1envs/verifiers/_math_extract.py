@@ -171,6 +171,33 @@ def _math_spans(s: str) -> list[tuple[int, int, str]]:
     ]
 
 
+_VALUE_AFTER_RE = re.compile(r"[\d$\\]|(?<![A-Za-z])\(?[A-H]\)?(?![A-Za-z])")
+# A trailing clause that qualifies the answer: "24, attained when x = 2", "3 at x = 1".
+_CLAUSE_RE = re.compile(
+    r"(?i)(?<=\S)\s*,?\s+(?:when|whenever|where|if|since|because|attained|achieved|"
+    r"occurring|at|for|so\s+that)(?![a-z])"
+)
+_LEAD_FILLER_RE = re.compile(
+    r"(?i)^(?:\s*(?:therefore|thus|hence|then|so|about|approximately|roughly|exactly|just|"
+    r"only|equal\s+to|simply|now|finally)(?![a-z]),?)+\s*"
+)
+_TAIL_CUT_RE = re.compile(
+    r"(?i),\s*(?:i\.e\.|e\.g\.)|,\s+(?!and\b|or\b)[a-z]{2,}|\s+\((?=[a-z]{2,})"
+)
+_NUMBER_OR_FRACTION_RE = re.compile(r"(?<![\w.])[-+]?\d[\d,]*(?:\.\d+)?(?:/\d+)?(?:\s*%)?(?![\w])")
+
+
+def _last_cue(s: str, spans: list[tuple[int, int, str]]) -> int:
+    """End of the last cue ("is", "=", ":"...) outside math that a value follows, or 0."""
+    cut = 0
+    for m in _COPULA_RE.finditer(s):
+        if any(a <= m.start() < b for a, b, _ in spans):
+            continue
+        if _VALUE_AFTER_RE.search(s, m.end()):
+            cut = m.end()
+    return cut
+
+
 def statement_answer(s: str, *, need_cue: bool = False) -> str | None:
     """The answer a statement gives: ``"... is $\\frac12$."`` -> ``\\frac12``.
 
@@ -180,17 +207,15 @@ def statement_answer(s: str, *, need_cue: bool = False) -> str | None:
     s = s.strip().strip("*").strip()
     if not s:
         return None
+    m = _CLAUSE_RE.search(s)
+    if m is not None and not any(a <= m.start() < b for a, b, _ in _math_spans(s)):
+        head = s[: m.start()]
+        if _last_cue(head, _math_spans(head)) or not need_cue:
+            s = head
     spans = _math_spans(s)
-    tail = s
-    cut = 0
-    for m in _COPULA_RE.finditer(s):
-        if any(a <= m.start() < b for a, b, _ in spans):
-            continue
-        after = s[m.end() :]
-        if re.search(r"[\d$\\]", after):
-            cut = m.end()
+    cut = _last_cue(s, spans)
+    tail = s[cut:] if cut else s
     if cut:
-        tail = s[cut:]
         spans = _math_spans(tail)
     if spans:
         first, last = spans[0], spans[-1]
@@ -205,15 +230,30 @@ def statement_answer(s: str, *, need_cue: bool = False) -> str | None:
         return first[2]
     if need_cue and not cut:
         return None
-    plain = tail.strip().rstrip(".")
+    plain = _LEAD_FILLER_RE.sub("", tail.strip().rstrip("."))
+    plain = _TAIL_CUT_RE.split(plain, 1)[0].strip()
     if len(plain) <= 40 and not re.search(r"[a-zA-Z]{3,}", re.sub(r"\\[a-zA-Z]+", "", plain)):
         return plain or None
-    nums = _NUMBER_TOKEN_RE.findall(plain)
+    nums = _NUMBER_OR_FRACTION_RE.findall(plain)
     if len(nums) == 1:
         return nums[0]
     if len(nums) > 1 and re.match(r"^\s*[-+]?\d", plain):
         return plain if len(plain) <= 80 else None
     return plain if len(plain) <= 40 and nums else None
+
+
+_CHOICE_PHRASE_RE = re.compile(
+    r"(?i)(?:answer|option|choice)\s*(?:is|:)?\s*(?:\*\*)?\s*\(?([A-H])\)?(?![A-Za-z])"
+)
+
+
+def choice_in_text(text: str) -> str | None:
+    """The option letter of the last "answer is (B)" / "option C" in the response."""
+    region = response_region(clean_text(text))
+    found = None
+    for m in _CHOICE_PHRASE_RE.finditer(region[-4000:]):
+        found = m.group(1).upper()
+    return found
 
 
 def _final_sentence(text: str) -> str | None:

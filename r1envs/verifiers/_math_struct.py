@@ -217,6 +217,11 @@ def _matrix(s: str, depth: int) -> Node | None:
     return ("matrix", out)
 
 
+def _has_variable(text: str) -> bool:
+    """Whether letters remain once LaTeX commands are removed (``\\binom{5}{2}`` has none)."""
+    return bool(re.search(r"[a-zA-Z]", re.sub(r"\\[a-zA-Z]+", "", text)))
+
+
 def _simple_lhs(text: str) -> bool:
     t = text.strip()
     return bool(_SIMPLE_LHS_RE.match(t)) and not re.fullmatch(r"\d+", t)
@@ -250,9 +255,7 @@ def _relation_parts(pieces: list[str], kinds: list[str], depth: int) -> Node:
             return structure(pieces[0], depth + 1)
         if not pieces[0]:
             return structure(pieces[-1], depth + 1)
-        if not re.search(r"[a-zA-Z]", pieces[0].replace("\\frac", "")) and not re.search(
-            r"[a-zA-Z]", pieces[-1].replace("\\frac", "").replace("\\sqrt", "")
-        ):
+        if not _has_variable(pieces[0]) and not _has_variable(pieces[-1]):
             return structure(pieces[-1], depth + 1)  # a computation: 1/2 + 1/3 = 5/6
         if _simple_lhs(pieces[0]) or (len(pieces) > 2 and _simple_lhs(pieces[-2])):
             return ("eq", pieces[0].replace(" ", ""), structure(pieces[-1], depth + 1))

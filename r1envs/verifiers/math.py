@@ -47,7 +47,7 @@ from functools import lru_cache
 from typing import Any
 
 from r1envs.verifiers._math_compare import equal
-from r1envs.verifiers._math_extract import boxes, clean_text, extract_parts
+from r1envs.verifiers._math_extract import boxes, choice_in_text, clean_text, extract_parts
 from r1envs.verifiers._math_latex import MAX_EXPR_CHARS
 from r1envs.verifiers._math_normalize import normalize
 from r1envs.verifiers._math_struct import Node, structure
@@ -374,8 +374,10 @@ def check(completion: str, gold: str, *, strict: bool = False, timeout: float = 
     try:
         parts = extract_parts(completion, strict=strict)
         if not parts:
-            if not strict and len(completion.strip()) <= 200 and parse_gold(gold)[0] == "choice":
-                letter = _choice_letter(completion.strip())
+            if parse_gold(gold)[0] == "choice":
+                letter = choice_in_text(completion)
+                if letter is None and not strict and len(completion.strip()) <= 200:
+                    letter = _choice_letter(completion.strip())
                 if letter is not None:
                     return MathResult(letter == parse_gold(gold)[1], letter)
             return MathResult(False, None)
@@ -396,6 +398,8 @@ def check(completion: str, gold: str, *, strict: bool = False, timeout: float = 
             letter = _choice_letter(parts[0])
             if letter is None and len(completion.strip()) <= 200:
                 letter = _choice_letter(completion.strip())
+            if letter is None:
+                letter = choice_in_text(completion)
             if letter is not None:
                 pred = ("choice", letter)
         return MathResult(bool(equal(pred, g, symbolic)), extracted)
