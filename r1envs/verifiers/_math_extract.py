@@ -298,6 +298,13 @@ def extract_parts(text: str, *, strict: bool = False) -> list[str] | None:
     short = region.strip()
     if len(short) <= 200 and "\n\n" not in short:
         words = len(re.findall(r"(?<![\\a-zA-Z])[a-zA-Z]{2,}", short))
+        outside = _MATH_SEG_RE.sub(" ", short)
+        if (
+            words <= 3
+            and not re.search(r"(?i)(?<![a-z])(?:is|are|was|equals?)(?![a-z])", short)
+            and (outside == short or not re.search(r"[A-Za-z]{2,}", outside))
+        ):
+            return _tidy([short])  # a bare answer: "f(x) = 2x", "1:2", "4 4/9"
         ans = statement_answer(short, need_cue=words > 3)
         if ans is None and words <= 3:  # a bare answer: "odd", "\\text{odd}", a matrix
             ans = short

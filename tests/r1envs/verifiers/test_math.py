@@ -175,3 +175,50 @@ def test_plain_number_is_fast():
         check(completion, "17" if k % 2 else "18")
     per_call = (time.perf_counter() - t0) / n
     assert per_call < 100e-6, f"{per_call * 1e6:.1f} us per plain-number check"
+
+
+SELF_GOLDS = [
+    r"\frac{\sqrt{3}}{2}",
+    r"\left( 3, \frac{\pi}{2} \right)",
+    r"\begin{pmatrix} -1 \\ 2 \end{pmatrix}",
+    r"\text{(C)}",
+    r"(-\infty,-2) \cup (3,\infty)",
+    r"\{1, 3\}",
+    r"3 - 2\sqrt{2}",
+    r"\$25.50",
+    r"12\%",
+    r"\text{Tuesday}",
+    r"1,\!234",
+    r"2^{2010}",
+    r"y = -\frac{3}{4}x + 5",
+    r"[-2, 5)",
+    r"\pm 3",
+    r"\frac{5}{2}, -3",
+    r"f^{-1}(x) = \frac{x+3}{2}",
+    r"\sqrt[4]{12}",
+    r"10!",
+    r"0.\overline{36}",
+    r"\infty",
+    r"1.5 \times 10^{-4}",
+    r"\angle A = 30^\circ",
+    r"|x - 3| < 2",
+    r"\begin{bmatrix} 1 & 2 \\ 3 & 4 \end{bmatrix}",
+    r"-2 < x < 3",
+    r"5\sqrt{2}\text{ cm}",
+    r"\left\{ -2, 0, 2 \right\}",
+    r"3 - 4i",
+    r"1:2",
+    r"\lfloor x \rfloor",
+    r"\sum_{k=1}^{n} k",
+]
+
+
+@pytest.mark.parametrize("gold", SELF_GOLDS)
+def test_every_gold_matches_itself_in_every_style(gold):
+    for response in (
+        f"Thus the answer is $\\boxed{{{gold}}}$.",
+        f"Final Answer: The final answer is ${gold}$. I hope it is correct.",
+        f"<think>working</think><answer>{gold}</answer>",
+        gold,
+    ):
+        assert check(response, gold).correct, response
