@@ -8,6 +8,11 @@ BUILTIN: dict[str, str] = {
     "r1/Math-v0": "r1envs.families.math:MathTask",
     "r1/Arithmetic-v0": "r1envs.families.math:ArithmeticTask",
     "r1/Code-v0": "r1envs.families.code:CodeTask",
+    "r1/Logic-v0": "r1envs.families.logic:LogicTask",
+    "r1/Countdown-v0": "r1envs.families.logic.countdown:CountdownTask",
+    "r1/KnightsKnaves-v0": "r1envs.families.logic.knights_knaves:KnightsKnavesTask",
+    "r1/MiniSudoku-v0": "r1envs.families.logic.sudoku:SudokuTask",
+    "r1/GraphColoring-v0": "r1envs.families.logic.graph_coloring:GraphColoringTask",
 }
 
 

@@ -1,0 +1,70 @@
+"""Logic puzzles verified against their rules (``r1/Logic-v0`` mixes them).
+
+Families, one module each (problem schema, difficulty kwargs and answer format in the
+module docstring):
+
+* :mod:`~r1envs.families.logic.countdown` — ``r1/Countdown-v0``
+* :mod:`~r1envs.families.logic.knights_knaves` — ``r1/KnightsKnaves-v0``
+* :mod:`~r1envs.families.logic.sudoku` — ``r1/MiniSudoku-v0``
+* :mod:`~r1envs.families.logic.graph_coloring` — ``r1/GraphColoring-v0``
+
+Every family accepts any answer that satisfies the rules (not one stored solution) and has
+``solution(problem, output_format)``, a worked completion with a final check, used for
+cold-start data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from r1envs.core import MixProblem, MixTask
+from r1envs.families.logic import countdown, graph_coloring, knights_knaves, sudoku
+from r1envs.families.logic.countdown import CountdownTask
+from r1envs.families.logic.graph_coloring import GraphColoringTask
+from r1envs.families.logic.knights_knaves import KnightsKnavesTask
+from r1envs.families.logic.sudoku import SudokuTask
+
+FAMILIES: dict[str, type] = {
+    countdown.NAME: CountdownTask,
+    knights_knaves.NAME: KnightsKnavesTask,
+    sudoku.NAME: SudokuTask,
+    graph_coloring.NAME: GraphColoringTask,
+}
+
+__all__ = [
+    "FAMILIES",
+    "CountdownTask",
+    "GraphColoringTask",
+    "KnightsKnavesTask",
+    "LogicTask",
+    "SudokuTask",
+]
+
+
+class LogicTask(MixTask):
+    """The logic families mixed by weight (``r1/Logic-v0``).
+
+    Args:
+        weights: weight per family name (``countdown``, ``knights_knaves``, ``mini_sudoku``,
+            ``graph_coloring``); equal by default, 0 leaves a family out.
+        families: kwargs per family, e.g. ``{"countdown": {"num_numbers": 5}}``.
+    """
+
+    def __init__(
+        self,
+        weights: Mapping[str, float] | None = None,
+        families: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        families = dict(families or {})
+        unknown = set(families) - set(FAMILIES)
+        if unknown:
+            raise ValueError(
+                f"families names unknown families: {sorted(unknown)}; known: {sorted(FAMILIES)}"
+            )
+        tasks = {name: cls(**dict(families.get(name, {}))) for name, cls in FAMILIES.items()}
+        super().__init__(tasks, weights)
+
+    def solution(self, problem: MixProblem, output_format: str = "r1-zero") -> str:
+        """The chosen family's worked solution."""
+        return self.tasks[problem.family].solution(problem.problem, output_format)
