@@ -224,6 +224,8 @@ def _has_variable(text: str) -> bool:
 
 def _simple_lhs(text: str) -> bool:
     t = text.strip()
+    if t in ("\\pi", "\\infty", "e", "i"):
+        return False  # constants, not names: "\\pi \\approx 3.14" states pi
     return bool(_SIMPLE_LHS_RE.match(t)) and not re.fullmatch(r"\d+", t)
 
 

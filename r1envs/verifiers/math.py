@@ -371,6 +371,10 @@ def check(completion: str, gold: str, *, strict: bool = False, timeout: float = 
     """
     deadline = time.monotonic() + max(0.0, timeout)
     extracted: str | None = None
+    if not isinstance(completion, str):
+        return MathResult(False, None)
+    if not isinstance(gold, str):
+        gold = str(gold)  # numbers from JSON files
     try:
         parts = extract_parts(completion, strict=strict)
         if not parts:

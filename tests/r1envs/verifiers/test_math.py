@@ -159,6 +159,11 @@ def test_gold_forms(gold):
     assert verify("The answer is 12.", gold)
 
 
+def test_non_string_inputs():
+    assert check("The answer is 12.", 12).correct  # type: ignore[arg-type]
+    assert check(None, "12") == MathResult(False, None, None)  # type: ignore[arg-type]
+
+
 def test_result_fields():
     r = check("<answer>\\frac{1}{2}</answer>", "0.5")
     assert isinstance(r, MathResult)
