@@ -347,7 +347,7 @@ def extract_answer(completion: str, *, strict: bool = False) -> str | None:
 def _sprayed(parts: list[str], gold: Node, symbolic: _Symbolic) -> Node | None:
     """The structure of several final answers, or ``None`` if they cannot all be right."""
     nodes = [_structure_one(p) for p in parts]
-    gold_items = gold[1] if gold[0] in ("list", "set") else None
+    gold_items = gold[1] if gold[0] in ("list", "set") else gold[3] if gold[0] == "tuple" else None
     if gold_items is not None and len(gold_items) == len(nodes):
         return ("list", nodes)
     first = nodes[0]
@@ -378,9 +378,9 @@ def check(completion: str, gold: str, *, strict: bool = False, timeout: float = 
     try:
         parts = extract_parts(completion, strict=strict)
         if not parts:
-            if parse_gold(gold)[0] == "choice":
+            if parse_gold(gold)[0] == "choice" and not strict:  # "option C", "C. because..."
                 letter = choice_in_text(completion)
-                if letter is None and not strict and len(completion.strip()) <= 200:
+                if letter is None and len(completion.strip()) <= 200:
                     letter = _choice_letter(completion.strip())
                 if letter is not None:
                     return MathResult(letter == parse_gold(gold)[1], letter)
