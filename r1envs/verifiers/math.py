@@ -32,6 +32,7 @@ in the helper process, or the helper could not be started) — never for a wrong
 
 from __future__ import annotations
 
+import ast
 import atexit
 import os
 import pickle
@@ -265,8 +266,18 @@ class _Symbolic:
 _GOLD_MARKER_RE = re.compile(r"(?i)####|answer\s*(?:is|:)|final answer|<answer>")
 
 
+_LIST_GOLD_RE = re.compile(r"""^\[\s*(?:'[^']*'|"[^"]*")(?:\s*,\s*(?:'[^']*'|"[^"]*"))*\s*\]$""")
+
+
 def _gold_text(gold: str) -> list[str]:
     g = clean_text(gold).strip()
+    if _LIST_GOLD_RE.match(g):  # a list written as JSON / Python: ["3", "5"]
+        try:
+            items = ast.literal_eval(g)
+        except (ValueError, SyntaxError):
+            items = None
+        if isinstance(items, list) and items:
+            return [str(x) for x in items]
     bx = boxes(g)
     if bx:
         return [b[2] for b in bx] if len(bx) > 1 and _all_adjacent(g, bx) else [bx[-1][2]]
@@ -373,7 +384,9 @@ def check(completion: str, gold: str, *, strict: bool = False, timeout: float = 
     extracted: str | None = None
     if not isinstance(completion, str):
         return MathResult(False, None)
-    if not isinstance(gold, str):
+    if isinstance(gold, (list, tuple)):
+        gold = ", ".join(str(g) for g in gold)  # several answers: all of them are wanted
+    elif not isinstance(gold, str):
         gold = str(gold)  # numbers from JSON files
     try:
         parts = extract_parts(completion, strict=strict)

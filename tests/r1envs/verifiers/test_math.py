@@ -159,6 +159,12 @@ def test_gold_forms(gold):
     assert verify("The answer is 12.", gold)
 
 
+def test_list_golds():
+    assert check("The roots are $\\boxed{2, 3}$.", '["3", "2"]').correct
+    assert check("The roots are $\\boxed{2, 3}$.", ["2", "3"]).correct  # type: ignore[arg-type]
+    assert not check("The roots are $\\boxed{2}$.", ["2", "3"]).correct  # type: ignore[arg-type]
+
+
 def test_non_string_inputs():
     assert check("The answer is 12.", 12).correct  # type: ignore[arg-type]
     assert check(None, "12") == MathResult(False, None, None)  # type: ignore[arg-type]
