@@ -86,6 +86,21 @@ class VerifierUnavailable(Exception):
 # --------------------------------------------------------------------------- helper pool
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Starts the helper without running r1envs/__init__ (which imports gymnasium): the helper
+# only needs the verifier modules, and starts twice as fast.
+_BOOTSTRAP = (
+    "import sys, types\n"
+    "root = sys.argv[1]\n"
+    "for name, path in (('r1envs', root), ('r1envs.verifiers', root + '/verifiers')):\n"
+    "    module = types.ModuleType(name)\n"
+    "    module.__path__ = [path]\n"
+    "    sys.modules[name] = module\n"
+    "from r1envs.verifiers._math_worker import main\n"
+    "main()\n"
+)
+
+
 class _Worker:
     """One helper process speaking the length-prefixed pickle protocol.
 
@@ -95,7 +110,7 @@ class _Worker:
 
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "r1envs.verifiers._math_worker"],
+            [sys.executable, "-c", _BOOTSTRAP, _PACKAGE_DIR],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
