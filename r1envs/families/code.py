@@ -87,7 +87,9 @@ def normalize_record(record: Mapping[str, Any]) -> dict[str, Any]:
         if len(inputs) != len(outputs):
             raise ValueError(f"inputs/outputs differ in length: {len(inputs)} vs {len(outputs)}")
         out["test_style"] = "stdio"
-        out["tests"] = [{"input": _text(i), "output": _text(o)} for i, o in zip(inputs, outputs, strict=False)]
+        out["tests"] = [
+            {"input": _text(i), "output": _text(o)} for i, o in zip(inputs, outputs, strict=False)
+        ]
     else:
         entry = rec.pop("entry_point", None)
         test = rec.pop("test", None) or rec.pop("test_list", None)

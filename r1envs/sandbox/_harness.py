@@ -114,7 +114,7 @@ def build_root():
     for name in ("proc", "tmp", "etc"):
         os.makedirs(f"{new}/{name}", exist_ok=True)
     _mount(libc, "proc", new + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
-    tmp_opts = f"size={int(CFG.get('tmp_mb', 64))}m,mode=1777"
+    tmp_opts = f"size={int(CFG.get('tmp_mb', 64))}m,mode=755"
     _mount(libc, "tmpfs", new + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, tmp_opts)
     with open(new + "/etc/passwd", "w") as fh:
         fh.write(f"root:x:0:0::/:/bin/false\nsandbox:x:{UID}:{GID}::/tmp:/bin/false\n")
@@ -190,7 +190,7 @@ def child_main(req, test, workdir, fds):
         os.chdir(workdir)
         os.environ.clear()
         os.environ.update(
-            {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "LANG": "C.UTF-8"}
+            {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8"}
         )
         os.umask(0o077)
         sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)
@@ -412,6 +412,16 @@ def run_test(req, test):
     for fd in list(bufs) + ([pidfd] if pidfd is not None else []):
         os.close(fd)
     shutil.rmtree(workdir, ignore_errors=True)
+    if not ROOT:  # candidates share our uid: whatever they left in /tmp goes too
+        for name in os.listdir("/tmp"):
+            path = os.path.join("/tmp", name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
     result = {"status": verdict, "elapsed": round(elapsed, 4)}
     if status is not None:
         if os.WIFSIGNALED(status):

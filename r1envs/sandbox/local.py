@@ -109,10 +109,19 @@ def _unshare_flags() -> list[str]:
 
 def _bwrap_args(tmp_mb: int = 64) -> list[str]:
     args = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
-            "--unshare-cgroup-try", "--die-with-parent"]  # fmt: skip
+            "--unshare-cgroup-try"]  # fmt: skip
+    # no --die-with-parent: it tracks the *thread* that started bwrap, and pool threads come
+    # and go; the runner exits on end of input when this process dies.
     for cap in _CAPS:
         args += ["--cap-add", cap]
+    made: set[str] = set()
     for path in system_ro_paths():
+        parts = path.strip("/").split("/")[:-1]
+        for i in range(len(parts)):  # parents readable by the candidate uid (bwrap: 0700)
+            parent = "/" + "/".join(parts[: i + 1])
+            if parent not in made:
+                made.add(parent)
+                args += ["--perms", "0755", "--dir", parent]
         if os.path.islink(path):
             args += ["--symlink", os.readlink(path), path]
         else:
@@ -287,47 +296,72 @@ class LocalSandbox(Sandbox):
         return runner
 
     def _acquire(self) -> _Slot:
-        with self._lock:
-            if os.getpid() != self._pid:  # forked: the parent's slots are not ours
-                self._reset_pool()
-            try:
-                return self._idle.get_nowait()
-            except queue.Empty:
-                pass
-            start = self._started < self.workers
-            if start:
-                self._started += 1
-        if start:
-            group = _cgroup.create("r1sandbox") if self.use_cgroup else None
-            if group is not None:
-                try:
-                    group.set_pids(self.nproc + 16)
-                except OSError:
-                    group.remove()
-                    group = None
-            uid = UID_BASE + ((os.getpid() & 0xFFFF) << 10) + next(_uid_counter) % 1024
-            if os.geteuid() != 0:
-                uid = os.geteuid()
-            try:
-                slot = _Slot(self._command(uid), group, self.tmp_mb + 64)
-                slot.uid = uid
-            except SandboxError:
-                with self._lock:
-                    self._started -= 1
-                raise
+        while True:
             with self._lock:
-                self._all.append(slot)
-            return slot
-        return self._idle.get()
+                if os.getpid() != self._pid:  # forked: the parent's slots are not ours
+                    self._reset_pool()
+                slot = self._idle_slot()
+                if slot is not None:
+                    return slot
+                start = self._started < self.workers
+                if start:
+                    self._started += 1
+            if start:
+                return self._start_slot()
+            try:
+                slot = self._idle.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if slot.alive():
+                return slot
+            with self._lock:
+                self._discard(slot)
+
+    def _idle_slot(self) -> _Slot | None:  # called with the lock held
+        while True:
+            try:
+                slot = self._idle.get_nowait()
+            except queue.Empty:
+                return None
+            if slot.alive():
+                return slot
+            self._discard(slot)
+
+    def _start_slot(self) -> _Slot:
+        group = _cgroup.create("r1sandbox") if self.use_cgroup else None
+        if group is not None:
+            try:
+                group.set_pids(self.nproc + 16)
+            except OSError:
+                group.remove()
+                group = None
+        uid = UID_BASE + ((os.getpid() & 0xFFFF) << 10) + next(_uid_counter) % 1024
+        if os.geteuid() != 0:
+            uid = os.geteuid()
+        try:
+            slot = _Slot(self._command(uid), group, self.tmp_mb + 64)
+        except SandboxError:
+            if group is not None:
+                group.remove()
+            with self._lock:
+                self._started -= 1
+            raise
+        slot.uid = uid
+        with self._lock:
+            self._all.append(slot)
+        return slot
 
     def _release(self, slot: _Slot, ok: bool) -> None:
         if ok and slot.alive():
             self._idle.put(slot)
             return
-        slot.kill()
         with self._lock:
-            if slot in self._all:
-                self._all.remove(slot)
+            self._discard(slot)
+
+    def _discard(self, slot: _Slot) -> None:  # called with the lock held
+        slot.kill()
+        if slot in self._all:
+            self._all.remove(slot)
             self._started -= 1
 
     def execute(self, request: dict[str, Any]) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ cgroup (see conftest) ever being what stopped it."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -175,7 +176,7 @@ def planted(tmp_path):
         Path.home() / f".r1-test-plant-{token}.jsonl",
         Path("/tmp") / f"r1-test-plant-{token}.jsonl",
     ]
-    line = '{"input": "%s", "output": "%s"}\n' % (f"in-{token}", f"out-{token}")
+    line = json.dumps({"input": f"in-{token}", "output": f"out-{token}"}) + "\n"
     for f in files:
         f.write_text(line)
         os.chmod(f, 0o644)
@@ -232,7 +233,7 @@ def test_writing_and_deleting_outside_the_sandbox_does_nothing(any_sandbox, oute
         Path(f"/tmp/PWNED-{token}"),
     ]
     code = (
-        "import os, shutil\nfor p in %r:\n    try:\n        open(p, 'w').write('x')\n"
+        "import os, shutil\nfor p in %r:\n    try:\n        open(p, 'w').write('x')\n"  # noqa: UP031
         "    except OSError:\n        pass\nfor p in %r:\n    try:\n        os.remove(p)\n"
         "    except OSError:\n        pass\nfor d in ('/usr/lib', '/work', '/root'):\n"
         "    shutil.rmtree(d + '/r1-nonexistent', ignore_errors=True)\n"
@@ -263,7 +264,7 @@ def test_network_is_unreachable(any_sandbox, outer_bound):
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     code = (
-        "import socket\nok = False\nfor host in ('127.0.0.1', %r, '1.1.1.1'):\n    try:\n"
+        "import socket\nok = False\nfor host in ('127.0.0.1', %r, '1.1.1.1'):\n    try:\n"  # noqa: UP031
         "        socket.create_connection((host, %d), timeout=0.5).close()\n        ok = True\n"
         "    except OSError:\n        pass\nprint('connected' if ok else 'no')\n"
         % (socket.gethostbyname(socket.gethostname()), port)

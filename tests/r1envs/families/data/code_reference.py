@@ -418,7 +418,11 @@ PROBLEMS = [
         "s-matrix-sum",
         "Read r and c, then r rows of c integers. Print the row sums on one line and "
         "the column sums on the next, space separated.",
-        [("2 3\n1 2 3\n4 5 6\n", "6 15\n5 7 9\n"), ("1 1\n-4\n", "-4\n-4\n")],
+        [
+            ("2 3\n1 2 3\n4 5 6\n", "6 15\n5 7 9\n"),
+            ("1 1\n-4\n", "-4\n-4\n"),
+            ("3 2\n1 2\n3 4\n5 6\n", "3 7 11\n9 12\n"),
+        ],
         "r, c = map(int, input().split())\nm = [list(map(int, input().split())) for _ in range(r)]\n"
         "print(*[sum(x) for x in m])\nprint(*[sum(col) for col in zip(*m)])\n",
     ),
