@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel
 
 from r1envs import formats
+from r1envs.core import P, Task
 
 #: Answers longer than this (characters) are not parsed: a real answer is short.
 MAX_ANSWER_CHARS = 4000
@@ -75,3 +79,46 @@ def answer_region(completion: str) -> str | None:
     if not text or len(text) > MAX_ANSWER_CHARS:
         return None
     return text
+
+
+MAX_NESTING = 12
+
+
+def too_deep(data: Any, limit: int = MAX_NESTING) -> str | None:
+    """The path of the first list/dict nested deeper than ``limit`` in ``data``, or ``None``.
+
+    Iterative, so hostile inputs nested thousands deep cannot exhaust the stack (pydantic
+    error messages print the offending input, which recurses).
+    """
+    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    while stack:
+        obj, path, depth = stack.pop()
+        if isinstance(obj, Mapping):
+            items = [(str(k), v) for k, v in obj.items()]
+        elif isinstance(obj, (list, tuple)):
+            items = [(str(i), v) for i, v in enumerate(obj)]
+        else:
+            continue
+        if depth >= limit:
+            return path or "<root>"
+        stack.extend((v, f"{path}.{k}" if path else k, depth + 1) for k, v in items)
+    return None
+
+
+class LogicTaskBase(Task[P]):
+    """A logic family: rejects absurdly nested problem dicts before pydantic sees them."""
+
+    def validate(self, data: Mapping[str, Any] | BaseModel) -> P:
+        """Validate a plain dict as this family's problem.
+
+        Raises:
+            ValueError: naming each bad field.
+        """
+        if isinstance(data, Mapping):
+            path = too_deep(data)
+            if path is not None:
+                raise ValueError(
+                    f"invalid {type(self).__name__} problem: {path}: nested deeper than "
+                    f"{MAX_NESTING} levels"
+                )
+        return super().validate(data)

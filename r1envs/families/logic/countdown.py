@@ -31,8 +31,8 @@ from fractions import Fraction
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from r1envs.core import Grade, Task
-from r1envs.families.logic._common import final_text, render_solution
+from r1envs.core import Grade
+from r1envs.families.logic._common import LogicTaskBase, final_text, render_solution
 
 NAME = "countdown"
 MAX_NUMBERS = 8
@@ -59,6 +59,7 @@ _REPLACE = (
     ("\\]", ""),
     ("`", ""),
 )
+_LEAD = re.compile(r"^(?:the\s+)?(?:final\s+)?(?:answer|expression|solution)\s*(?:is|:)\s*", re.I)
 _OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
 
 
@@ -91,7 +92,7 @@ def _normalize(text: str) -> str | None:
     """The expression part of an answer, in plain ASCII operators, or ``None``."""
     for old, new in _REPLACE:
         text = text.replace(old, new)
-    text = text.strip().rstrip(".").strip()
+    text = _LEAD.sub("", text.strip()).rstrip(".").strip()
     return text or None
 
 
@@ -249,7 +250,7 @@ def _random_expression(rng: random.Random, numbers: list[int]) -> tuple[int, str
 # -- task ------------------------------------------------------------------------------
 
 
-class CountdownTask(Task[CountdownProblem]):
+class CountdownTask(LogicTaskBase[CountdownProblem]):
     """Countdown puzzles with adjustable difficulty.
 
     Args:

@@ -28,8 +28,8 @@ import string
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from r1envs.core import Grade, Task
-from r1envs.families.logic._common import final_text, render_solution
+from r1envs.core import Grade
+from r1envs.families.logic._common import LogicTaskBase, final_text, render_solution
 
 NAME = "graph_coloring"
 COLORS = ("red", "green", "blue", "yellow", "purple", "orange", "pink", "brown")
@@ -163,7 +163,7 @@ def format_coloring(coloring: dict[str, str], problem: ColoringProblem) -> str:
 # -- task ------------------------------------------------------------------------------
 
 
-class GraphColoringTask(Task[ColoringProblem]):
+class GraphColoringTask(LogicTaskBase[ColoringProblem]):
     """Graph colouring puzzles with adjustable difficulty.
 
     Args:

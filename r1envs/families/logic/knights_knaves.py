@@ -32,8 +32,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from r1envs.core import Grade, Task
-from r1envs.families.logic._common import NEGATIONS, final_text, render_solution
+from r1envs.core import Grade
+from r1envs.families.logic._common import NEGATIONS, LogicTaskBase, final_text, render_solution
 
 NAME = "knights_knaves"
 ROLES = ("knight", "knave")
@@ -270,7 +270,7 @@ def _pinning_claim(speaker: str, person: str, value: bool) -> Claim:
 # -- task ------------------------------------------------------------------------------
 
 
-class KnightsKnavesTask(Task[KnightsKnavesProblem]):
+class KnightsKnavesTask(LogicTaskBase[KnightsKnavesProblem]):
     """Knights and Knaves puzzles with a unique solution.
 
     Args:

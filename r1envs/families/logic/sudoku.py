@@ -28,8 +28,8 @@ import re
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from r1envs.core import Grade, Task
-from r1envs.families.logic._common import answer_region, render_solution
+from r1envs.core import Grade
+from r1envs.families.logic._common import LogicTaskBase, answer_region, render_solution
 
 NAME = "mini_sudoku"
 BOXES = {4: (2, 2), 6: (2, 3)}
@@ -228,7 +228,7 @@ def _solved_grid(rng: random.Random, n: int) -> Grid:
 # -- task ------------------------------------------------------------------------------
 
 
-class SudokuTask(Task[SudokuProblem]):
+class SudokuTask(LogicTaskBase[SudokuProblem]):
     """Mini Sudoku puzzles with adjustable difficulty.
 
     Args:
