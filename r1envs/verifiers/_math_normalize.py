@@ -67,7 +67,22 @@ _SPACING_RE = re.compile(
     r"textstyle|limits|nolimits)(?![a-zA-Z])|(?<!\\)\\[!,;: ]|\\q?quad(?![a-zA-Z])|~|\\hspace\*?\{[^{}]*\}"
 )
 _DEGREE_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ(?![a-zA-Z])|\\degree(?![a-zA-Z])")
-_PERCENT_RE = re.compile(r"\\%|\s*\b(?:percent(?:age)?|pct)\b\.?", re.IGNORECASE)
+_PERCENT_RE = re.compile(r"\\%|\s*\b(?:per\s*cent(?:age)?|pct)\b\.?", re.IGNORECASE)
+# A plain word (or a few) after a number is a unit or a noun: "1/2 cup", "20 USD".
+_TRAILING_WORDS_RE = re.compile(r"(?<=[\d}.])\s+[A-Za-z]{3,}(?:\s+[A-Za-z]{2,}){0,3}\.?$")
+_VULGAR = {
+    "\u00bd": "(1/2)",
+    "\u2153": "(1/3)",
+    "\u2154": "(2/3)",
+    "\u00bc": "(1/4)",
+    "\u00be": "(3/4)",
+    "\u2155": "(1/5)",
+    "\u2159": "(1/6)",
+    "\u215b": "(1/8)",
+    "\u215c": "(3/8)",
+    "\u215d": "(5/8)",
+    "\u215e": "(7/8)",
+}
 _UNIT_WORDS = (
     r"(?:square|sq\.?|cubic)?\s*(?:units?|centimeters?|centimetres?|cm|millimeters?|mm|"
     r"kilometers?|km|meters?|metres?|inches|inch|feet|foot|ft|yards?|yd|miles?|mi|mph|kph|"
@@ -139,6 +154,9 @@ def normalize(text: str) -> str:
     """
     s = text[:MAX_INPUT_CHARS]
     s = _UNICODE_RE.sub(lambda m: _UNICODE[m.group(0)], s)
+    for ch, rep in _VULGAR.items():
+        if ch in s:
+            s = re.sub(r"(\d+)\s*" + ch, r"(\1+" + rep + ")", s).replace(ch, rep)  # 2½ = 5/2
     s = s.replace("\\$", " ").replace("$", " ")
     s = _CURRENCY_RE.sub(" ", s)
     s = re.sub(r"\\\(|\\\)|\\\[|\\\]", " ", s)
@@ -182,6 +200,7 @@ def normalize(text: str) -> str:
     s = re.sub(r"^\\(?:therefore|implies|Rightarrow)\s*", "", s)
     for _ in range(2):
         s = _TRAILING_UNIT_RE.sub("", s).strip(" ,;:")
+        s = _TRAILING_WORDS_RE.sub("", s).strip(" ,;:")
     s = _SHORT_UNIT_RE.sub("", s).rstrip()
     s = s.rstrip("\\").rstrip()
     s = _mixed_number(s)

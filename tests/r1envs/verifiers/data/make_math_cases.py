@@ -455,6 +455,19 @@ PAIRS: list[tuple[str, str, bool, str]] = [
     ),
     ("12s^2", "12", False, "units"),
     ("12", "12 s", True, "units"),
+    ("\\frac12", "1/2 cup", True, "units"),
+    ("20", "20 USD", True, "units"),
+    ("50\\%", "50 per cent", True, "percent"),
+    ("\\frac52", "2\u00bd", True, "unicode"),
+    ("\\frac34", "\u00be", True, "unicode"),
+    ("\\sqrt{2}", "\u221a2", True, "unicode"),
+    ("\\frac{\\pi}{4}", "\u03c0/4", True, "unicode"),
+    ("x^2+1", "x\u00b2 + 1", True, "unicode"),
+    ("(-\\infty, 3]", "(\u2212\u221e, 3]", True, "unicode"),
+    ("[3,5]", "3 \u2264 x \u2264 5", True, "unicode"),
+    ("45", "45\u00b0", True, "unicode"),
+    ("-5", "\u22125", True, "unicode"),
+    ("5", "\u22125", False, "unicode"),
 ]
 
 D = "$"  # keeps the templates readable
