@@ -21,7 +21,7 @@ OUTER_MEMORY = 1 << 30
 OUTER_PIDS = 1024
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def outer_bound():
     """The test process inside a memory + pids cgroup (``None`` where none can be made)."""
     group = _cgroup.create("r1tests-outer")
