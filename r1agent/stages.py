@@ -1,0 +1,277 @@
+"""The four DeepSeek-R1 stages as functions (the pipeline wires them together).
+
+* :func:`stage1_cold_start` — SFT on cold-start long-CoT data; when a quick-eval target is
+  set, intermediate checkpoints are evaluated and training stops at the first one with
+  enough headroom for RL (pass@1 around ``target_pass1``, pass@k well above it).
+* :func:`stage2_reasoning_rl` — GRPO on the reasoning envs (accuracy + format + language).
+* :func:`stage3_rejection_sft` — rejection sampling from the stage-2 model, plus general
+  data, then SFT of the **base** model on the union.
+* :func:`stage4_all_scenarios_rl` — GRPO on reasoning envs (rule rewards) mixed with
+  :class:`ChatEnv` general prompts scored by reward models (helpfulness on the summary,
+  harmlessness on the whole response).
+
+Each stage writes a Hugging Face checkpoint directory and a ``stage.json`` summary; a stage
+whose inputs are bad fails before writing anything into its own directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+
+from r1agent.sft import Example, SFTConfig, read_examples, train_sft
+from r1envs import formats
+
+log = logging.getLogger(__name__)
+
+GENERAL_TEMPLATE = "User: {prompt}\nAssistant:"
+CHAT_ENV_ID = "r1agent/Chat-v0"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def load_model_and_tokenizer(path: str | Path) -> tuple[Any, Any]:
+    """Load a checkpoint with :func:`r1agent.models.load_model`."""
+    from r1agent.models import load_model
+
+    return load_model(str(path))
+
+
+def write_stage_summary(out_dir: str | Path, summary: dict[str, Any]) -> None:
+    """Write ``stage.json`` (the pipeline's "this stage is finished" marker) last."""
+    path = Path(out_dir) / "stage.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(summary, indent=2, default=str))
+    tmp.replace(path)
+
+
+def general_examples(path: str | Path | None, limit: int | None = None) -> list[Example]:
+    """General (non-reasoning) prompts with answers as SFT examples.
+
+    Args:
+        path: ``{"prompt", "answer"}`` JSONL; ``None`` means the shipped set.
+        limit: keep at most this many.
+
+    Raises:
+        FileNotFoundError, ValueError: for a missing or malformed file (named).
+    """
+    if path is None:
+        from r1envs.resources import data_path
+
+        path = data_path("general/general.jsonl")
+    examples = [
+        Example(GENERAL_TEMPLATE.format(prompt=e.prompt), " " + e.response.strip())
+        for e in read_examples(path)
+    ]
+    return examples[:limit] if limit is not None else examples
+
+
+# --------------------------------------------------------------------------- stage 1
+
+
+def stage1_cold_start(
+    base: str | Path,
+    out_dir: str | Path,
+    examples: Sequence[Example],
+    sft: SFTConfig,
+    *,
+    env_ids: Sequence[str],
+    max_new_tokens: int,
+    prompt_format: str = "observation",
+    target_pass1: float | None = 0.45,
+    min_pass_k: float = 0.7,
+    eval_n: int = 96,
+    eval_k: int = 8,
+    generate_fn: Any = None,
+) -> dict[str, Any]:
+    """Cold-start SFT of ``base`` on ``examples``, stopping at the first checkpoint with headroom.
+
+    With ``target_pass1`` set, every ``sft.save_steps`` checkpoint is quick-evaluated at
+    T=0.6 on held-out problems (seeds above the eval range's first ``eval_n``... the same
+    held-out range the report uses, a different sample seed) and training stops once pass@1
+    reaches ``target_pass1`` with pass@``eval_k`` at least ``min_pass_k``.
+    """
+    from r1agent.evaluate import HELDOUT_SEED, evaluate
+
+    model, tokenizer = load_model_and_tokenizer(base)
+    history: list[dict[str, Any]] = []
+
+    def on_save(step: int, _path: Path) -> bool:
+        if target_pass1 is None:
+            return False
+        report = evaluate(
+            model,
+            tokenizer,
+            env_ids,
+            n=eval_n,
+            k=eval_k,
+            max_new_tokens=max_new_tokens,
+            prompt_format=prompt_format,
+            seed=1234 + step,
+            base_seed=HELDOUT_SEED + 500_000,
+            generate_fn=generate_fn,
+        )
+        row = {
+            "step": step,
+            "pass@1": report.overall["pass@1"],
+            f"pass@{eval_k}": report.overall[f"pass@{eval_k}"],
+        }
+        history.append(row)
+        log.info("stage 1 quick eval: %s", row)
+        return row["pass@1"] >= target_pass1 and row[f"pass@{eval_k}"] >= min_pass_k
+
+    sft = sft.model_copy(update={"output_dir": str(out_dir), "model": str(base)})
+    summary = train_sft(model, tokenizer, examples, sft, on_save=on_save)
+    summary["quick_evals"] = history
+    write_stage_summary(
+        out_dir, {"stage": "stage1", "checkpoint": str(Path(out_dir).resolve()), **summary}
+    )
+    return summary
+
+
+# --------------------------------------------------------------------------- stage 3
+
+
+def stage3_rejection_sft(
+    stage2: str | Path,
+    base: str | Path,
+    out_dir: str | Path,
+    sft: SFTConfig,
+    *,
+    env_ids: Sequence[str],
+    n_prompts: int,
+    samples: int,
+    max_new_tokens: int,
+    prompt_format: str = "observation",
+    general_path: str | Path | None = None,
+    general_limit: int | None = None,
+    seed: int = 3_000_000,
+    temperature: float = 1.0,
+) -> dict[str, Any]:
+    """Rejection-sample from ``stage2``, add general data, SFT ``base`` on the union.
+
+    Raises:
+        EmptyDatasetError: if no sample survives the filters (nothing is written as a model).
+        FileNotFoundError, ValueError: for a missing or malformed general data file.
+    """
+    from r1agent.rejection import build_stage3_set, sample_and_filter
+
+    general = general_examples(general_path, general_limit)  # fails early on bad data
+    model, tokenizer = load_model_and_tokenizer(stage2)
+    kept, counts = sample_and_filter(
+        model,
+        tokenizer,
+        env_ids,
+        n_prompts=n_prompts,
+        samples=samples,
+        seed=seed,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        prompt_format=prompt_format,
+    )
+    del model
+    out = Path(out_dir)
+    data = build_stage3_set(kept, general, out.parent / f"{out.name}_data.jsonl")
+    examples = read_examples(data)
+    random.Random(seed).shuffle(examples)
+    base_model, base_tok = load_model_and_tokenizer(base)
+    sft = sft.model_copy(update={"output_dir": str(out), "model": str(base)})
+    summary = train_sft(base_model, base_tok, examples, sft)
+    summary.update({"rejection": counts, "general": len(general), "data": str(data)})
+    write_stage_summary(out, {"stage": "stage3", "checkpoint": str(out.resolve()), **summary})
+    return summary
+
+
+# --------------------------------------------------------------------------- stage 4 env
+
+
+def summary_part(text: str) -> str:
+    """The summary (answer) part of a response: after the reasoning block when there is one."""
+    for end in (formats.REASONING_END, formats.THINK_END):
+        k = text.rfind(end)
+        if k >= 0:
+            return text[k + len(end) :].strip()
+    return text.strip()
+
+
+_JUDGES: dict[str, Any] = {}
+
+
+def cached_judge(spec: str) -> Any:
+    """Load a judge once per process (envs are made many times)."""
+    if spec not in _JUDGES:
+        from r1agent.judges import load_judge
+
+        _JUDGES[spec] = load_judge(spec)
+    return _JUDGES[spec]
+
+
+class ChatEnv(gym.Env[str, str]):
+    """General prompts scored by model rewards (stage 4's non-reasoning scenarios).
+
+    Reward = ``helpfulness_weight * helpfulness(prompt, summary)`` +
+    ``harmlessness_weight * harmlessness(prompt, whole response)``. ``info["correct"]`` is
+    ``False`` (no rule checks these answers); ``info["rewards"]`` holds both components.
+
+    Args:
+        helpfulness: judge spec (``rm:PATH``, ``lm:PATH``, endpoint URL) for the summary.
+        harmlessness: judge spec for the whole response (defaults to ``helpfulness``).
+        data: ``{"prompt", "answer"}`` JSONL of general prompts (default: the shipped set).
+        helpfulness_weight: weight of the helpfulness score.
+        harmlessness_weight: weight of the harmlessness score.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        helpfulness: str,
+        harmlessness: str | None = None,
+        data: str | None = None,
+        helpfulness_weight: float = 1.0,
+        harmlessness_weight: float = 0.5,
+    ) -> None:
+        from r1envs.spaces import UnicodeText
+
+        self.prompts = [e.prompt for e in general_examples(data)]
+        self.help_judge = cached_judge(helpfulness)
+        self.harm_judge = cached_judge(harmlessness or helpfulness)
+        self.weights = (helpfulness_weight, harmlessness_weight)
+        self.observation_space = UnicodeText(1 << 16)
+        self.action_space = UnicodeText(1 << 20)
+        self._question = ""
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """Draw a general prompt."""
+        super().reset(seed=seed)
+        prompt = self.prompts[int(self.np_random.integers(len(self.prompts)))]
+        self._question = prompt[len("User: ") : -len("\nAssistant:")]
+        return prompt, {"messages": [{"role": "user", "content": self._question}]}
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """Score the response with the two judges."""
+        h = self.help_judge.score([self._question], [summary_part(action)])[0]
+        s = self.harm_judge.score([self._question], [action])[0]
+        error = None if h is not None and s is not None else "judge could not score"
+        values = {"helpfulness": float(h or 0.0), "harmlessness": float(s or 0.0)}
+        reward = self.weights[0] * values["helpfulness"] + self.weights[1] * values["harmlessness"]
+        info = {"rewards": values, "correct": False, "extracted_answer": None, "error": error}
+        return "", float(reward), True, False, info
+
+
+def register_chat_env() -> None:
+    """Register :class:`ChatEnv` as ``r1agent/Chat-v0`` (idempotent)."""
+    if CHAT_ENV_ID not in gym.registry:
+        gym.register(CHAT_ENV_ID, entry_point="r1agent.stages:ChatEnv")
+
+
+register_chat_env()
