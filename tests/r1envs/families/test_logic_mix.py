@@ -1,0 +1,47 @@
+"""r1/Logic-v0: the logic families mixed by weight."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import pytest
+
+import r1envs  # noqa: F401  (registers the ids)
+from r1envs.families.logic import FAMILIES, LogicTask
+
+
+def test_all_families_appear_and_info_names_them():
+    env = gym.make("r1/Logic-v0")
+    seen = {env.reset(seed=s)[1]["family"] for s in range(40)}
+    assert seen == set(FAMILIES)
+
+
+def test_weights_and_family_kwargs():
+    env = gym.make(
+        "r1/Logic-v0",
+        weights={"countdown": 1.0, "knights_knaves": 0, "mini_sudoku": 0, "graph_coloring": 0},
+        families={"countdown": {"num_numbers": 3}},
+    )
+    for s in range(10):
+        _, info = env.reset(seed=s)
+        assert info["family"] == "countdown" and len(info["problem"]["numbers"]) == 3
+
+
+def test_pinned_problem_with_and_without_family():
+    env = gym.make("r1/Logic-v0")
+    problem = {"numbers": [2, 3, 4], "target": 10}
+    _, info = env.reset(options={"problem": {"family": "countdown", **problem}})
+    assert info["family"] == "countdown"
+    _, info = env.reset(options={"problem": problem})
+    assert info["family"] == "countdown"
+    assert env.step("<think>x</think> <answer>2*3+4</answer>")[4]["correct"] is True
+    with pytest.raises(ValueError, match="family"):
+        env.reset(options={"problem": {"family": "chess", **problem}})
+    with pytest.raises(ValueError, match="fits no family"):
+        env.reset(options={"problem": {"numbers": [2, 3]}})
+
+
+def test_unknown_family_kwargs_raise():
+    with pytest.raises(ValueError, match="chess"):
+        LogicTask(families={"chess": {}})
+    with pytest.raises(ValueError, match="weights"):
+        LogicTask(weights={"chess": 1.0})
