@@ -147,7 +147,8 @@ class DeclarativeFactory:
             cls = _resolve(target)
         except (ImportError, AttributeError) as err:
             raise ValueError(
-                f"{self.source}: verifier {self.spec.verifier!r} cannot be imported ({target}): {err}"
+                f"{self.source}: verifier {self.spec.verifier!r} cannot be imported "
+                f"({target}): {err}"
             ) from None
         if not (isinstance(cls, type) and issubclass(cls, Task)):
             raise ValueError(f"{self.source}: verifier {target!r} is not a Task class")
@@ -242,7 +243,8 @@ class ExactTask(Task[ExactProblem]):
     """Questions graded by exact match of the final answer.
 
     The answer graded is :func:`r1envs.formats.final_answer_text` of the completion: the
-    last ``<answer>`` block, else the last ``\\boxed{}``, else the final line. It is compared with ``answer`` and ``aliases`` after :func:`normalize_text`.
+    last ``<answer>`` block, else the last ``\\boxed{}``, else the final line. It is
+    compared with ``answer`` and ``aliases`` after :func:`normalize_text`.
 
     Args:
         problems: the problems (dicts or :class:`ExactProblem`).

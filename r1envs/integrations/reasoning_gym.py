@@ -31,6 +31,7 @@ import functools
 import importlib.util
 import math
 import random
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -38,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from r1envs.core import Grade, Task
 from r1envs.formats import final_answer_text
+from r1envs.integrations._rg_worker import ScoreTimeout, ScoreWorker
 from r1envs.registry import _TASKS, register_task
 
 #: Generators registered by default: cheap to build, single answers or rule-checked scorers.
@@ -62,6 +64,30 @@ CURATED: tuple[str, ...] = (
     "tower_of_hanoi",
 )
 MAX_ANSWER_CHARS = 20_000
+
+
+_WORKERS: dict[tuple[str, int, int, str], ScoreWorker] = {}
+_WORKERS_LOCK = threading.Lock()
+
+
+def shared_worker(name: str, seed: int, size: int, config: dict[str, Any]) -> ScoreWorker:
+    """The scoring helper process for one generator config, shared by the envs of this
+    process; started now (without waiting), so importing reasoning-gym there overlaps with
+    the caller's work. It lives until :func:`close_workers` or the end of the process."""
+    key = (name, seed, size, repr(sorted(config.items())))
+    with _WORKERS_LOCK:
+        if key not in _WORKERS:
+            _WORKERS[key] = ScoreWorker((name, seed, size, dict(config)))
+            _WORKERS[key].start()
+        return _WORKERS[key]
+
+
+def close_workers() -> None:
+    """Stop every scoring helper process of this process."""
+    with _WORKERS_LOCK:
+        for worker in _WORKERS.values():
+            worker.close()
+        _WORKERS.clear()
 
 
 def available() -> bool:
@@ -91,6 +117,10 @@ class ReasoningGymTask(Task[RGProblem]):
         name: the generator's name in ``reasoning_gym.factory.DATASETS``.
         seed: the generator's seed (problems are drawn by index from it).
         size: how many distinct indices to draw from.
+        timeout: seconds a score may take; a slower one counts as wrong (score 0).
+        isolate: score in a helper process that is killed after ``timeout`` (the default;
+            some scorers evaluate the answer with sympy and never return on ``99999999!``).
+            ``False`` scores in this process: faster, but unbounded.
         partial_credit: use the scorer's value as the accuracy (``True``) instead of only
             full scores (``False``, the default: accuracy is 1 when the score is >= 1, else 0).
         **config: the generator's config fields (e.g. ``min_terms=2``).
@@ -105,6 +135,8 @@ class ReasoningGymTask(Task[RGProblem]):
         seed: int = 0,
         size: int = 100_000,
         partial_credit: bool = False,
+        timeout: float = 3.0,
+        isolate: bool = True,
         **config: Any,
     ) -> None:
         import reasoning_gym
@@ -114,9 +146,15 @@ class ReasoningGymTask(Task[RGProblem]):
             raise ValueError(f"unknown reasoning-gym generator, name: {name!r}")
         if size < 1:
             raise ValueError(f"size must be >= 1, size: {size}")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be > 0, timeout: {timeout}")
         self.name = name
         self.dataset = reasoning_gym.create_dataset(name, seed=seed, size=size, **config)
         self.partial_credit = partial_credit
+        self.timeout = timeout
+        self._worker = shared_worker(name, seed, size, config) if isolate else None
+        if self._worker is not None:
+            self._worker.wait_ready()  # so that no step pays for the helper's start-up
 
     def sample(self, rng: random.Random) -> RGProblem:
         """Generate the entry at a random index."""
@@ -144,10 +182,7 @@ class ReasoningGymTask(Task[RGProblem]):
             "answer": problem.answer,
             "metadata": dict(problem.metadata),
         }
-        try:
-            score = float(self.dataset.score_answer(answer, entry))
-        except Exception:  # scorers parse the answer and raise on malformed ones: a wrong answer
-            score = 0.0
+        score = self._score(answer, entry)
         score = score if math.isfinite(score) else 0.0
         correct = score >= 1.0
         return Grade(
@@ -155,6 +190,20 @@ class ReasoningGymTask(Task[RGProblem]):
             extracted_answer=answer,
             score=score if self.partial_credit else float(correct),
         )
+
+    def _score(self, answer: str, entry: dict[str, Any]) -> float:
+        # Scorers parse the answer and raise on malformed ones, or never return on some
+        # (sympy on ``99999999!``): both grade the answer wrong, without an error.
+        if self._worker is None:
+            try:
+                return float(self.dataset.score_answer(answer, entry))
+            except Exception:
+                return 0.0
+        try:
+            status, value = self._worker.score(answer, entry, self.timeout)
+        except ScoreTimeout:
+            return 0.0
+        return float(value) if status == "ok" else 0.0
 
 
 def register_reasoning_gym(

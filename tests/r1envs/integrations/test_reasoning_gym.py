@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import gymnasium as gym
 import pytest
@@ -82,3 +83,26 @@ def test_register_more_and_errors():
     with pytest.raises(ValueError, match="bad kwargs"):
         gym.make("r1/RGBasicArithmetic-v0", not_a_field=3)
     r1envs.unregister_task("r1/RGLegCounting-v0")
+
+
+def test_hanging_scorer_is_bounded_and_recovers():
+    # puzzle24's scorer evaluates the answer with sympy: 99999999! never returns in-process
+    env = gym.make("r1/RGPuzzle24-v0", timeout=1.0).unwrapped
+    env.reset(
+        options={
+            "problem": {"question": "Make 24 from 4 6 1 1", "metadata": {"numbers": [4, 6, 1, 1]}}
+        }
+    )
+    t0 = time.perf_counter()
+    _, reward, *_, info = env.step("\\boxed{99999999!}")
+    assert time.perf_counter() - t0 < 5.0
+    assert reward == 0.0 and info["correct"] is False and info["error"] is None
+    assert env.step("<answer>4*6*1*1</answer>")[4]["correct"] is True  # a fresh helper scores
+
+
+def test_in_process_scoring_option():
+    env = gym.make("r1/RGGcd-v0", isolate=False)
+    _, info = env.reset(seed=4)
+    assert env.step(f"<answer>{info['problem']['answer']}</answer>")[4]["correct"] is True
+    with pytest.raises(ValueError, match="timeout must be > 0"):
+        gym.make("r1/RGGcd-v0", timeout=0)
