@@ -20,6 +20,7 @@ Numeric policy (documented in :mod:`r1envs.verifiers.math`):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
@@ -167,6 +168,9 @@ def _as_equation(node: Node) -> Node | None:
     return None if lhs[2] is None else ("equation", lhs, node[2])
 
 
+_FUNC_LHS_RE = re.compile(r"^(?:[a-zA-Z](?:\^\{?-1\}?)?\([a-z]\)|y)$")
+
+
 def _unwrap(node: Node) -> Node:
     while node[0] == "eq":
         node = node[2]
@@ -176,6 +180,8 @@ def _unwrap(node: Node) -> Node:
 def equal(p: Node, g: Node, symbolic: Symbolic) -> bool:
     """Whether answer structure ``p`` is equivalent to gold structure ``g``."""
     if p[0] == "eq" and g[0] == "eq":
+        if _FUNC_LHS_RE.match(p[1]) and _FUNC_LHS_RE.match(g[1]) and "(" in p[1] + g[1]:
+            return equal(p[2], g[2], symbolic)  # f(x) = 2x+1 and y = 2x+1 name one function
         if p[1] and g[1] and p[1] != g[1] and not (p[1].startswith("(") or g[1].startswith("(")):
             pe, ge = _as_equation(p), _as_equation(g)
             if pe is not None and ge is not None:

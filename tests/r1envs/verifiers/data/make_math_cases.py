@@ -233,6 +233,10 @@ PAIRS: list[tuple[str, str, bool, str]] = [
     ("7=11a+c", "11a+c", False, "equation"),
     ("x = 11", "x = 5+5+1 = 11", True, "equation"),
     ("f(x)=x^2", "x^2", True, "equation"),
+    ("f(x)=2x+1", "y = 2x + 1", True, "equation"),
+    ("f(x)=2x+1", "y = 2x - 1", False, "equation"),
+    ("f^{-1}(x)=\\frac{x-1}{2}", "f^{-1}(x) = \\frac{x}{2} - \\frac{1}{2}", True, "equation"),
+    ("x = 3", "y = 3", False, "equation"),
     # ---- inequalities and intervals
     ("x>3", "(3,\\infty)", True, "interval"),
     ("(3,\\infty)", "x>3", True, "interval"),
