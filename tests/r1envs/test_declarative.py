@@ -159,3 +159,25 @@ def test_custom_verifier_class_and_limit(tmp_path, cleanup):
 def test_normalize_text():
     assert normalize_text("  The   Answer.\n") == "the answer"
     assert normalize_text('"Yes"') == "yes"
+
+
+def test_code_verifier_from_yaml(tmp_path, cleanup):
+    pytest.importorskip("r1envs.families.code")
+    row = {
+        "prompt": "Write add(a, b) returning the sum.",
+        "checks": ["assert add(2, 3) == 5", "assert add(-1, 1) == 0"],
+        "test_style": "assert",
+        "entry_point": "add",
+    }
+    write(tmp_path / "add.jsonl", json.dumps(row) + "\n")
+    spec = write(
+        tmp_path / "add.yaml",
+        "id: test/AddCode-v0\ndata: add.jsonl\nfields: {question: prompt, tests: checks}\nverifier: code\n",
+    )
+    cleanup.append(register_declarative(spec))
+    env = gym.make("test/AddCode-v0")
+    env.reset(seed=0)
+    good = "<think>easy</think> <answer>```python\ndef add(a, b):\n    return a + b\n```</answer>"
+    _, _, _, _, info = env.step(good)
+    assert info["error"] is None and info["correct"] is True
+    env.close()

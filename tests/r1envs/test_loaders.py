@@ -150,3 +150,28 @@ def test_shipped_general_and_preference_data():
     assert all(set(r) == {"prompt", "chosen", "rejected"} for r in prefs)
     assert all(r["chosen"] != r["rejected"] for r in prefs)
     assert max(len(r["answer"]) for r in general) < 400  # short: a tiny model trains on them
+
+
+def test_shipped_math_golds_verify_against_themselves():
+    math_verifier = pytest.importorskip("r1envs.verifiers.math")
+    probs = load_problems(data_path("math/problems.jsonl"), MathProblem)
+    probs += load_problems(
+        data_path("math/gsm_style.jsonl"), MathProblem, transforms={"answer": "gsm8k"}
+    )
+    probs += load_problems(
+        data_path("math/math_style.jsonl"),
+        MathProblem,
+        fields={"question": "problem", "answer": "solution"},
+        transforms={"answer": "boxed"},
+    )
+    unparsed = [
+        p.answer for p in probs if not math_verifier.verify(f"So \\boxed{{{p.answer}}}.", p.answer)
+    ]
+    assert unparsed == []
+    # and a neighbour's answer is not accepted
+    wrong = [
+        (a.answer, b.answer)
+        for a, b in zip(probs, probs[1:], strict=False)
+        if a.answer != b.answer and math_verifier.verify(f"\\boxed{{{b.answer}}}", a.answer)
+    ]
+    assert wrong == []
