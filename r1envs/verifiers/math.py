@@ -18,13 +18,22 @@ Design:
 * **Equivalence** (:mod:`._math_compare`): rationals exactly with ``fractions.Fraction`` in
   this process (a plain number takes a few microseconds); everything symbolic goes to
   sympy in a helper process (:mod:`._math_worker`) started with ``subprocess`` and talked
-  to over pipes. A late reply gets the helper killed and restarted, so the time bound
+  to over pipes. A late reply gets the helper killed and restarted (one still importing sympy
+  is kept and its late reply discarded), so the time bound
   holds in any thread and in daemonic worker processes (no ``signal.alarm``). Absurd inputs
   (exponent towers, huge factorials, deep nesting, megabytes of text) are refused before
   anything evaluates them: they are wrong answers, not verifier errors.
 * **Numbers**: exact comparison; decimals only match with the rounding rules documented in
   :mod:`._math_compare` (``0.333333`` matches ``1/3``; ``0.333`` does not; gold ``7.78``
   accepts ``70/9``); percent ``50\\%`` matches ``50``, ``0.5`` and ``1/2``.
+
+Equivalence policy, in short: bare lists (``1, 2``) and sets are order-insensitive, tuples
+and intervals are ordered and their brackets must match; ``a \\pm b`` is the list of both
+values; an equation equals another when one is a non-zero multiple of the other, an
+inequality when one is a positive multiple (``x > 3`` also equals ``(3, \\infty)``);
+``x = 3`` answers a gold ``3``; units, ``\\text{}`` annotations after a value and degree
+signs are ignored; words compare case-insensitively; a choice letter matches ``B``, ``(B)``,
+``\\text{(B)}`` or ``B) 12``.
 
 ``MathResult.error`` is set only when the verifier itself failed (its time budget ran out
 in the helper process, or the helper could not be started) — never for a wrong answer.
