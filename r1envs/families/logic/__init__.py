@@ -32,7 +32,25 @@ FAMILIES: dict[str, type] = {
     graph_coloring.NAME: GraphColoringTask,
 }
 
+#: Family kwargs per difficulty level of :class:`LogicTask` (``"medium"`` = the defaults).
+DIFFICULTY: dict[str, dict[str, dict[str, Any]]] = {
+    "easy": {
+        countdown.NAME: {"num_numbers": 3, "max_value": 10, "min_target": 5, "max_target": 50},
+        knights_knaves.NAME: {"num_people": 2, "depth": 1},
+        sudoku.NAME: {"size": 4, "num_blanks": 6},
+        graph_coloring.NAME: {"num_nodes": 4, "edge_prob": 0.5, "num_colors": 3},
+    },
+    "medium": {name: {} for name in FAMILIES},
+    "hard": {
+        countdown.NAME: {"num_numbers": 5, "max_value": 50, "min_target": 100, "max_target": 999},
+        knights_knaves.NAME: {"num_people": 5, "depth": 2},
+        sudoku.NAME: {"size": 6, "num_blanks": 22},
+        graph_coloring.NAME: {"num_nodes": 10, "edge_prob": 0.6, "num_colors": 3},
+    },
+}
+
 __all__ = [
+    "DIFFICULTY",
     "FAMILIES",
     "CountdownTask",
     "GraphColoringTask",
@@ -48,21 +66,32 @@ class LogicTask(MixTask):
     Args:
         weights: weight per family name (``countdown``, ``knights_knaves``, ``mini_sudoku``,
             ``graph_coloring``); equal by default, 0 leaves a family out.
-        families: kwargs per family, e.g. ``{"countdown": {"num_numbers": 5}}``.
+        families: kwargs per family, e.g. ``{"countdown": {"num_numbers": 5}}``; a family
+            given here takes these kwargs instead of its difficulty preset.
+        difficulty: a preset of family kwargs, ``"easy"``, ``"medium"`` (the families'
+            defaults) or ``"hard"`` (see :data:`DIFFICULTY`).
     """
 
     def __init__(
         self,
         weights: Mapping[str, float] | None = None,
         families: Mapping[str, Mapping[str, Any]] | None = None,
+        difficulty: str = "medium",
     ) -> None:
+        if difficulty not in DIFFICULTY:
+            raise ValueError(
+                f"difficulty must be one of {sorted(DIFFICULTY)}, difficulty: {difficulty!r}"
+            )
         families = dict(families or {})
         unknown = set(families) - set(FAMILIES)
         if unknown:
             raise ValueError(
                 f"families names unknown families: {sorted(unknown)}; known: {sorted(FAMILIES)}"
             )
-        tasks = {name: cls(**dict(families.get(name, {}))) for name, cls in FAMILIES.items()}
+        preset = DIFFICULTY[difficulty]
+        tasks = {
+            name: cls(**dict(families.get(name, preset[name]))) for name, cls in FAMILIES.items()
+        }
         super().__init__(tasks, weights)
 
     def solution(self, problem: MixProblem, output_format: str = "r1-zero") -> str:

@@ -45,3 +45,19 @@ def test_unknown_family_kwargs_raise():
         LogicTask(families={"chess": {}})
     with pytest.raises(ValueError, match="weights"):
         LogicTask(weights={"chess": 1.0})
+
+
+def test_difficulty_presets():
+    easy, hard = LogicTask(difficulty="easy"), LogicTask(difficulty="hard")
+    assert easy.tasks["countdown"].num_numbers == 3 and hard.tasks["countdown"].num_numbers == 5
+    assert hard.tasks["mini_sudoku"].size == 6
+    mixed = LogicTask(difficulty="hard", families={"mini_sudoku": {"size": 4}})
+    assert mixed.tasks["mini_sudoku"].size == 4 and mixed.tasks["mini_sudoku"].num_blanks == 10
+    assert mixed.tasks["knights_knaves"].depth == 2
+    env = gym.make("r1/Logic-v0", difficulty="hard")
+    for s in range(8):
+        _, info = env.reset(seed=s)
+        text = env.unwrapped.task.solution(env.unwrapped.task.validate(info["problem"]))
+        assert env.step(text)[4]["correct"] is True
+    with pytest.raises(ValueError, match="difficulty"):
+        LogicTask(difficulty="insane")
