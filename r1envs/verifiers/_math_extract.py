@@ -238,7 +238,11 @@ def statement_answer(s: str, *, need_cue: bool = False) -> str | None:
     if len(nums) == 1:
         return nums[0]
     if len(nums) > 1 and re.match(r"^\s*[-+]?\d", plain):
-        return plain if len(plain) <= 80 else None
+        lead = _NUMBER_OR_FRACTION_RE.match(plain.strip())
+        rest = plain.strip()[lead.end() :] if lead else ""
+        if lead and not re.match(r"\s*(?:,|and\b|or\b|to\b|-)", rest):
+            return lead.group(0)  # "73 after checking 5 cases"
+        return plain if len(plain) <= 80 else None  # "12, 13 or 14": several answers
     return plain if len(plain) <= 40 and nums else None
 
 
@@ -258,14 +262,26 @@ def choice_in_text(text: str) -> str | None:
 
 def _final_sentence(text: str) -> str | None:
     """The answer stated in the last sentence that states one (non-strict mode)."""
-    sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z\\$*])|\n+", text.strip()[-4000:])
+    tail = _DISPLAY_RE.sub(lambda m: m.group(0).replace("\n", " "), text.strip()[-4000:])
+    sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z\\$*])|\n+", tail)
     for sent in reversed(sentences):
         if not sent.strip() or _FILLER_RE.match(sent):
             continue
         if not re.search(r"[\d$]|\\[a-zA-Z]", sent):
             continue
+        bare = _BARE_WRAP_RE.sub("", sent).strip().rstrip(".").strip()
+        if (
+            bare
+            and len(bare) <= 60
+            and not re.search(r"[A-Za-z]{3,}", re.sub(r"\\[a-zA-Z]+", "", bare))
+        ):
+            return bare  # a final line that is only the answer: "**73**", "\\[ 73 \\]"
         return statement_answer(_sentence(sent + " "), need_cue=True)
     return None
+
+
+_DISPLAY_RE = re.compile(r"\\\[.*?\\\]|\$\$.*?\$\$", re.S)
+_BARE_WRAP_RE = re.compile(r"\*\*|\$|\\\[|\\\]|\\\(|\\\)")
 
 
 def extract_parts(text: str, *, strict: bool = False) -> list[str] | None:

@@ -698,6 +698,23 @@ RESPONSES: list[tuple[str, str, bool, str, bool]] = [
     ("12", "This gives $a+b = 5 + 7 = 12$.", True, "final_sentence", False),
     ("5", "This gives $a+b = 5 + 7 = 12$.", False, "final_sentence", False),
     ("C", "So the answer is **(C) 7**.", True, "choice", True),
+    ("73", "We add 40 and 33 and simplify.\n\n**73**", True, "final_line", False),
+    ("73", "We add 40 and 33 and simplify.\n\\[\n73\n\\]", True, "final_line", False),
+    ("73", "We add 40 and 33 and simplify.\n\n$$74$$", False, "final_line", False),
+    (
+        "73",
+        "We add 40 and 33 to get 73 after checking 5 cases.\n\nDone.",
+        True,
+        "final_sentence",
+        False,
+    ),
+    (
+        "5",
+        "We add 40 and 33 to get 73 after checking 5 cases.\n\nDone.",
+        False,
+        "final_sentence",
+        False,
+    ),
     # markers
     (
         "72",
