@@ -171,3 +171,17 @@ def test_grpo_trainer_two_steps(tmp_path, monkeypatch):
     assert f"{ENV_ID}/correct" in logs[-1] or any(f"{ENV_ID}/correct" in h for h in logs)
     assert all(h["reward"] == h["reward"] for h in logs)  # not NaN: every row was graded
     assert os.path.isdir(tmp_path / "out")
+
+
+@pytest.mark.parametrize("env_id", ["r1/GSMStyle-v0", "r1/Math-v0"])
+def test_math_envs_through_trl_columns(env_id):
+    pytest.importorskip("r1envs.verifiers.math")
+    rows = prompt_rows(env_id, 4, seed=0, output_format="r1")
+    kwargs = {k: [r[k] for r in rows] for k in ("r1_env_id", "r1_problem")}
+    golds = [json.loads(r["r1_problem"])["answer"] for r in rows]
+    f = reward_function(env_id, output_format="r1")
+    good = [f"<|begin_of_reasoning|>work<|end_of_reasoning|> So \\boxed{{{g}}}." for g in golds]
+    assert f(None, good, **kwargs) == pytest.approx([1.2] * 4)
+    assert f(
+        None, ["<|begin_of_reasoning|>w<|end_of_reasoning|> \\boxed{-98765}"] * 4, **kwargs
+    ) == (pytest.approx([0.2] * 4))
