@@ -316,12 +316,38 @@ def _split_frames(buf):
         (n,) = struct.unpack(">I", buf[i : i + 4])
         if i + 4 + n > len(buf):
             break
-        try:
-            frames.append(json.loads(buf[i + 4 : i + 4 + n].decode("utf-8")))
-        except ValueError:
-            frames.append({"raised": "malformed result frame"})
+        try:  # candidate-written bytes: anything may be here (deep nesting included)
+            frame = json.loads(buf[i + 4 : i + 4 + n].decode("utf-8"))
+            if _depth(frame) > 250:
+                frame = {"raised": "result nested too deeply"}
+        except Exception:  # noqa: BLE001 - RecursionError, UnicodeDecodeError, ValueError
+            frame = {"raised": "malformed result frame"}
+        frames.append(frame)
         i += 4 + n
     return frames
+
+
+def _depth(value):
+    """Nesting depth of a decoded JSON value (iterative: no recursion limit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        deepest = max(deepest, d)
+        if isinstance(v, dict):
+            stack.extend((x, d + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, d + 1) for x in v)
+    return deepest
+
+
+def self_test():
+    """Run a trivial program the way candidates run; ``None`` when isolation works."""
+    req = {"code": "import os\nprint(os.getuid(), os.getgid())", "time_limit": 10, "memory_mb": 256}
+    out = run_test(req, {"input": ""})
+    want = f"{UID} {GID}\n"
+    if out["status"] != "ok" or out["stdout"] != want or out.get("exit_code") != 0:
+        return f"self-test failed: {out['status']} exit={out.get('exit_code')} {out['stderr'][-300:]!r}"
+    return None
 
 
 def run_test(req, test):
@@ -453,6 +479,10 @@ def serve():
     null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1):
         os.dup2(null, fd)
+    problem = self_test()
+    if problem is not None:
+        write_frame(wfd, {"ready": False, "error": problem})
+        return
     write_frame(wfd, {"ready": True, "pid": os.getpid(), "uid": os.getuid()})
     while True:
         req = read_frame(rfd)

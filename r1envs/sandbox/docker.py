@@ -120,7 +120,8 @@ class _Container:
             raw.close()
         frames = _frames(stdout)
         if not frames or not frames[0].get("ready"):
-            raise SandboxError("the runner did not start in the container")
+            why = frames[0].get("error") if frames else "no answer"
+            raise SandboxError(f"the runner did not start in the container: {why}")
         if len(frames) < 2:  # started, then killed mid-request: the candidate's doing
             n = len(request["tests"])
             return {"results": [{"status": "killed", "detail": "runner killed"}] * n, "dirty": True}

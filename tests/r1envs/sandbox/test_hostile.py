@@ -69,6 +69,9 @@ ASSERT_HACKS = {
     "forge_result_frames": "import os, json, struct\nfor v in (True, 'passed', 1):\n"
     "    d = json.dumps({'ok': v, 'passed': True}).encode()\n    os.write(3, struct.pack('>I', len(d)) + d)\n"
     "os._exit(0)\n",
+    "deeply_nested_value": "def f(x):\n    a = []\n    for _ in range(100000):\n        a = [a]\n    return a\n",
+    "deeply_nested_forged_frame": "import os, struct\nd = b'[' * 200000 + b']' * 200000\n"
+    "for _ in range(4):\n    os.write(3, struct.pack('>I', len(d)) + d)\nos._exit(0)\n",
     "inspect_expected": "import inspect, gc\ndef f(x):\n    seen = []\n    for fr in inspect.stack():\n"
     "        seen += [c for c in fr.frame.f_code.co_consts if type(c) is int and c != x]\n"
     "        seen += [v for v in fr.frame.f_locals.values() if type(v) is int and v != x]\n"
