@@ -110,6 +110,16 @@ _BOOTSTRAP = (
 )
 
 
+def _wait_readable(fd: int, timeout: float) -> bool:
+    """Wait until ``fd`` is readable; ``poll`` works for any fd number (``select`` stops at 1024)."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        return bool(poller.poll(max(0.0, timeout) * 1000.0))
+    ready, _, _ = select.select([fd], [], [], timeout)
+    return bool(ready)
+
+
 class _Worker:
     """One helper process speaking the length-prefixed pickle protocol.
 
@@ -150,8 +160,7 @@ class _Worker:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise VerifierTimeout
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
+            if not _wait_readable(fd, left):
                 raise VerifierTimeout
             chunk = os.read(fd, 1 << 16)
             if not chunk:

@@ -142,3 +142,26 @@ def test_slow_start_keeps_the_helper():
     assert mv.check("\\boxed{\\sqrt{8}}", "2\\sqrt{2}").correct
     assert mv.check("\\boxed{\\sqrt{8}}", "3\\sqrt{2}").correct is False
     assert pool.total == 1
+
+
+def test_works_with_more_than_1024_open_files():
+    import os
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        if hard != resource.RLIM_INFINITY and hard < 1200:
+            pytest.skip(f"file limit too low to open 1200 files, hard limit: {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1200, hard))
+    mv.shutdown_workers()
+    fds = []
+    try:
+        while len(fds) < 1100:
+            fds.extend(os.pipe())
+        # the helper's pipes now have numbers above 1024, beyond what select() accepts
+        assert mv.check("\\boxed{\\sqrt{8}}", "2\\sqrt{2}").correct
+    finally:
+        for fd in fds:
+            os.close(fd)
+        mv.shutdown_workers()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
