@@ -332,7 +332,7 @@ def _all_adjacent(text: str, bx: list[tuple[int, int, str]]) -> bool:
 _GOLD_CHOICE_RE = re.compile(r"^\(?([A-H])(?:\)|[.:])\s")
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=16384)
 def parse_gold(gold: str) -> Node:
     """The structure of a gold answer (cached: golds repeat across a group of samples)."""
     parts = _gold_text(gold)
@@ -343,17 +343,17 @@ def parse_gold(gold: str) -> Node:
     return _structure_of(parts)
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=8192)  # answers repeat less than golds; keep memory bounded
 def _structure_one(text: str) -> Node:
     return structure(normalize(text))
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=8192)
 def _normalized(text: str) -> str:
     return normalize(text).replace(" ", "")
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=16384)
 def _normalized_gold(gold: str) -> str | None:
     parts = _gold_text(gold)
     return _normalized(parts[0]) if len(parts) == 1 else None
