@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import BaseModel
+
 from r1envs.core import MixProblem, MixTask
 from r1envs.families.logic import countdown, graph_coloring, knights_knaves, sudoku
 from r1envs.families.logic.countdown import CountdownTask
@@ -93,6 +95,16 @@ class LogicTask(MixTask):
             name: cls(**dict(families.get(name, preset[name]))) for name, cls in FAMILIES.items()
         }
         super().__init__(tasks, weights)
+
+    def validate(self, data: Mapping[str, Any] | BaseModel) -> MixProblem:
+        """Validate a dict as a problem of its ``family`` (or of the first family that fits).
+
+        Raises:
+            ValueError: naming the bad field.
+        """
+        if isinstance(data, Mapping) and not isinstance(data.get("family", ""), str):
+            raise ValueError(f"family must be a string, family: {data['family']!r:.80}")
+        return super().validate(data)
 
     def solution(self, problem: MixProblem, output_format: str = "r1-zero") -> str:
         """The chosen family's worked solution."""

@@ -57,7 +57,7 @@ def _check_claim(claim: Any, people: set[str], depth: int = 0) -> None:
         raise ValueError(f"a claim must be a non-empty list, got {claim!r:.60}")
     op = claim[0]
     if op in ROLES:
-        if len(claim) != 2 or claim[1] not in people:
+        if len(claim) != 2 or not isinstance(claim[1], str) or claim[1] not in people:
             raise ValueError(f"[{op!r}, name] needs a name from people, got {claim!r:.60}")
     elif op == "not":
         if len(claim) != 2:

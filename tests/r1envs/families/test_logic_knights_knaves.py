@@ -145,3 +145,10 @@ def test_deep_claims_are_rejected():
     bad = {**UNIQUE, "statements": [{"speaker": "Bob", "claim": claim}]}
     with pytest.raises(ValueError, match="claim"):
         env.reset(options={"problem": bad})
+
+
+def test_non_name_arguments_raise_value_error():
+    for claim in (["knight", ["Bob"]], ["knight", {"a": 1}], [["and"], 1], "Bob is a knight"):
+        bad = {**UNIQUE, "statements": [{"speaker": "Alice", "claim": claim}]}
+        with pytest.raises(ValueError, match="claim"):
+            gym.make("r1/KnightsKnaves-v0").reset(options={"problem": bad})

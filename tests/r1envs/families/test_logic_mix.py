@@ -61,3 +61,9 @@ def test_difficulty_presets():
         assert env.step(text)[4]["correct"] is True
     with pytest.raises(ValueError, match="difficulty"):
         LogicTask(difficulty="insane")
+
+
+def test_non_string_family_raises_value_error():
+    env = gym.make("r1/Logic-v0")
+    with pytest.raises(ValueError, match="family"):
+        env.reset(options={"problem": {"family": ["countdown"], "numbers": [2, 3], "target": 5}})
