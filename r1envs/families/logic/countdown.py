@@ -7,14 +7,15 @@ Problem schema::
 ``numbers`` holds 2 to 8 positive integers (each at most 1,000,000); ``target`` is an
 integer. Pinned problems with at most 5 numbers are checked to be solvable.
 
-Rules (as in the TV game): build an arithmetic expression from the numbers with ``+``,
+Rules (the TV game's, with exact fractions allowed): build an arithmetic expression from the numbers with ``+``,
 ``-``, ``*``, ``/`` and parentheses, **using each given number at most once** (not every
 number has to be used; a number given twice may be used twice). Arithmetic is exact
 (fractions allowed in intermediate steps, division by zero is invalid); unary minus, powers,
 decimals and numbers that are not given are not allowed. The answer is the expression
-(``(25 - 5) * 4 + 3``), optionally followed by ``= 83``; ``×``, ``÷``, ``\\times``,
-``\\div``, ``\\cdot`` and ``\\left( \\right)`` are read as their operators. Any expression
-that follows the rules and equals the target is correct.
+(``(25 - 5) * 4 + 3``), optionally followed by ``= 83`` or led by "The answer is";
+``×``, ``÷``, ``\\times``, ``\\div``, ``\\cdot``, ``\\frac{a}{b}`` and
+``\\left( \\right)`` are read as their operators. Any expression that follows the rules
+and equals the target is correct.
 
 Difficulty (task kwargs): ``num_numbers``, ``min_value``/``max_value`` (range of the numbers)
 and ``min_target``/``max_target`` (range of the target). Problems are generated from a
@@ -60,6 +61,7 @@ _REPLACE = (
     ("`", ""),
 )
 _LEAD = re.compile(r"^(?:the\s+)?(?:final\s+)?(?:answer|expression|solution)\s*(?:is|:)\s*", re.I)
+_FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
 _OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
 
 
@@ -92,6 +94,10 @@ def _normalize(text: str) -> str | None:
     """The expression part of an answer, in plain ASCII operators, or ``None``."""
     for old, new in _REPLACE:
         text = text.replace(old, new)
+    for _ in range(MAX_NUMBERS):
+        text, found = _FRAC.subn(r"(\1) / (\2)", text)
+        if not found:
+            break
     text = _LEAD.sub("", text.strip()).rstrip(".").strip()
     return text or None
 
@@ -226,7 +232,7 @@ def _balanced(text: str) -> bool:
 # -- generation ------------------------------------------------------------------------
 
 
-def _random_expression(rng: random.Random, numbers: list[int]) -> tuple[int, str] | None:
+def _random_expression(rng: random.Random, numbers: list[int]) -> tuple[int, str]:
     """Combine all ``numbers`` at random, keeping every intermediate a positive integer."""
     items = [(n, str(n)) for n in numbers]
     rng.shuffle(items)
