@@ -182,13 +182,22 @@ class EndpointJudge:
         self.model, self.api_key, self.timeout, self.template = model, api_key, timeout, template
         self.failures = 0
 
-    def _ask(self, content: str) -> str:
+    def chat(self, content: str, *, max_tokens: int = 8, temperature: float = 0.0) -> str | None:
+        """One user message to the endpoint; the reply text, or ``None`` if the request failed."""
+        try:
+            return self._ask(content, max_tokens=max_tokens, temperature=temperature)
+        except (urllib.error.URLError, TimeoutError, KeyError, IndexError, ValueError) as err:
+            self.failures += 1
+            log.warning("endpoint request failed: %s", err)
+            return None
+
+    def _ask(self, content: str, *, max_tokens: int = 8, temperature: float = 0.0) -> str:
         body = json.dumps(
             {
                 "model": self.model,
                 "messages": [{"role": "user", "content": content}],
-                "temperature": 0.0,
-                "max_tokens": 8,
+                "temperature": temperature,
+                "max_tokens": max_tokens,
             }
         ).encode()
         headers = {"Content-Type": "application/json"}
@@ -204,14 +213,8 @@ class EndpointJudge:
         _check_lengths(prompts, responses)
         out: list[float | None] = []
         for p, r in zip(prompts, responses, strict=True):
-            try:
-                reply = self._ask(self.template.format(prompt=p, response=r))
-            except (urllib.error.URLError, TimeoutError, KeyError, IndexError, ValueError) as err:
-                self.failures += 1
-                log.warning("judge endpoint failed: %s", err)
-                out.append(None)
-                continue
-            m = _NUMBER.search(reply)
+            reply = self.chat(self.template.format(prompt=p, response=r))
+            m = _NUMBER.search(reply) if reply is not None else None
             out.append((int(m.group(1)) - 1) / 9 if m else None)
         return out
 

@@ -103,6 +103,7 @@ def sample_and_filter(
     language: str = "en",
     min_language: float = 0.95,
     max_per_prompt: int = 1,
+    generate_fn: Any = None,
 ) -> tuple[list[Example], dict[str, int]]:
     """Rejection-sample reasoning data from ``model`` on env problems ``seed .. seed+n-1``.
 
@@ -110,7 +111,10 @@ def sample_and_filter(
         ``(kept examples, counts)`` where counts tells how many samples each filter dropped.
     """
     from r1agent.evaluate import make_env, render_prompt
-    from r1agent.rollout import generate
+
+    generate = generate_fn
+    if generate is None:
+        from r1agent.rollout import generate
 
     envs = {e: make_env(e) for e in dict.fromkeys(env_ids)}
     items = []

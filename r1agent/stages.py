@@ -136,6 +136,113 @@ def stage1_cold_start(
     return summary
 
 
+# --------------------------------------------------------------------------- stages 2 and 4
+
+
+def run_grpo(
+    model: str | Path,
+    out_dir: str | Path,
+    envs: dict[str, float] | Sequence[str],
+    overrides: dict[str, Any],
+    *,
+    max_new_tokens: int,
+    seed: int = 0,
+    env_kwargs: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Run the GRPO trainer (:func:`r1agent.trainer.train_grpo`) from ``model`` into ``out_dir``.
+
+    Args:
+        model: starting checkpoint.
+        out_dir: where the final checkpoint goes (the trainer's run directory).
+        envs: env ids (equal weights) or ``{env_id: weight}``.
+        overrides: trainer config fields (steps, lr, group size, ...).
+        max_new_tokens: completion cap.
+        seed: run seed.
+        env_kwargs: ``gym.make`` kwargs per env id.
+    """
+    from r1agent.config import load_config
+    from r1agent.trainer import train_grpo
+
+    mix = dict(envs) if isinstance(envs, dict) else {e: 1.0 for e in envs}
+    data: dict[str, Any] = {
+        "model": str(model),
+        "output_dir": str(out_dir),
+        "envs": mix,
+        "seed": seed,
+    }
+    config = load_config(data, overrides, max_new_tokens=max_new_tokens, env_kwargs=env_kwargs)
+    return train_grpo(config)
+
+
+def stage2_reasoning_rl(
+    stage1: str | Path,
+    out_dir: str | Path,
+    rl: Any,
+    *,
+    env_ids: Sequence[str],
+    max_new_tokens: int,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """GRPO from the stage-1 checkpoint on the reasoning envs (rule rewards)."""
+    summary = run_grpo(
+        stage1,
+        out_dir,
+        list(env_ids),
+        rl.grpo,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        env_kwargs=rl.env_kwargs,
+    )
+    write_stage_summary(
+        out_dir, {"stage": "stage2", "checkpoint": str(Path(out_dir).resolve()), "trainer": summary}
+    )
+    return summary
+
+
+def stage4_all_scenarios_rl(
+    stage3: str | Path,
+    out_dir: str | Path,
+    rl: Any,
+    *,
+    env_ids: Sequence[str],
+    max_new_tokens: int,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """GRPO from the stage-3 checkpoint: reasoning envs plus general prompts with model rewards.
+
+    Raises:
+        JudgeLoadError: if a reward model cannot be loaded (checked before training starts).
+        ValueError: if general prompts are requested without a helpfulness judge.
+    """
+    env_kwargs = dict(rl.env_kwargs)
+    mix = {e: (1.0 - rl.general_weight) / len(env_ids) for e in env_ids}
+    if rl.general_weight > 0:
+        if not rl.helpfulness:
+            raise ValueError("stage4.general_weight > 0 needs stage4.helpfulness (a judge spec)")
+        cached_judge(rl.helpfulness)  # fail here, before any training, if it cannot load
+        if rl.harmlessness:
+            cached_judge(rl.harmlessness)
+        mix[CHAT_ENV_ID] = rl.general_weight
+        env_kwargs[CHAT_ENV_ID] = {
+            "helpfulness": rl.helpfulness,
+            "harmlessness": rl.harmlessness,
+            **env_kwargs.get(CHAT_ENV_ID, {}),
+        }
+    summary = run_grpo(
+        stage3,
+        out_dir,
+        mix,
+        rl.grpo,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        env_kwargs=env_kwargs,
+    )
+    write_stage_summary(
+        out_dir, {"stage": "stage4", "checkpoint": str(Path(out_dir).resolve()), "trainer": summary}
+    )
+    return summary
+
+
 # --------------------------------------------------------------------------- stage 3
 
 
