@@ -169,6 +169,11 @@ def _drop_privileges():
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the runner
     libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS: setuid binaries grant nothing
+    try:  # the OOM killer picks candidates first (raising the score needs no privilege)
+        with open("/proc/self/oom_score_adj", "w") as fh:
+            fh.write("1000")
+    except OSError:
+        pass
     if ROOT:
         os.setgroups([])
         os.setresgid(GID, GID, GID)
@@ -299,8 +304,19 @@ def _uid_processes():
     return found
 
 
-def kill_candidates():
-    """Kill every process of the candidate uid and wait until they are gone (reaped)."""
+def kill_candidates(pid):
+    """Kill every process of the candidate uid and wait until they are gone (reaped).
+
+    Only when the candidate uid is ours alone (``sweep``: a dropped uid, or a container);
+    otherwise (no isolation, not root) only the test's process group is killed.
+    """
+    if not CFG.get("sweep"):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        _reap()
+        return
     end = time.monotonic() + 2.0
     while True:
         _signal_all()
@@ -386,7 +402,7 @@ def run_test(req, test):
             done, st = os.waitpid(pid, os.WNOHANG)
             if done:
                 exited, status = True, st
-                kill_candidates()  # left-over writers die; what they wrote stays readable
+                kill_candidates(pid)  # left-over writers die; what they wrote stays readable
         now = time.monotonic()
         if not exited and now >= deadline:
             verdict = "timeout"
@@ -429,7 +445,7 @@ def run_test(req, test):
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    kill_candidates()
+    kill_candidates(pid)
     if not exited:
         try:
             status = os.waitpid(pid, 0)[1]
@@ -467,6 +483,11 @@ def run_test(req, test):
 
 
 def serve():
+    try:  # the OOM killer spares the runner (needs privilege; best effort)
+        with open("/proc/self/oom_score_adj", "w") as fh:
+            fh.write("-1000")
+    except OSError:
+        pass
     if CFG.get("build_root"):
         build_root()
     for name in PRELOAD.split():

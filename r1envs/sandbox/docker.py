@@ -211,7 +211,9 @@ class DockerSandbox(Sandbox):
         self._lock = threading.Lock()
         self._started = 0
         self._all: list[_Container] = []
-        self._cfg = json.dumps({"uid": SANDBOX_UID, "gid": SANDBOX_UID, "nproc": nproc})
+        self._cfg = json.dumps(
+            {"uid": SANDBOX_UID, "gid": SANDBOX_UID, "nproc": nproc, "sweep": True}
+        )
 
     def _client_for(self, url: str | None) -> Any:
         with self._lock:

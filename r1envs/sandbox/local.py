@@ -286,6 +286,7 @@ class LocalSandbox(Sandbox):
             "fsize": self.file_size_mb << 20,
             "tmp_mb": self.tmp_mb,
             "build_root": self.isolation == "unshare",
+            "sweep": os.geteuid() == 0,  # kill(-1) as the candidate uid: only when it is ours
             "ro_paths": system_ro_paths(),
         }
         runner = [python_runtime(), "-I", "-S", "-c", harness_source(), json.dumps(cfg)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 
@@ -118,3 +119,21 @@ def test_system_paths_include_the_python_runtime():
     paths = system_ro_paths()
     assert "/usr" in paths
     assert not any(p.startswith("/work") for p in paths)
+
+
+def test_auto_falls_back_to_unshare_without_bubblewrap(monkeypatch):
+    from r1envs.sandbox import local
+
+    if os.geteuid() != 0 or not local.isolation_available("unshare"):
+        pytest.skip("needs root and unshare")
+    real_which = local.shutil.which
+    monkeypatch.setattr(
+        local.shutil, "which", lambda name: None if name == "bwrap" else real_which(name)
+    )
+    monkeypatch.setattr(local, "_probe_cache", {})
+    sandbox = LocalSandbox(workers=1)
+    try:
+        assert sandbox.isolation == "unshare"
+        assert _run(sandbox, "print(7)")[0]["stdout"] == "7\n"
+    finally:
+        sandbox.close()
