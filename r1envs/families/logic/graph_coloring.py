@@ -5,7 +5,7 @@ Problem schema::
     {"nodes": ["A", "B", "C"], "edges": [["A", "B"], ["B", "C"]],
      "colors": ["red", "green"]}
 
-``nodes`` holds 2 to 26 distinct names (a letter, then letters or digits); ``edges`` are
+``nodes`` holds 2 to 26 names (a letter, then letters or digits; distinct ignoring case); ``edges`` are
 pairs of distinct nodes (no repeats); ``colors`` holds 2 to 8 distinct lower-case colour
 words. Validation rejects graphs that provably cannot be coloured with the colours (a
 bounded search; a graph it cannot decide within budget is accepted).
@@ -49,8 +49,10 @@ class ColoringProblem(BaseModel):
     @classmethod
     def _nodes(cls, v: list[str]) -> list[str]:
         bad = [n for n in v if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,9}", n)]
-        if bad or len(set(v)) != len(v):
-            raise ValueError(f"nodes must be distinct names like 'A' or 'v1', got {v!r:.80}")
+        if bad or len({n.lower() for n in v}) != len(v):
+            raise ValueError(
+                f"nodes must be names like 'A' or 'v1', distinct ignoring case, got {v!r:.80}"
+            )
         return v
 
     @field_validator("colors")
@@ -144,13 +146,10 @@ def parse_coloring(text: str, problem: ColoringProblem) -> dict[str, str] | None
         re.IGNORECASE,
     )
     lookup = {n.lower(): n for n in problem.nodes}
-    if len(lookup) != len(problem.nodes):  # names differing only by case: be exact
-        lookup = {n: n for n in problem.nodes}
     coloring: dict[str, str] = {}
     for m in pattern.finditer(text):
-        node = lookup.get(m.group(1).lower()) or lookup.get(m.group(1))
-        color = m.group(2).lower()
-        if node is None or coloring.setdefault(node, color) != color:
+        node, color = lookup[m.group(1).lower()], m.group(2).lower()
+        if coloring.setdefault(node, color) != color:
             return None
     return coloring if set(coloring) == set(problem.nodes) else None
 

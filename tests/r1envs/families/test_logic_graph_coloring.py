@@ -83,6 +83,7 @@ def test_difficulty_kwargs_change_problems():
         ({**PATH, "edges": [["A", "B"], ["B", "A"]]}, "edges.1"),
         ({**TRIANGLE, "colors": ["red", "green"]}, "cannot be coloured"),
         ({**PATH, "nodes": ["A", "A", "B"]}, "nodes"),
+        ({**PATH, "nodes": ["A", "a", "B"], "edges": []}, "nodes"),
         ({**PATH, "colors": ["red"]}, "colors"),
         ({**PATH, "colors": ["Red", "green"]}, "colors"),
         ({**PATH, "nodes": ["A", "B", "red"], "edges": []}, "share"),
