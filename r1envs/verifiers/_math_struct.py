@@ -17,9 +17,10 @@
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from typing import Any
 
-from r1envs.verifiers._math_latex import ParseError, TooBig, parse_expr
+from r1envs.verifiers._math_latex import ParseError, TooBig, parse_expr, to_fraction
 
 Node = tuple[Any, ...]
 
@@ -139,6 +140,10 @@ def structure(s: str, _depth: int = 0) -> Node:
     parts = split_top(s, ("\\cup",))
     if len(parts) > 1:
         return ("union", [structure(p, _depth + 1) for p in parts[:MAX_ITEMS]])
+    if s.count("\\begin{") >= 2:
+        arith = _matrix_arithmetic(s, _depth)
+        if arith is not None:
+            return arith
     if s.startswith("\\begin{") and s.endswith("}"):
         mat = _matrix(s, _depth)
         if mat is not None:
@@ -207,14 +212,74 @@ def scalar(s: str) -> Node:
     return ("expr", s, None)
 
 
+_MATRIX_RE = re.compile(r"\\begin\{([a-zA-Z]*matrix|array)\}(?:\{[^{}]*\})?(.*?)\\end\{\1\}", re.S)
+
+
 def _matrix(s: str, depth: int) -> Node | None:
     m = re.match(r"^\\begin\{([a-zA-Z]*matrix|array)\}(\{[^{}]*\})?(.*)\\end\{\1\}$", s, re.S)
-    if m is None:
+    if m is None or s.count("\\begin{") != 1:
         return None
     body = m.group(3)
     rows = [r for r in re.split(r"\\\\", body) if r.strip()]
     out = [[structure(c, depth + 1) for c in r.split("&")] for r in rows[:MAX_ITEMS]]
     return ("matrix", out)
+
+
+def _rational_grid(node: Node | None) -> list[list[Fraction]] | None:
+    if node is None or node[0] != "matrix":
+        return None
+    grid = []
+    for row in node[1]:
+        vals = []
+        for cell in row:
+            v = to_fraction(cell[2]) if cell[0] == "expr" and cell[2] is not None else None
+            if v is None:
+                return None
+            vals.append(v)
+        grid.append(vals)
+    return grid if grid and all(len(r) == len(grid[0]) for r in grid) else None
+
+
+def _matmul(a: list[list[Fraction]], b: list[list[Fraction]]) -> list[list[Fraction]] | None:
+    if len(a[0]) != len(b):
+        return None
+    return [
+        [sum((a[i][k] * b[k][j] for k in range(len(b))), Fraction(0)) for j in range(len(b[0]))]
+        for i in range(len(a))
+    ]
+
+
+def _matrix_arithmetic(s: str, depth: int) -> Node | None:
+    """Sums and products of rational matrices, evaluated: ``A + B``, ``A B``, ``A - B``."""
+    found = list(_MATRIX_RE.finditer(s))
+    if len(found) < 2 or s[: found[0].start()].strip() or s[found[-1].end() :].strip():
+        return None
+    gaps = [s[a.end() : b.start()].strip() for a, b in zip(found, found[1:], strict=False)]
+    if any(g not in ("", "+", "-", "\\cdot", "\\times") for g in gaps):
+        return None
+    try:
+        grids = [_rational_grid(_matrix(m.group(0), depth + 1)) for m in found]
+        if any(g is None for g in grids):
+            return None
+        terms: list[tuple[int, list[list[Fraction]]]] = [(1, grids[0])]  # type: ignore[list-item]
+        for gap, grid in zip(gaps, grids[1:], strict=True):
+            if gap in ("+", "-"):
+                terms.append((1 if gap == "+" else -1, grid))  # type: ignore[arg-type]
+            else:
+                prod = _matmul(terms[-1][1], grid)  # type: ignore[arg-type]
+                if prod is None:
+                    return None
+                terms[-1] = (terms[-1][0], prod)
+        shape = (len(terms[0][1]), len(terms[0][1][0]))
+        if any((len(t), len(t[0])) != shape for _, t in terms):
+            return None
+        total = [
+            [sum((sg * t[i][j] for sg, t in terms), Fraction(0)) for j in range(shape[1])]
+            for i in range(shape[0])
+        ]
+    except TooBig:
+        return None
+    return ("matrix", [[("expr", str(v), ("num", v, str(v))) for v in row] for row in total])
 
 
 def _has_variable(text: str) -> bool:
