@@ -56,8 +56,8 @@ def answer_region(completion: str) -> str | None:
     """The final answer section, possibly several lines (for grid answers).
 
     After the reasoning (the last ``</think>`` or r1 reasoning delimiter, when text follows
-    it): the last ``<answer>`` block, else the last ``\\boxed{}``, else the end of the
-    remaining text. ``None`` when empty or longer than :data:`MAX_ANSWER_CHARS`.
+    it): the last ``<answer>`` block, else the end of the remaining text; within that, the
+    last ``\\boxed{}`` if there is one. ``None`` when empty or longer than :data:`MAX_ANSWER_CHARS`.
     """
     text = completion
     for end_tag in (formats.REASONING_END, formats.THINK_END):
@@ -69,12 +69,8 @@ def answer_region(completion: str) -> str | None:
     j = text.find(formats.ANSWER_END, i) if i >= 0 else -1
     if i >= 0 and j >= 0:
         text = text[i + len(formats.ANSWER_START) : j]
-    else:
-        boxed = formats.last_boxed(text[-4 * MAX_ANSWER_CHARS :])
-        if boxed is not None:
-            text = boxed.replace("\\\\", "\n")
-        else:
-            text = text[-MAX_ANSWER_CHARS:]
+    boxed = formats.last_boxed(text[-4 * MAX_ANSWER_CHARS :])
+    text = boxed if boxed is not None else text[-MAX_ANSWER_CHARS:]
     text = text.strip()
     if not text or len(text) > MAX_ANSWER_CHARS:
         return None

@@ -11,9 +11,10 @@ column or box, and grids with no solution.
 Rules: every row, every column and every box holds each digit 1..size exactly once; the
 given digits stay. The answer is the completed grid, one row per line (digits may be
 separated by spaces, commas or ``|``; ``Row 1:`` prefixes are allowed; one line of
-size*size digits works too). The grader reads the last run of grid lines of the final answer
-(``<answer>`` block, else ``\\boxed{}``, else the end of the text after the reasoning) and
-checks it against the rules and the givens, so any valid completion is correct.
+size*size digits works too; LaTeX matrices and arrays are read). The grader reads the last
+run of grid lines of the final answer (``<answer>`` block, else the end of the text after
+the reasoning; the last ``\\boxed{}`` in it if any) and checks it against the rules and the
+givens, so any valid completion is correct.
 
 Difficulty (task kwargs): ``size`` and ``num_blanks``. Generated puzzles start from a random
 solved grid (a pattern shuffled by digit, row, column, band and stack permutations) and
@@ -34,7 +35,8 @@ from r1envs.families.logic._common import LogicTaskBase, answer_region, render_s
 NAME = "mini_sudoku"
 BOXES = {4: (2, 2), 6: (2, 3)}
 DEFAULT_BLANKS = {4: 10, 6: 20}
-_GRID_LINE = re.compile(r"[0-9\s|,;\[\]().+\-_*]*")
+_GRID_LINE = re.compile(r"[0-9\s|,;&\[\]().+\-_*]*")
+_LATEX_ENV = re.compile(r"\\(?:begin|end)\{[a-z]*\*?\}(?:\{[lcr|]*\})?|\\hline|\$")
 _ROW_PREFIX = re.compile(r"^\s*row\s*\d+\s*[:.)=-]?", re.IGNORECASE)
 _SEPARATOR = re.compile(r"[\s|+\-=_*]*")
 
@@ -186,6 +188,7 @@ def is_solution(answer: Grid, grid: Grid, n: int) -> bool:
 def parse_grid(text: str, n: int) -> Grid | None:
     """The last run of grid lines of ``text`` as an ``n`` x ``n`` grid, or ``None``."""
     rows: list[str] = []
+    text = _LATEX_ENV.sub("", text.replace("\\\\", "\n"))
     for line in reversed(text.splitlines()):
         line = _ROW_PREFIX.sub("", line)
         if _SEPARATOR.fullmatch(line):

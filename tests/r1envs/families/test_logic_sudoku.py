@@ -31,6 +31,10 @@ def _correct(problem, answer):
         "| 1 2 | 3 4 |\n| 3 4 | 1 2 |\n+-----+-----+\n| 2 1 | 4 3 |\n| 4 3 | 2 1 |",
         "Row 1: 1 2 3 4\nRow 2: 3 4 1 2\nRow 3: 2 1 4 3\nRow 4: 4 3 2 1",
         "[[1,2,3,4],[3,4,1,2],[2,1,4,3],[4,3,2,1]]",
+        "\\boxed{\\begin{bmatrix} 1 & 2 & 3 & 4 \\\\ 3 & 4 & 1 & 2 \\\\ 2 & 1 & 4 & 3 \\\\ "
+        "4 & 3 & 2 & 1 \\end{bmatrix}}",
+        "$\\begin{array}{cc|cc} 1 & 2 & 3 & 4 \\\\ 3 & 4 & 1 & 2 \\\\ \\hline 2 & 1 & 4 & 3 "
+        "\\\\ 4 & 3 & 2 & 1 \\end{array}$",
     ],
 )
 def test_valid_grids_in_several_layouts(answer):
