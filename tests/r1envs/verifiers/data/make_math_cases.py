@@ -472,6 +472,30 @@ PAIRS: list[tuple[str, str, bool, str]] = [
     ("45", "45\u00b0", True, "unicode"),
     ("-5", "\u22125", True, "unicode"),
     ("5", "\u22125", False, "unicode"),
+    (
+        r"\begin{pmatrix}4 & 1 \\ 2 & 7\end{pmatrix}",
+        r"\begin{pmatrix}1 & 0 \\ 2 & 3\end{pmatrix} + \begin{pmatrix}3 & 1 \\ 0 & 4\end{pmatrix}",
+        True,
+        "matrix",
+    ),
+    (
+        r"\begin{pmatrix}4 & 1 \\ 2 & 8\end{pmatrix}",
+        r"\begin{pmatrix}1 & 0 \\ 2 & 3\end{pmatrix} + \begin{pmatrix}3 & 1 \\ 0 & 4\end{pmatrix}",
+        False,
+        "matrix",
+    ),
+    (
+        r"\begin{pmatrix}3 & 1 \\ 6 & 14\end{pmatrix}",
+        r"\begin{pmatrix}1 & 0 \\ 2 & 3\end{pmatrix} \begin{pmatrix}3 & 1 \\ 0 & 4\end{pmatrix}",
+        True,
+        "matrix",
+    ),
+    (
+        r"\begin{pmatrix}-2 & -1 \\ 2 & -1\end{pmatrix}",
+        r"\begin{pmatrix}1 & 0 \\ 2 & 3\end{pmatrix} - \begin{pmatrix}3 & 1 \\ 0 & 4\end{pmatrix}",
+        True,
+        "matrix",
+    ),
 ]
 
 D = "$"  # keeps the templates readable
