@@ -44,12 +44,14 @@ def render_solution(
 
 
 def final_text(completion: str) -> str | None:
-    """The final answer text of ``completion`` (see :func:`r1envs.formats.final_answer_text`),
-    or ``None`` when there is none or it is too long to be an answer."""
+    """The final answer text of ``completion`` (see :func:`r1envs.formats.final_answer_text`;
+    a ``\\boxed{}`` inside an answer block is unwrapped), or ``None`` when there is none or
+    it is too long to be an answer."""
     text = formats.final_answer_text(completion)
     if text is None or not text or len(text) > MAX_ANSWER_CHARS:
         return None
-    return text
+    boxed = formats.last_boxed(text)
+    return (boxed.strip() or None) if boxed is not None else text
 
 
 def answer_region(completion: str) -> str | None:

@@ -38,9 +38,10 @@ def test_any_valid_expression_is_accepted():
         "$(7 + 3)$",
         "7 − 3 + 4 + 2",
         "The answer is 7 + 3.",
+        "$\\boxed{7 + 3}$",
         "\\frac{4 \\times 7 + 2}{3}",
     ]
-    assert _answers(env, forms) == [True] * 7
+    assert _answers(env, forms) == [True] * 8
 
 
 def test_boxed_and_summary_answers():

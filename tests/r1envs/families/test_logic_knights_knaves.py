@@ -48,6 +48,7 @@ def _correct(problem, answer):
         "Bob is a knave and Alice is a knight",
         "Alice: knight; Bob: knave",
         "alice is a Knight, BOB is a KNAVE",
+        "\\boxed{\\text{Alice is a knight, Bob is a knave}}",
     ],
 )
 def test_consistent_answers_in_several_phrasings(answer):
