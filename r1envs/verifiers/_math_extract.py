@@ -247,7 +247,7 @@ def statement_answer(s: str, *, need_cue: bool = False) -> str | None:
 
 
 _CHOICE_PHRASE_RE = re.compile(
-    r"(?i)(?:answer|option|choice)\s*(?:is|:)?\s*(?:\*\*)?\s*\(?([A-H])\)?(?![A-Za-z])"
+    r"(?i:answer|option|choice)\s*(?i:is|:)?\s*(?:\*\*)?\s*\(?([A-H])\)?(?![A-Za-z])"
 )
 
 

@@ -700,6 +700,13 @@ RESPONSES: list[tuple[str, str, bool, str, bool]] = [
         False,
     ),
     ("B", "Comparing the options, the correct option is (B).", True, "choice", False),
+    (
+        "A",
+        "Hmm, the answer is a bit tricky, so I will skip it and say nothing more here.",
+        False,
+        "choice",
+        False,
+    ),
     ("B", "Therefore, the correct answer is B: 12 apples.", True, "choice", True),
     ("C", "Therefore, the correct answer is B: 12 apples.", False, "choice", True),
     ("12", "Therefore, the correct answer is B: 12 apples.", True, "choice", True),
