@@ -274,7 +274,8 @@ class KnightsKnavesTask(LogicTaskBase[KnightsKnavesProblem]):
     """Knights and Knaves puzzles with a unique solution.
 
     Args:
-        num_people: how many islanders (2 to 10); each makes one statement.
+        num_people: how many islanders (2 to 10); each makes one statement (rarely, extra
+            statements are added to make the solution unique).
         depth: how many connectives claims nest (0 to 3).
     """
 
@@ -296,7 +297,10 @@ class KnightsKnavesTask(LogicTaskBase[KnightsKnavesProblem]):
             statements = []
             for p in people:
                 claim = _random_claim(rng, people, self.depth)
-                while evaluate(claim, truth) != truth[p] or _dull(claim):
+                # A claim about the speaker alone says nothing ("I am a knight").
+                while (
+                    evaluate(claim, truth) != truth[p] or _dull(claim) or _people_in(claim) == {p}
+                ):
                     claim = _random_claim(rng, people, self.depth)
                 statements.append(Statement(speaker=p, claim=claim))
             problem = KnightsKnavesProblem.model_construct(people=people, statements=statements)
@@ -321,12 +325,10 @@ class KnightsKnavesTask(LogicTaskBase[KnightsKnavesProblem]):
         for s in problem.statements:
             text = describe_claim(s.claim, s.speaker)
             lines.append(f'{s.speaker} says: "{text[0].upper()}{text[1:]}."')
-        example = format_assignment(
-            {p: i % 2 == 0 for i, p in enumerate(problem.people)}, problem.people
-        )
+        example = ", ".join(f"{p} is a knight/knave" for p in problem.people[:2])
         lines.append(
             "Who is a knight and who is a knave? Give your final answer as one sentence naming "
-            f"everyone, in the form: {example}."
+            f"everyone, in the form: {example}, ..."
         )
         return "\n".join(lines)
 
