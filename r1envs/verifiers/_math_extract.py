@@ -39,26 +39,26 @@ _AFTER_COLON_RE = re.compile(r"\s*(?:\*\*)?\s*:")
 _AFTER_MATH_RE = re.compile(r"\s*(?=\$|\\\[|\\\()")
 
 
-def _last_phrase(text: str) -> tuple[int, int] | None:
-    """``(start, end)`` of the last answer phrase ("The final answer is", ``####``...)."""
-    best: tuple[int, int] | None = None
+def _phrases(text: str) -> list[tuple[int, int]]:
+    """``(start, end)`` of every answer phrase ("The final answer is", ``####``...), in order."""
+    found: list[tuple[int, int]] = []
     for m in _ANSWER_WORD_RE.finditer(text):
         if m.start() and (text[m.start() - 1].isalpha()):
             continue
         pre = text[max(0, m.start() - 12) : m.start()]
         if _FINAL_BEFORE_RE.search(pre):
             tail = _AFTER_FINAL_RE.match(text, m.end())
-            best = (m.start(), tail.end() if tail else m.end())
+            found.append((m.start(), tail.end() if tail else m.end()))
             continue
         for after in (_AFTER_VERB_RE, _AFTER_COLON_RE, _AFTER_MATH_RE):
             tail = after.match(text, m.end())
             if tail is not None:
-                best = (m.start(), tail.end())
+                found.append((m.start(), tail.end()))
                 break
     k = text.rfind("####")
-    if k >= 0 and (best is None or k > best[0]):
-        best = (k, k + 4)
-    return best
+    if k >= 0:
+        found.append((k, k + 4))
+    return sorted(found)
 
 
 _ANSWER_TAG_RE = re.compile(r"<answer>(.*?)</answer>", re.S)
@@ -300,12 +300,13 @@ def extract_parts(text: str, *, strict: bool = False) -> list[str] | None:
         else:
             parts = extract_parts(inner, strict=True) or _tag_answer(inner)
         candidates.append((tags[-1].start() + (len(region) if inner_bx else 0), parts))
-    phrase = _last_phrase(region)
-    if phrase is not None:
-        start, end = phrase
-        if not bx or bx[-1][0] < start:
-            ans = statement_answer(_sentence(region[end:]))
-            candidates.append((start, [ans] if ans else None))
+    for start, end in reversed(_phrases(region)[-8:]):  # the last phrase that states a value
+        if bx and bx[-1][0] > start:
+            break
+        ans = statement_answer(_sentence(region[end:]))
+        if ans:
+            candidates.append((start, [ans]))
+            break
     candidates = [c for c in candidates if c[1]]
     if candidates:
         return _tidy(max(candidates, key=lambda c: c[0])[1])
