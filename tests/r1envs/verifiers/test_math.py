@@ -24,6 +24,17 @@ def test_corpus_is_large_and_balanced():
     assert len({c["category"] for c in CASES}) >= 30
 
 
+def test_corpus_file_matches_its_generator():
+    import importlib.util
+
+    path = Path(__file__).parent / "data" / "make_math_cases.py"
+    spec = importlib.util.spec_from_file_location("make_math_cases", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.build() == CASES
+
+
 def test_corpus_agreement_is_total():
     wrong = []
     for c in CASES:
