@@ -2,14 +2,15 @@
 
 Problem schema::
 
-    {"numbers": [25, 5, 4, 3], "target": 83}
+    {"numbers": [25, 5, 4, 3], "target": 83, "use_all": false}
 
 ``numbers`` holds 2 to 8 positive integers (each at most 1,000,000); ``target`` is an
-integer. Pinned problems with at most 5 numbers are checked to be solvable.
+integer; ``use_all`` (default false) requires every number to be used exactly once (the
+TinyZero variant). Pinned problems with at most 5 numbers are checked to be solvable.
 
 Rules (the TV game's, with exact fractions allowed): build an arithmetic expression from the numbers with ``+``,
 ``-``, ``*``, ``/`` and parentheses, **using each given number at most once** (not every
-number has to be used; a number given twice may be used twice). Arithmetic is exact
+number has to be used unless ``use_all``; a number given twice may be used twice). Arithmetic is exact
 (fractions allowed in intermediate steps, division by zero is invalid); unary minus, powers,
 decimals and numbers that are not given are not allowed. The answer is the expression
 (``(25 - 5) * 4 + 3``), optionally followed by ``= 83`` or led by "The answer is";
@@ -71,6 +72,7 @@ class CountdownProblem(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     numbers: list[int] = Field(min_length=2, max_length=MAX_NUMBERS)
     target: int
+    use_all: bool = False
 
     @field_validator("numbers")
     @classmethod
@@ -82,8 +84,14 @@ class CountdownProblem(BaseModel):
 
     @model_validator(mode="after")
     def _solvable(self) -> CountdownProblem:
-        if len(self.numbers) <= _CHECK_SOLVABLE_UP_TO and solve(self.numbers, self.target) is None:
-            raise ValueError(f"target: {self.target} cannot be reached from numbers {self.numbers}")
+        if (
+            len(self.numbers) <= _CHECK_SOLVABLE_UP_TO
+            and solve(self.numbers, self.target, self.use_all) is None
+        ):
+            rule = "using every number once" if self.use_all else "with"
+            raise ValueError(
+                f"target: {self.target} cannot be reached {rule} numbers {self.numbers}"
+            )
         return self
 
 
@@ -128,11 +136,12 @@ def _eval(node: ast.AST, counts: dict[int, int]) -> Fraction:
     raise ValueError(f"not allowed: {type(node).__name__}")
 
 
-def evaluate(expression: str, numbers: list[int]) -> Fraction | None:
+def evaluate(expression: str, numbers: list[int], use_all: bool = False) -> Fraction | None:
     """The exact value of ``expression`` under the Countdown rules, or ``None`` if invalid.
 
-    Only integers from ``numbers`` (each at most as often as given), ``+ - * /`` and
-    parentheses are allowed. Never raises; bounded in time by the length limit.
+    Only integers from ``numbers`` (each at most as often as given; exactly as often with
+    ``use_all``), ``+ - * /`` and parentheses are allowed. Never raises; bounded in time by
+    the length limit.
     """
     if len(expression) > MAX_EXPRESSION_CHARS or not _ALLOWED.fullmatch(expression):
         return None
@@ -141,9 +150,12 @@ def evaluate(expression: str, numbers: list[int]) -> Fraction | None:
         counts[n] = counts.get(n, 0) + 1
     try:
         tree = ast.parse(expression.strip(), mode="eval")
-        return _eval(tree.body, counts)
+        value = _eval(tree.body, counts)
     except (SyntaxError, ValueError, RecursionError, MemoryError, ZeroDivisionError):
         return None
+    if use_all and any(counts.values()):
+        return None
+    return value
 
 
 def _split_answer(text: str, target: int) -> str | None:
@@ -186,10 +198,11 @@ def _search(
     target: Fraction,
     failed: set[tuple[Fraction, ...]],
     nice: bool,
+    use_all: bool,
 ) -> str | None:
     """Depth-first search over pairwise combinations; ``failed`` memoizes dead states."""
     for value, expr in values:
-        if value == target:
+        if value == target and (len(values) == 1 or not use_all):
             return expr
     key = tuple(sorted(v for v, _ in values))
     if len(values) < 2 or key in failed:
@@ -199,22 +212,22 @@ def _search(
             (a, ea), (b, eb) = values[i], values[j]
             rest = values[:i] + values[i + 1 : j] + values[j + 1 :]
             for value, expr in _combinations(a, ea, b, eb, nice):
-                found = _search([*rest, (value, expr)], target, failed, nice)
+                found = _search([*rest, (value, expr)], target, failed, nice, use_all)
                 if found is not None:
                     return found
     failed.add(key)
     return None
 
 
-def solve(numbers: list[int], target: int) -> str | None:
+def solve(numbers: list[int], target: int, use_all: bool = False) -> str | None:
     """An expression reaching ``target`` under the rules, or ``None`` if there is none.
 
     Exhaustive search (fast up to 5 numbers, seconds at 7+).
     """
     start = [(Fraction(n), str(n)) for n in numbers]
-    found = _search(start, Fraction(target), set(), True)
+    found = _search(start, Fraction(target), set(), True, use_all)
     if found is None:
-        found = _search(start, Fraction(target), set(), False)
+        found = _search(start, Fraction(target), set(), False, use_all)
     if found is None:
         return None
     return found[1:-1] if found.startswith("(") and _balanced(found[1:-1]) else found
@@ -266,6 +279,7 @@ class CountdownTask(LogicTaskBase[CountdownProblem]):
         max_value: the largest number.
         min_target: the smallest target.
         max_target: the largest target.
+        use_all: generated problems require every number exactly once (the TinyZero rule).
     """
 
     Problem = CountdownProblem
@@ -277,6 +291,7 @@ class CountdownTask(LogicTaskBase[CountdownProblem]):
         max_value: int = 25,
         min_target: int = 10,
         max_target: int = 200,
+        use_all: bool = False,
     ) -> None:
         if not 2 <= num_numbers <= MAX_NUMBERS:
             raise ValueError(
@@ -294,6 +309,7 @@ class CountdownTask(LogicTaskBase[CountdownProblem]):
             )
         self.num_numbers, self.min_value, self.max_value = num_numbers, min_value, max_value
         self.min_target, self.max_target = min_target, max_target
+        self.use_all = use_all
 
     def sample(self, rng: random.Random) -> CountdownProblem:
         """Numbers and the value of a random expression over all of them.
@@ -313,15 +329,20 @@ class CountdownTask(LogicTaskBase[CountdownProblem]):
             if miss == 0:
                 break
         _, numbers, value = best  # type: ignore[misc]
-        return CountdownProblem.model_construct(numbers=numbers, target=value)
+        return CountdownProblem.model_construct(numbers=numbers, target=value, use_all=self.use_all)
 
     def prompt(self, problem: CountdownProblem) -> str:
         """The numbers, the target, the rules and the answer format."""
         nums = ", ".join(str(n) for n in problem.numbers)
+        rule = (
+            "each number exactly once"
+            if problem.use_all
+            else "each number at most once (you do not have to use all of them)"
+        )
         return (
             f"Using the numbers {nums}, make {problem.target}. You may use +, -, *, / and "
-            "parentheses, and each number at most once (you do not have to use all of them). "
-            "Give your final answer as a single arithmetic expression, e.g. (1 + 2) * 3."
+            f"parentheses, and {rule}. Give your final answer as a single arithmetic "
+            "expression, e.g. (1 + 2) * 3."
         )
 
     def grade(
@@ -335,7 +356,7 @@ class CountdownTask(LogicTaskBase[CountdownProblem]):
         expression = _split_answer(normalized, problem.target) if normalized else None
         if expression is None:
             return Grade(correct=False, extracted_answer=text)
-        value = evaluate(expression, problem.numbers)
+        value = evaluate(expression, problem.numbers, problem.use_all)
         return Grade(correct=value == problem.target, extracted_answer=expression)
 
     def solution(self, problem: CountdownProblem, output_format: str = "r1-zero") -> str:
@@ -344,7 +365,7 @@ class CountdownTask(LogicTaskBase[CountdownProblem]):
         Raises:
             ValueError: if the target cannot be reached.
         """
-        expression = solve(problem.numbers, problem.target)
+        expression = solve(problem.numbers, problem.target, problem.use_all)
         if expression is None:
             raise ValueError(f"target: {problem.target} cannot be reached from {problem.numbers}")
         nums = ", ".join(str(n) for n in problem.numbers)
@@ -353,7 +374,11 @@ class CountdownTask(LogicTaskBase[CountdownProblem]):
         used = _used_numbers(expression)
         steps.append(
             f"Check: {expression} = {problem.target}, using {', '.join(map(str, used))}, "
-            "each at most as often as given."
+            + (
+                "each number exactly once."
+                if problem.use_all
+                else "each at most as often as given."
+            )
         )
         return render_solution(steps, expression, output_format, lead="Expression:")
 

@@ -130,3 +130,21 @@ def test_bad_kwargs_raise():
         CountdownTask(num_numbers=1)
     with pytest.raises(ValueError, match="min_target"):
         CountdownTask(min_target=50, max_target=10)
+
+
+def test_use_all_rule():
+    env = gym.make("r1/Countdown-v0")
+    strict = {**PINNED, "use_all": True}
+    for text, ok in [("7 + 3", False), ("(7 + 4) - (3 - 2)", True), ("2 * 3 + 4", False)]:
+        env.reset(options={"problem": strict})
+        assert env.step(f"<think>x</think> <answer>{text}</answer>")[4]["correct"] is ok
+    assert evaluate("7 + 3", [2, 3, 4, 7], use_all=True) is None
+    with pytest.raises(ValueError, match="target"):
+        env.reset(options={"problem": {"numbers": [5, 5, 97], "target": 10, "use_all": True}})
+    env = gym.make("r1/Countdown-v0", use_all=True)
+    task = env.unwrapped.task
+    for seed in range(10):
+        _, info = env.reset(seed=seed)
+        assert info["problem"]["use_all"] is True and "exactly once" in info["question"]
+        text = task.solution(task.validate(info["problem"]))
+        assert env.step(text)[4]["correct"] is True
