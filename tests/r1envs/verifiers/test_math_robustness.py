@@ -165,3 +165,26 @@ def test_works_with_more_than_1024_open_files():
             os.close(fd)
         mv.shutdown_workers()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_symbolic_grading_inside_async_vector_env_workers():
+    # AsyncVectorEnv workers are daemonic processes: they cannot start multiprocessing
+    # children, but the subprocess-based helper works there.
+    import gymnasium as gym
+    from gymnasium.vector import AsyncVectorEnv
+
+    import r1envs  # noqa: F401
+
+    envs = AsyncVectorEnv([lambda: gym.make("r1/Math-v0") for _ in range(2)], shared_memory=False)
+    try:
+        problem = {"question": "Simplify the square root of 8.", "answer": "2\\sqrt{2}"}
+        envs.reset(seed=0, options={"problem": problem})
+        actions = (
+            "<think>8 = 4 * 2</think> <answer>\\sqrt{8}</answer>",
+            "<think>guess</think> <answer>3</answer>",
+        )
+        _, _, _, _, info = envs.step(actions)
+        assert list(info["correct"]) == [True, False]
+        assert list(info["error"]) == [None, None]
+    finally:
+        envs.close()
