@@ -373,7 +373,7 @@ class CountdownTask(LogicTaskBase[CountdownProblem]):
         steps += [f"{a} {op} {b} = {_fmt(v)}" for a, op, b, v in _steps(expression)]
         used = _used_numbers(expression)
         steps.append(
-            f"Check: {expression} = {problem.target}, using {', '.join(map(str, used))}, "
+            f"Check: {_check_chain(expression)}, using {', '.join(map(str, used))}, "
             + (
                 "each number exactly once."
                 if problem.use_all
@@ -409,3 +409,50 @@ def _steps(expression: str) -> list[tuple[str, str, str, Fraction]]:
 
 def _used_numbers(expression: str) -> list[int]:
     return [int(t) for t in re.findall(r"\d+", expression)]
+
+
+_PREC = {"+": 1, "-": 1, "*": 2, "/": 2}
+Tree = Fraction | tuple[str, "Tree", "Tree"]
+
+
+def _tree(node: ast.AST) -> Tree:
+    if isinstance(node, ast.BinOp):
+        return (_OPS[type(node.op)], _tree(node.left), _tree(node.right))
+    return Fraction(node.value)  # type: ignore[attr-defined]
+
+
+def _show(tree: Tree, parent: str | None = None, right: bool = False) -> str:
+    """``tree`` with the parentheses precedence needs (non-integers in parentheses)."""
+    if isinstance(tree, Fraction):
+        text = _fmt(tree)
+        wrap = parent is not None and (tree < 0 or tree.denominator != 1)
+        return f"({text})" if wrap else text
+    op, a, b = tree
+    text = f"{_show(a, op)} {op} {_show(b, op, True)}"
+    if parent and (
+        _PREC[op] < _PREC[parent] or (right and _PREC[op] == _PREC[parent] and parent in "-/")
+    ):
+        return f"({text})"
+    return text
+
+
+def _reduce_one(tree: Tree) -> Tree:
+    """``tree`` with its leftmost innermost operation replaced by its value."""
+    if isinstance(tree, Fraction):
+        return tree
+    op, a, b = tree
+    if isinstance(a, Fraction) and isinstance(b, Fraction):
+        return {"+": a + b, "-": a - b, "*": a * b, "/": a / b}[op]
+    if not isinstance(a, Fraction):
+        return (op, _reduce_one(a), b)
+    return (op, a, _reduce_one(b))
+
+
+def _check_chain(expression: str) -> str:
+    """``(25 - 5) * 4 + 3 = 20 * 4 + 3 = 80 + 3 = 83``: the expression worked out again."""
+    tree = _tree(ast.parse(expression, mode="eval").body)
+    parts = [_show(tree)]
+    while not isinstance(tree, Fraction):
+        tree = _reduce_one(tree)
+        parts.append(_show(tree))
+    return " = ".join(parts)

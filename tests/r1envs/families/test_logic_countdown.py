@@ -148,3 +148,14 @@ def test_use_all_rule():
         assert info["problem"]["use_all"] is True and "exactly once" in info["question"]
         text = task.solution(task.validate(info["problem"]))
         assert env.step(text)[4]["correct"] is True
+
+
+def test_solution_check_works_the_expression_out_again():
+    from r1envs.families.logic.countdown import _check_chain
+
+    assert _check_chain("(25 - 5) * 4 + 3") == "(25 - 5) * 4 + 3 = 20 * 4 + 3 = 80 + 3 = 83"
+    assert _check_chain("7 - (3 - 2) / 4") == "7 - (3 - 2) / 4 = 7 - 1 / 4 = 7 - (1/4) = 27/4"
+    text = CountdownTask().solution(
+        CountdownTask().validate({"numbers": [25, 5, 4, 3], "target": 83})
+    )
+    assert "Check: " in text and "= 83, using" in text
