@@ -321,8 +321,10 @@ class SudokuTask(LogicTaskBase[SudokuProblem]):
                 r, c, v, why = step
                 steps.append(f"r{r + 1}c{c + 1} = {v}: {why}.")
             g[r][c] = v
-        br, bc = BOXES[n]
-        steps.append(
-            f"Check: every row, column and {br}x{bc} box holds 1-{n} once, and the givens are kept."
-        )
+        groups: dict[str, list[str]] = {"rows": [], "columns": [], "boxes": []}
+        for name, cells in units(n):
+            kind = {"row": "rows", "column": "columns", "box": "boxes"}[name.split()[0]]
+            groups[kind].append("".join(str(g[r][c]) for r, c in cells))
+        seen = "; ".join(f"{kind} {' '.join(vals)}" for kind, vals in groups.items())
+        steps.append(f"Check: {seen}: each holds 1-{n} once, and the givens are kept.")
         return render_solution(steps, format_grid(g), output_format, lead="Completed grid:")
