@@ -51,11 +51,11 @@ class SFTConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(description="model directory or hub id to start from")
+    model: str = Field("", description="model directory or hub id to start from")
     data: list[str] = Field(
         default_factory=list, description="JSONL files of {prompt, response} examples"
     )
-    output_dir: str = Field(description="where the checkpoint(s) go")
+    output_dir: str = Field("", description="where the checkpoint(s) go")
     epochs: float = Field(2.0, gt=0, description="passes over the data (fractions allowed)")
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps")
     lr: float = Field(1e-3, gt=0, description="peak learning rate (AdamW)")
@@ -330,7 +330,7 @@ def train_sft(
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             opt.step()
-            loss_val, tokens = float(loss), tokens + n
+            loss_val, tokens = float(loss.detach()), tokens + n
             record = {
                 "step": step + 1,
                 "sft/loss": loss_val,
