@@ -80,12 +80,50 @@ class Cgroup:
         for path in self.procs_files():
             Path(path).write_text(str(pid))
 
+    def usage(self, controller: str) -> int:
+        """Current memory bytes or process count of the group."""
+        if controller == "memory":
+            return int(self._file("memory", "memory.usage_in_bytes", "memory.current").read_text())
+        return int(self._file("pids", "pids.current", "pids.current").read_text())
+
+    def headroom(self, controller: str) -> int | None:
+        """The smallest ``limit - usage`` over the enclosing groups (``None``: unbounded).
+
+        Sandboxes stay below it so that an enclosing bound (a CI job's, a container's) is
+        never what stops a test.
+        """
+        names = {
+            ("memory", 1): ("memory.limit_in_bytes", "memory.usage_in_bytes"),
+            ("memory", 2): ("memory.max", "memory.current"),
+            ("pids", 1): ("pids.max", "pids.current"),
+            ("pids", 2): ("pids.max", "pids.current"),
+        }[(controller, self.version)]
+        best: int | None = None
+        d = self.dirs[controller].parent
+        while True:
+            try:
+                limit_text = (d / names[0]).read_text().strip()
+                usage = int((d / names[1]).read_text())
+            except (OSError, ValueError):
+                break
+            if limit_text != "max" and int(limit_text) < (1 << 60):
+                room = max(0, int(limit_text) - usage)
+                best = room if best is None else min(best, room)
+            if d == d.parent or d.name == "" or d in (ROOT / controller, ROOT, ROOT / "unified"):
+                break
+            d = d.parent
+        return best
+
     def hit_limits(self) -> dict[str, int]:
         """How often each limit stopped something (0 everywhere when never reached)."""
         out: dict[str, int] = {}
         if self.version == 1:
-            fail = self.dirs["memory"] / "memory.failcnt"
+            mem = self.dirs["memory"]
+            fail = mem / "memory.failcnt"
             out["memory"] = int(fail.read_text()) if fail.exists() else 0
+            peak, limit = mem / "memory.max_usage_in_bytes", mem / "memory.limit_in_bytes"
+            if peak.exists() and int(peak.read_text()) >= int(limit.read_text()) - (1 << 20):
+                out["memory.reached"] = 1  # v1 may not count a child group's failed charge
         else:
             for line in (self.dirs["memory"] / "memory.events").read_text().splitlines():
                 key, value = line.split()

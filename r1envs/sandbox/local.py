@@ -144,7 +144,7 @@ class _Slot:
 
     def __init__(self, cmd: list[str], group: _cgroup.Cgroup | None = None, overhead_mb: int = 0):
         self._err = tempfile.TemporaryFile()
-        self.group, self.overhead_mb, self._memory_mb = group, overhead_mb, 0
+        self.group, self.overhead_mb, self._memory_limit = group, overhead_mb, 0
         procs = group.procs_files() if group is not None else []
 
         def join_group() -> None:  # runs in the child before exec: all its descendants follow
@@ -179,14 +179,9 @@ class _Slot:
         self._err.seek(0)
         return self._err.read()[-2000:].decode("utf-8", "replace").strip()
 
-    def call(self, request: dict[str, Any]) -> dict[str, Any]:
-        memory_mb = int(request["memory_mb"])
-        if self.group is not None and memory_mb != self._memory_mb:
-            try:
-                self.group.set_memory((memory_mb + self.overhead_mb) << 20)
-                self._memory_mb = memory_mb
-            except OSError as err:
-                raise SandboxError(f"cannot set the slot's memory limit: {err}") from err
+    def call(self, request: dict[str, Any], share: int = 1) -> dict[str, Any]:
+        if self.group is not None:
+            self._bound(int(request["memory_mb"]), share)
         try:
             self.proc.stdin.write(encode_frame(request))
             self.proc.stdin.flush()
@@ -194,6 +189,21 @@ class _Slot:
             raise SandboxError(f"sandbox runner is gone: {err}") from err
         deadline = time.monotonic() + request_deadline(request)
         return read_frame(self.proc.stdout.fileno(), deadline)
+
+    def _bound(self, memory_mb: int, share: int) -> None:
+        """Memory limit of the slot: the test's limit plus the runner's, and never more than
+        this slot's share of what the enclosing cgroups have left."""
+        limit = (memory_mb + self.overhead_mb) << 20
+        try:
+            room = self.group.headroom("memory")
+            if room is not None:
+                room -= max(32 << 20, room // 8)  # the judge's own growth
+                limit = min(limit, self.group.usage("memory") + max(0, room) // share)
+            if limit != self._memory_limit:
+                self.group.set_memory(limit)
+                self._memory_limit = limit
+        except OSError as err:
+            raise SandboxError(f"cannot set the slot's memory limit: {err}") from err
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -228,8 +238,9 @@ class LocalSandbox(Sandbox):
         tmp_mb: size of the private ``/tmp`` of each slot.
         file_size_mb: largest file a candidate may write.
         cgroup: put each slot in a memory + pids cgroup where this machine lets us (the
-            bound on a whole test, all its processes together: memory limit + ``/tmp`` +
-            64 MiB for the runner); rlimits alone bound each process otherwise.
+            bound on a whole test: all its processes and the files it writes to ``/tmp``
+            share ``memory_limit_mb``, plus 48 MiB for the runner); rlimits alone bound
+            each process otherwise.
     """
 
     def __init__(
@@ -332,7 +343,9 @@ class LocalSandbox(Sandbox):
         group = _cgroup.create("r1sandbox") if self.use_cgroup else None
         if group is not None:
             try:
-                group.set_pids(self.nproc + 16)
+                room = group.headroom("pids")
+                pids = self.nproc + 16
+                group.set_pids(pids if room is None else max(8, min(pids, room // self.workers)))
             except OSError:
                 group.remove()
                 group = None
@@ -340,7 +353,7 @@ class LocalSandbox(Sandbox):
         if os.geteuid() != 0:
             uid = os.geteuid()
         try:
-            slot = _Slot(self._command(uid), group, self.tmp_mb + 64)
+            slot = _Slot(self._command(uid), group, 48)
         except SandboxError:
             if group is not None:
                 group.remove()
@@ -370,7 +383,7 @@ class LocalSandbox(Sandbox):
         slot = self._acquire()
         ok = False
         try:
-            reply = slot.call(request)
+            reply = slot.call(request, self.workers)
             ok = True
         except SandboxError as err:
             raise SandboxError(f"{err}; runner stderr: {slot.stderr()!r}") from err

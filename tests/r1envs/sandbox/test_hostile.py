@@ -100,7 +100,7 @@ RESOURCE_BOMBS = {
     "memory_bomb": "x = bytearray(1 << 34)\n",
     "memory_growth": "a = []\nwhile True:\n    a.append(bytearray(1 << 24))\n",
     "fork_memory_bomb": "import os, time\nfor _ in range(30):\n    try:\n        if os.fork() == 0:\n"
-    "            try:\n                b = bytearray(100 << 20)\n            except MemoryError:\n"
+    "            try:\n                b = b'x' * (100 << 20)\n            except MemoryError:\n"
     "                pass\n            time.sleep(100)\n    except OSError:\n        pass\n"
     "time.sleep(100)\n",
     "stdout_flood": "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n",
