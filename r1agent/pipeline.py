@@ -174,6 +174,7 @@ def run_pipeline(config: PipelineConfig, *, generate_fn: Any = None) -> dict[str
                 general_path=c3.general,
                 general_limit=c3.general_limit,
                 temperature=c3.temperature,
+                generate_fn=generate_fn,
             )
         else:
             stages.stage4_all_scenarios_rl(
