@@ -42,7 +42,9 @@ from r1envs.formats import final_answer_text
 from r1envs.integrations._rg_worker import ScoreTimeout, ScoreWorker
 from r1envs.registry import _TASKS, register_task
 
-#: Generators registered by default: cheap to build, single answers or rule-checked scorers.
+#: Generators registered by default: cheap to build, and scorers we read that only compare
+#: strings or parsed JSON/structures (scored in-process). ``puzzle24`` is left out: its
+#: scorer runs sympy's ``parse_expr`` (Python ``eval``) on the model's answer.
 CURATED: tuple[str, ...] = (
     "basic_arithmetic",
     "chain_sum",
@@ -59,7 +61,6 @@ CURATED: tuple[str, ...] = (
     "knights_knaves",
     "mini_sudoku",
     "propositional_logic",
-    "puzzle24",
     "graph_color",
     "tower_of_hanoi",
 )
@@ -118,9 +119,10 @@ class ReasoningGymTask(Task[RGProblem]):
         seed: the generator's seed (problems are drawn by index from it).
         size: how many distinct indices to draw from.
         timeout: seconds a score may take; a slower one counts as wrong (score 0).
-        isolate: score in a helper process that is killed after ``timeout`` (the default;
-            some scorers evaluate the answer with sympy and never return on ``99999999!``).
-            ``False`` scores in this process: faster, but unbounded.
+        isolate: score in a helper process that is killed after ``timeout`` (some scorers
+            evaluate the answer with sympy and never return on ``99999999!``), or in this
+            process (faster, unbounded). ``None`` (the default) isolates every generator
+            but the reviewed :data:`CURATED` ones.
         partial_credit: use the scorer's value as the accuracy (``True``) instead of only
             full scores (``False``, the default: accuracy is 1 when the score is >= 1, else 0).
         **config: the generator's config fields (e.g. ``min_terms=2``).
@@ -136,7 +138,7 @@ class ReasoningGymTask(Task[RGProblem]):
         size: int = 100_000,
         partial_credit: bool = False,
         timeout: float = 3.0,
-        isolate: bool = True,
+        isolate: bool | None = None,
         **config: Any,
     ) -> None:
         import reasoning_gym
@@ -152,6 +154,8 @@ class ReasoningGymTask(Task[RGProblem]):
         self.dataset = reasoning_gym.create_dataset(name, seed=seed, size=size, **config)
         self.partial_credit = partial_credit
         self.timeout = timeout
+        if isolate is None:
+            isolate = name not in CURATED
         self._worker = shared_worker(name, seed, size, config) if isolate else None
         if self._worker is not None:
             self._worker.wait_ready()  # so that no step pays for the helper's start-up

@@ -46,8 +46,16 @@ def test_gold_answer_scores_full_and_wrong_scores_zero(name):
     assert info["correct"] is False and info["rewards"]["accuracy"] == 0.0
 
 
-def test_rule_checked_generator_and_pinned_problem():
-    env = gym.make("r1/RGPuzzle24-v0")
+@pytest.fixture
+def puzzle24():
+    rg.register_reasoning_gym(["puzzle24"])
+    yield "r1/RGPuzzle24-v0"
+    r1envs.unregister_task("r1/RGPuzzle24-v0")
+
+
+def test_rule_checked_generator_and_pinned_problem(puzzle24):
+    assert "puzzle24" not in rg.CURATED
+    env = gym.make(puzzle24)
     _, info = env.reset(seed=1)
     nums = info["problem"]["metadata"]["numbers"]
     assert len(nums) == 4
@@ -85,9 +93,10 @@ def test_register_more_and_errors():
     r1envs.unregister_task("r1/RGLegCounting-v0")
 
 
-def test_hanging_scorer_is_bounded_and_recovers():
+def test_hanging_scorer_is_bounded_and_recovers(puzzle24):
     # puzzle24's scorer evaluates the answer with sympy: 99999999! never returns in-process
-    env = gym.make("r1/RGPuzzle24-v0", timeout=1.0).unwrapped
+    env = gym.make(puzzle24, timeout=1.0).unwrapped
+    assert env.task._worker is not None  # not curated: isolated by default
     env.reset(
         options={
             "problem": {"question": "Make 24 from 4 6 1 1", "metadata": {"numbers": [4, 6, 1, 1]}}
@@ -101,7 +110,9 @@ def test_hanging_scorer_is_bounded_and_recovers():
 
 
 def test_in_process_scoring_option():
-    env = gym.make("r1/RGGcd-v0", isolate=False)
+    env = gym.make("r1/RGGcd-v0")
+    assert env.unwrapped.task._worker is None  # curated: scored in-process
+    assert gym.make("r1/RGGcd-v0", isolate=True).unwrapped.task._worker is not None
     _, info = env.reset(seed=4)
     assert env.step(f"<answer>{info['problem']['answer']}</answer>")[4]["correct"] is True
     with pytest.raises(ValueError, match="timeout must be > 0"):
