@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import random
+import reprlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -65,12 +66,24 @@ class Grade:
     feedback: str | None = None
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict = 3, 60, 60, 6, 6
+
+
+def short_repr(value: Any) -> str:
+    """A bounded ``repr`` (safe on huge or deeply nested values) for error messages."""
+    try:
+        return _REPR.repr(value)
+    except Exception:
+        return f"<{type(value).__name__}>"
+
+
 def validation_message(err: ValidationError) -> str:
     """One line naming each bad field of a pydantic validation error."""
     parts = []
     for e in err.errors():
         loc = ".".join(str(x) for x in e["loc"]) or "<root>"
-        parts.append(f"{loc}: {e['msg']} (got {e.get('input')!r:.80})")
+        parts.append(f"{loc}: {e['msg']} (got {short_repr(e.get('input'))})")
     return "; ".join(parts)
 
 
@@ -118,7 +131,7 @@ class Task(ABC, Generic[P]):
             data = data.model_dump()
         if not isinstance(data, Mapping):
             raise ValueError(
-                f"problem must be a dict for {type(self).__name__}, problem: {data!r:.80}"
+                f"problem must be a dict for {type(self).__name__}, problem: {short_repr(data)}"
             )
         try:
             return self.Problem.model_validate(dict(data))  # type: ignore[return-value]
@@ -188,12 +201,14 @@ class MixTask(Task[MixProblem]):
         if isinstance(data, MixProblem):
             return data
         if not isinstance(data, Mapping):
-            raise ValueError(f"problem must be a dict, problem: {data!r:.80}")
+            raise ValueError(f"problem must be a dict, problem: {short_repr(data)}")
         data = dict(data)
         family = data.pop("family", None)
         if family is not None:
-            if family not in self.tasks:
-                raise ValueError(f"family must be one of {sorted(self.tasks)}, family: {family!r}")
+            if not isinstance(family, str) or family not in self.tasks:
+                raise ValueError(
+                    f"family must be one of {sorted(self.tasks)}, family: {short_repr(family)}"
+                )
             return MixProblem(family=family, problem=self.tasks[family].validate(data))
         errors = []
         for name, task in self.tasks.items():
@@ -368,7 +383,10 @@ class ReasoningEnv(gym.Env[str, str]):
             rng = random.Random(int(self.np_random.integers(0, 2**63 - 1)))
             self._problem = self.task.sample(rng)
         question = self.task.prompt(self._problem)
-        self._prompt = self.template.replace("{question}", question)
+        template = self.template
+        if question.rstrip().endswith((".", "?", "!")):  # "User: {question}. Assistant:"
+            template = template.replace("{question}.", "{question}")
+        self._prompt = template.replace("{question}", question.rstrip())
         self._turn = 0
         self._last = None
         info = {

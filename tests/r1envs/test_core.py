@@ -168,3 +168,23 @@ def test_register_task_roundtrip():
 def test_grade_defaults():
     g = Grade(correct=True)
     assert g.score is None and g.extra == {} and g.error is None
+
+
+def test_malformed_pinned_problems_raise_value_error(echo_task):
+    env = ReasoningEnv(echo_task)
+    deep: list = []
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(ValueError, match="question"):
+        env.reset(options={"problem": {"question": deep, "answer": "1"}})
+    mix = ReasoningEnv(MixTask({"echo": echo_task}))
+    with pytest.raises(ValueError, match="family"):
+        mix.reset(options={"problem": {"family": ["echo"], "question": "q", "answer": "1"}})
+
+
+def test_prompt_punctuation(echo_task):
+    env = ReasoningEnv(echo_task)
+    obs, _ = env.reset(options={"problem": {"question": "What is 2 + 2?", "answer": "4"}})
+    assert obs.endswith("User: What is 2 + 2? Assistant:")
+    obs, _ = env.reset(options={"problem": {"question": "Add 2 and 2", "answer": "4"}})
+    assert obs.endswith("User: Add 2 and 2. Assistant:")
