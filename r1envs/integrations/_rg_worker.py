@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import weakref
+from pathlib import Path
 from typing import IO, Any
 
 MEMORY_LIMIT_BYTES = 3 * 1024**3
@@ -98,11 +99,16 @@ class ScoreWorker:
 
     def start(self) -> None:
         """Spawn the helper process without waiting for it to be ready."""
+        # the helper imports this very package, wherever it was imported from
+        root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         proc = subprocess.Popen(
             [sys.executable, "-m", "r1envs.integrations._rg_worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
+            env=env,
         )
         self._proc, self._pid, self._ready = proc, os.getpid(), False
         weakref.finalize(self, _kill, proc, self._pid)
