@@ -112,7 +112,7 @@ def test_loaded_once_and_cached(tmp_path, cleanup):
     data.unlink()
     t = time.perf_counter()
     env = gym.make("test/Cached-v0")
-    assert time.perf_counter() - t < 1.0 and len(env.unwrapped.task) == 1
+    assert time.perf_counter() - t < 5.0 and len(env.unwrapped.task) == 1
 
 
 @pytest.mark.parametrize(
