@@ -6,7 +6,9 @@ so TRL sees exactly the rewards an r1agent run would.
 
 Usage:
     python examples/trl_grpo.py --model Qwen/Qwen2.5-0.5B-Instruct --env r1/Math-v0 --steps 50
-    python examples/trl_grpo.py --model ./my-tiny-model --env r1/Arithmetic-v0 --steps 2 --cpu
+    r1agent tiny runs/tiny   # a tiny local model, no download
+    python examples/trl_grpo.py --model runs/tiny --env r1/Arithmetic-v0 --steps 2 --cpu \
+        --batch-size 4 --group-size 2 --max-completion-length 32
 
 Needs: pip install 'r1[trl]'
 """

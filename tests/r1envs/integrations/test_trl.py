@@ -81,49 +81,6 @@ def test_completion_text():
     assert completion_text(msgs) == "x"
 
 
-def build_tiny_model(out_dir):
-    """A ~100k-parameter Qwen2 model with a locally trained byte-level BPE tokenizer."""
-    torch = pytest.importorskip("torch")
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
-
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300,
-        special_tokens=specials,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    corpus = [f"{p['question']} <think> </think> <answer>{p['answer']}</answer>" for p in PROBLEMS]
-    tok.train_from_iterator(corpus * 20, trainer=trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", padding_side="left"
-    )
-    fast.chat_template = (
-        "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}"
-        "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-    )
-    config = Qwen2Config(
-        vocab_size=len(fast),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=512,
-        pad_token_id=fast.pad_token_id,
-        eos_token_id=fast.eos_token_id,
-    )
-    torch.manual_seed(0)
-    model = Qwen2ForCausalLM(config)
-    fast.save_pretrained(out_dir)
-    model.save_pretrained(out_dir)
-    return out_dir
-
-
 def test_grpo_trainer_two_steps(tmp_path, monkeypatch):
     pytest.importorskip("trl")
     pytest.importorskip("datasets")
@@ -134,7 +91,11 @@ def test_grpo_trainer_two_steps(tmp_path, monkeypatch):
 
     from r1envs.integrations.trl import prompt_dataset
 
-    model_dir = build_tiny_model(str(tmp_path / "tiny"))
+    tiny = pytest.importorskip("r1agent.tiny")
+    texts = [f"{p['question']} <think> </think> <answer>{p['answer']}</answer>" for p in PROBLEMS]
+    model_dir = tiny.build_tiny_model(
+        tmp_path / "tiny", texts=texts, hidden=32, layers=1, heads=2, kv_heads=1, intermediate=64
+    )
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     dataset = prompt_dataset(ENV_ID, 8, seed=0)
