@@ -10,7 +10,7 @@
 Both run the same short tests (half ``assert``, half ``stdio``) with the same number of
 parallel workers. Usage::
 
-    python bench/sandbox_throughput.py [--workers 2] [--problems 40] [--isolation auto]
+    python bench/sandbox_throughput.py [--workers 2] [--problems 40] [--isolation auto] [--docker]
 """
 
 from __future__ import annotations
@@ -82,12 +82,18 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--problems", type=int, default=40)
-    parser.add_argument("--isolation", default="auto")
+    parser.add_argument("--isolation", default="auto", help="LocalSandbox isolation")
+    parser.add_argument("--docker", action="store_true", help="measure DockerSandbox instead")
     args = parser.parse_args()
     jobs = make_problems(args.problems)
     n_tests = sum(len(p["tests"]) for _, p in jobs)
 
-    sandbox = LocalSandbox(workers=args.workers, isolation=args.isolation)
+    if args.docker:
+        from r1envs.sandbox import DockerSandbox
+
+        sandbox = DockerSandbox(workers=args.workers)
+    else:
+        sandbox = LocalSandbox(workers=args.workers, isolation=args.isolation)
     failures: list[str] = []
 
     def judge(code: str, problem: dict) -> int:
@@ -101,8 +107,9 @@ def main() -> None:
     naive, naive_passed = measure(naive_one, jobs, args.workers)
     sandbox.close()
     print(f"tests: {n_tests} short tests ({args.problems} problems), workers: {args.workers}")
-    print(f"naive judge (one python process per test, no protection): {naive:8.1f} tests/s")
-    print(f"r1envs LocalSandbox ({sandbox.isolation}, all protections):  {ours:8.1f} tests/s")
+    print(f"{'naive judge (one python process per test, no protection):':57s} {naive:8.1f} tests/s")
+    name = f"{type(sandbox).__name__} ({sandbox.isolation}, all protections):"
+    print(f"r1envs {name:50s} {ours:8.1f} tests/s")
     for text in failures[:3]:
         print("r1envs failure:", text.replace("\n", " | "))
     print(

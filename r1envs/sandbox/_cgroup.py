@@ -1,7 +1,7 @@
 """Small cgroup helper: a child group with a memory and a process-count bound.
 
-Works with cgroup v2 (a child of this process's group, when that group delegates the
-``memory`` and ``pids`` controllers) and with cgroup v1 (a child in the ``memory`` and ``pids``
+Works with cgroup v2 (a child of this process's group when that group delegates the
+``memory`` and ``pids`` controllers, else of the hierarchy's root) and with cgroup v1 (a child in the ``memory`` and ``pids``
 hierarchies). :func:`create` returns ``None`` where neither is writable, so callers fall back
 to rlimits alone.
 """
@@ -156,18 +156,21 @@ def create(name: str) -> Cgroup | None:
     leaf = f"{name}-{os.getpid()}-{next(_counter)}"
     v2 = _v2_root()
     if v2 is not None and "" in own:
-        parent = v2 / own[""].lstrip("/")
-        try:
-            enabled = (parent / "cgroup.subtree_control").read_text().split()
-        except OSError:
-            enabled = []
-        if {"memory", "pids"} <= set(enabled):
+        # our own group when it delegates memory+pids; else the hierarchy's root (which may
+        # hold processes and enable controllers), as root: the group then leaves our own
+        # group's accounting but keeps its own, tighter bound
+        for parent in (v2 / own[""].lstrip("/"), v2):
             try:
-                d = parent / leaf
-                d.mkdir()
-                return Cgroup({"memory": d, "pids": d}, 2)
+                enabled = (parent / "cgroup.subtree_control").read_text().split()
             except OSError:
-                pass
+                continue
+            if {"memory", "pids"} <= set(enabled):
+                d = parent / leaf
+                try:
+                    d.mkdir()
+                except OSError:
+                    continue
+                return Cgroup({"memory": d, "pids": d}, 2)
     dirs: dict[str, Path] = {}
     for controller in ("memory", "pids"):
         base = ROOT / controller

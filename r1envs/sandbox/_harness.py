@@ -163,10 +163,19 @@ def _limits(req):
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-def _drop_privileges():
-    import ctypes
+_LIBC = []  # the C library, loaded once by the runner (children inherit it)
 
-    libc = ctypes.CDLL(None, use_errno=True)
+
+def _libc():
+    if not _LIBC:
+        import ctypes
+
+        _LIBC.append(ctypes.CDLL(None, use_errno=True))
+    return _LIBC[0]
+
+
+def _drop_privileges():
+    libc = _libc()
     libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the runner
     libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS: setuid binaries grant nothing
     try:  # the OOM killer picks candidates first (raising the score needs no privilege)
@@ -495,6 +504,7 @@ def serve():
             __import__(name)
         except ImportError:
             pass
+    _libc()
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     rfd, wfd = os.dup(0), os.dup(1)
     null = os.open("/dev/null", os.O_RDWR)

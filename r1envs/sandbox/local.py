@@ -108,7 +108,7 @@ def _unshare_flags() -> list[str]:
 
 
 def _bwrap_args(tmp_mb: int = 64) -> list[str]:
-    args = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+    args = ["--unshare-pid", "--as-pid-1", "--unshare-net", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try"]  # fmt: skip
     # no --die-with-parent: it tracks the *thread* that started bwrap, and pool threads come
     # and go; the runner exits on end of input when this process dies.
