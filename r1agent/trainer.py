@@ -1,0 +1,592 @@
+"""GRPO over any mix of Gymnasium text envs — the training loop, top to bottom.
+
+Run it: ``r1agent grpo examples/grpo_tiny.yaml steps=20`` or, from Python,
+``train_grpo(load_config({...}))``; multi-process: ``torchrun --nproc_per_node 2 -m
+r1agent.cli grpo CONFIG`` (DDP, gloo on CPU, NCCL on GPU; ``fsdp=true`` shards with FSDP2).
+
+One step:
+
+1. draw ``prompts_per_step`` problems ``(env_id, seed)`` from the weighted env mix
+   (deterministic in ``(seed, step, rank)``, so a resumed run sees the same problems);
+2. run ``group_size`` episodes per problem (:func:`r1agent.rollout.collect_episodes`),
+   refilling groups whose rewards are all equal when dynamic sampling is on;
+3. group-relative advantages; failed episodes (env exception, ``info["error"]``, NaN
+   reward) and, optionally, truncated ones get zero weight;
+4. ``updates_per_batch`` optimizer steps on the batch: clipped surrogate (clip-higher)
+   + ``beta`` × k3 KL to the reference model, aggregated by ``loss_aggregation``.
+   Old log-probs are the current ones detached when ``updates_per_batch == 1`` (one forward
+   saved); the reference model only exists when ``beta > 0``;
+5. log metrics (JSONL, TensorBoard, progress bar), checkpoint every ``save_every`` steps.
+
+A non-finite loss or gradient norm skips the update with a warning. The final model is
+written into ``output_dir`` itself (a Hugging Face directory), step checkpoints under
+``output_dir/checkpoints``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import random
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from r1agent import checkpoint as ckpt
+from r1agent import grpo
+from r1agent.config import GRPOConfig
+from r1agent.metrics import MetricsLogger, plot_metrics
+from r1agent.models import default_device, load_model
+from r1agent.rollout import EnvPool, Episode, RewardFn, collect_episodes
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Batch", "StepCallback", "build_batch", "sample_problems", "train_grpo"]
+
+#: ``callback(step, metrics) -> bool | None``; returning ``True`` stops training.
+StepCallback = Callable[[int, dict[str, Any]], "bool | None"]
+
+
+# --------------------------------------------------------------------------- setup
+
+
+@dataclass
+class Dist:
+    """Process-group facts (world of 1 when not under torchrun)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        """Whether this is rank 0."""
+        return self.rank == 0
+
+
+def setup_distributed(device: torch.device) -> Dist:
+    """Join the torchrun process group when ``WORLD_SIZE > 1`` (gloo on CPU, NCCL on GPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size())
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def sample_problems(
+    envs: dict[str, float],
+    n: int,
+    *,
+    seed: int,
+    step: int,
+    rank: int,
+    seed_range: int,
+    round_: int = 0,
+) -> list[tuple[str, int]]:
+    """``n`` problems ``(env_id, env_seed)`` drawn by weight; a pure function of its inputs."""
+    rng = random.Random(f"{seed}/{step}/{rank}/{round_}")
+    ids, weights = list(envs), list(envs.values())
+    return [(rng.choices(ids, weights)[0], rng.randrange(seed_range)) for _ in range(n)]
+
+
+def _unwrap(model: Any) -> Any:
+    return getattr(model, "module", model)
+
+
+# --------------------------------------------------------------------------- batch
+
+
+@dataclass
+class Batch:
+    """Padded tensors of a batch of episodes: ``[left-padded prompt | right-padded response]``.
+
+    Shapes: ``input_ids``/``attention_mask``/``position_ids`` ``(N, P + R)``; ``response_ids``,
+    ``mask`` (policy tokens × episode weight), ``gen_logprobs`` ``(N, R)``; ``advantages`` ``(N,)``.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+    response_ids: torch.Tensor
+    mask: torch.Tensor
+    gen_logprobs: torch.Tensor
+    advantages: torch.Tensor
+    old_logprobs: torch.Tensor | None = None
+    ref_logprobs: torch.Tensor | None = None
+
+    def rows(self, s: slice) -> Batch:
+        """A micro-batch (rows ``s``)."""
+        pick = {k: (v[s] if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
+        return Batch(**pick)
+
+
+def build_batch(
+    episodes: Sequence[Episode], advantages: torch.Tensor, weights: torch.Tensor, pad_id: int
+) -> Batch:
+    """Pad episodes into a :class:`Batch` (responses padded to the batch max, not the cap)."""
+    n = len(episodes)
+    p = max(len(e.prompt_ids) for e in episodes)
+    r = max(max(len(e.response_ids) for e in episodes), 1)
+    ids = torch.full((n, p + r), pad_id, dtype=torch.long)
+    attn = torch.zeros((n, p + r), dtype=torch.long)
+    mask = torch.zeros((n, r))
+    gen_lp = torch.zeros((n, r))
+    for i, e in enumerate(episodes):
+        lp, lr = len(e.prompt_ids), len(e.response_ids)
+        ids[i, p - lp : p] = torch.tensor(e.prompt_ids)
+        ids[i, p : p + lr] = torch.tensor(e.response_ids, dtype=torch.long)
+        attn[i, p - lp : p + lr] = 1
+        mask[i, :lr] = torch.tensor(e.loss_mask) * weights[i]
+        gen_lp[i, :lr] = torch.tensor(e.gen_logprobs)
+    positions = (attn.cumsum(-1) - 1).clamp(min=0)
+    return Batch(ids, attn, positions, ids[:, p:], mask, gen_lp, advantages.float())
+
+
+def response_logits(model: Any, b: Batch) -> torch.Tensor:
+    """``(n, R, V)`` logits predicting each response token (only the response is projected)."""
+    r = b.response_ids.shape[1]
+    out = model(
+        input_ids=b.input_ids,
+        attention_mask=b.attention_mask,
+        position_ids=b.position_ids,
+        logits_to_keep=r + 1,
+        use_cache=False,
+    )
+    return out.logits[:, :-1]
+
+
+@torch.no_grad()
+def batch_logprobs(model: Any, b: Batch, micro: int, temperature: float) -> torch.Tensor:
+    """``(N, R)`` log-probs of the response tokens under ``model`` (no grad)."""
+    out = []
+    for s in range(0, b.input_ids.shape[0], micro):
+        mb = b.rows(slice(s, s + micro))
+        out.append(
+            grpo.token_logprobs(
+                response_logits(model, mb), mb.response_ids, temperature=temperature
+            )
+        )
+    return torch.cat(out)
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def train_grpo(
+    config: GRPOConfig,
+    *,
+    model: Any = None,
+    tokenizer: Any = None,
+    reward_fn: RewardFn | None = None,
+    callbacks: Sequence[StepCallback] = (),
+    generate_fn: Callable[..., Any] | None = None,
+) -> dict[str, Any]:
+    """Train with GRPO as ``config`` says; returns the run summary.
+
+    Args:
+        config: a validated :class:`~r1agent.config.GRPOConfig`.
+        model: an already loaded policy (default: ``config.model`` via :func:`load_model`).
+        tokenizer: its tokenizer (required with ``model``).
+        reward_fn: optional extra reward ``f(prompts, completions, infos) -> [float | None]``
+            added to the env reward (logged as ``rewards/custom``) — e.g. a reward model.
+        callbacks: ``f(step, metrics) -> bool | None`` after each step; ``True`` stops.
+        generate_fn: replaces :func:`r1agent.rollout.generate` (same signature).
+
+    Returns:
+        ``{"checkpoint": output_dir, "steps", "seconds", "final": last metrics,
+        "history": scalar metrics per step, "metrics_file", "plot"}``.
+    """
+    c = config
+    t_start = time.perf_counter()
+    if c.threads:
+        torch.set_num_threads(c.threads)
+    device = default_device() if c.device == "auto" else torch.device(c.device)
+    dd = setup_distributed(device)
+    out_dir = Path(c.output_dir)
+    seed_everything(c.seed + dd.rank)
+
+    # ---- model, reference, optimizer (resuming from the last checkpoint when there is one)
+    resume_from = ckpt.latest_checkpoint(out_dir) if c.resume else None
+    param_dtype = torch.bfloat16 if c.dtype == "bfloat16" else torch.float32
+    if model is None:
+        model, tokenizer = load_model(str(resume_from or c.model), dtype=param_dtype, device=device)
+    elif resume_from is not None:
+        from transformers import AutoModelForCausalLM
+
+        model.load_state_dict(AutoModelForCausalLM.from_pretrained(resume_from).state_dict())
+    if tokenizer is None:
+        raise ValueError("train_grpo: a model was given without its tokenizer")
+    autocast_dtype = torch.bfloat16 if device.type == "cuda" and c.dtype == "auto" else None
+    ref_model = None
+    if c.beta > 0:  # the reference is the starting policy, never a resumed one
+        ref_model, _ = load_model(c.model, dtype=param_dtype, device=device)
+        ref_model.requires_grad_(False)
+    policy = model
+    if dd.world > 1:
+        if c.fsdp:
+            from torch.distributed.fsdp import fully_shard
+
+            for layer in model.model.layers:
+                fully_shard(layer)
+            policy = fully_shard(model)
+        else:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            policy = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / (c.warmup_steps + 1)) if c.warmup_steps else 1.0
+    )
+    start_step = 0
+    if resume_from is not None:
+        state = ckpt.load_trainer_state(resume_from)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        ckpt.set_rng_state(
+            state["rng"][dd.rank] if isinstance(state["rng"], list) else state["rng"]
+        )
+        start_step = int(state["step"])
+        log.info("resuming from %s (step %d)", resume_from, start_step)
+
+    pool = EnvPool(c.env_kwargs)
+    logger = (
+        MetricsLogger(out_dir, tensorboard=c.tensorboard, resume_step=start_step)
+        if dd.main
+        else None
+    )
+    aggregate = grpo.AGGREGATIONS[c.loss_aggregation]
+    pad_id = tokenizer.pad_token_id
+    autocast = (
+        (lambda: torch.autocast(device.type, dtype=autocast_dtype))
+        if autocast_dtype
+        else contextlib.nullcontext
+    )
+    bar = None
+    if dd.main and c.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=c.steps, initial=start_step, desc="grpo", dynamic_ncols=True)
+
+    step = start_step
+    row: dict[str, Any] = {}
+    while step < c.steps:
+        t0 = time.perf_counter()
+        # ---- 1-2. rollouts: G episodes per problem, refilling uninformative groups
+        model.eval()
+        gen_seed = (c.seed * 1_000_003 + step * 1009 + dd.rank) % 2**62
+        with autocast():
+            episodes, n_dropped = _collect(
+                c, model, tokenizer, pool, step, dd.rank, gen_seed, reward_fn, generate_fn
+            )
+        t_gen = time.perf_counter() - t0
+        g = c.group_size
+
+        # ---- 3. advantages and per-episode weights
+        rewards = torch.tensor([e.reward for e in episodes], dtype=torch.float64)  # (N,)
+        valid = torch.tensor([e.error is None for e in episodes])
+        advantages = grpo.group_advantages(rewards, g, valid=valid, scale=c.scale_rewards)
+        weights = valid.float()
+        if c.mask_truncated:
+            weights = weights * grpo.truncation_mask(torch.tensor([e.truncated for e in episodes]))
+        batch = build_batch(episodes, advantages, weights, pad_id)
+        batch = Batch(
+            **{
+                k: v.to(device) if isinstance(v, torch.Tensor) else v
+                for k, v in vars(batch).items()
+            }
+        )
+        n_eps = batch.input_ids.shape[0]
+        num_tokens = float(batch.mask.sum())
+        # global denominators, so micro-batch losses sum to the full-batch aggregate
+        agg_kwargs = {
+            "token_mean": {"num_tokens": num_tokens},
+            "sequence_mean": {"num_sequences": n_eps},
+            "constant": {"num_sequences": n_eps, "max_len": c.max_new_tokens * c.max_turns},
+        }[c.loss_aggregation]
+
+        # ---- 4. policy update(s)
+        model.train()
+        with autocast():
+            if c.updates_per_batch > 1:
+                batch.old_logprobs = batch_logprobs(
+                    policy, batch, c.micro_batch_size, c.temperature
+                )
+            if ref_model is not None:
+                batch.ref_logprobs = batch_logprobs(
+                    ref_model, batch, c.micro_batch_size, c.temperature
+                )
+        stats = _Stats()
+        skipped = 0
+        for _ in range(c.updates_per_batch):
+            optimizer.zero_grad(set_to_none=True)
+            starts = list(range(0, n_eps, c.micro_batch_size))
+            loss_total = 0.0
+            for j, s in enumerate(starts):
+                mb = batch.rows(slice(s, s + c.micro_batch_size))
+                sync = j == len(starts) - 1 or not isinstance(
+                    policy, torch.nn.parallel.DistributedDataParallel
+                )
+                with contextlib.nullcontext() if sync else policy.no_sync(), autocast():
+                    logits = response_logits(policy, mb)  # (n, R, V)
+                    logp = grpo.token_logprobs(
+                        logits, mb.response_ids, temperature=c.temperature
+                    )  # (n, R)
+                    old = mb.old_logprobs if mb.old_logprobs is not None else logp.detach()
+                    per_tok, clipped = grpo.clipped_surrogate(
+                        logp, old, mb.advantages, eps_low=c.eps_low, eps_high=c.eps_high
+                    )
+                    kl = grpo.kl_k3(logp, mb.ref_logprobs) if mb.ref_logprobs is not None else None
+                    if kl is not None:
+                        per_tok = per_tok + c.beta * kl
+                    loss = aggregate(per_tok, mb.mask, **agg_kwargs)
+                loss.backward()
+                loss_total += float(loss.detach())
+                stats.add(mb, logits, logp, clipped, kl, c.temperature)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c.max_grad_norm)
+            bad = torch.tensor(
+                [0.0 if math.isfinite(loss_total) and torch.isfinite(grad_norm) else 1.0]
+            )
+            if dd.world > 1:
+                dist.all_reduce(bad)
+            if bad.item() > 0:
+                warnings.warn(
+                    f"step {step}: non-finite loss ({loss_total}) or grad norm; update skipped",
+                    stacklevel=1,
+                )
+                optimizer.zero_grad(set_to_none=True)
+                skipped += 1
+                continue
+            optimizer.step()
+            stats.loss += loss_total
+            stats.grad_norm += float(grad_norm)
+        scheduler.step()
+        step += 1
+        dt = time.perf_counter() - t0
+
+        # ---- 5. metrics, callbacks, checkpoints
+        row = _metrics(c, episodes, stats, n_dropped, skipped, dt, t_gen, optimizer, step)
+        row = _reduce_mean(row, dd)
+        if dd.main and logger is not None:
+            if c.sample_every and (step % c.sample_every == 0 or step == 1):
+                row["samples/completions"] = [
+                    f"{e.prompt[-200:]} ⟶ {e.text}" for e in episodes[::g][:4]
+                ]
+            logger.log(step, row)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(
+                    reward=f"{row['charts/reward']:.3f}", acc=f"{row['charts/accuracy']:.2f}"
+                )
+        stop = any(cb(step, row) for cb in callbacks)
+        if c.save_every and step % c.save_every == 0 and step < c.steps and not stop:
+            _save_checkpoint(c, dd, model, tokenizer, optimizer, scheduler, step)
+        if stop:
+            break
+
+    # ---- final model, plots, summary
+    if dd.main:
+        ckpt.atomic_save_pretrained(out_dir, _unwrap(model), tokenizer)
+    if dd.world > 1:
+        dist.barrier()
+    pool.close()
+    summary: dict[str, Any] = {
+        "checkpoint": str(out_dir.resolve()),
+        "steps": step,
+        "seconds": round(time.perf_counter() - t_start, 2),
+    }
+    if logger is not None:
+        logger.close()
+        summary["final"] = {k: v for k, v in row.items() if not k.startswith("samples/")}
+        summary["history"] = logger.scalars()
+        summary["metrics_file"] = str(logger.path)
+        plot = plot_metrics(logger.history, out_dir / "plots" / "grpo.png") if c.plots else None
+        summary["plot"] = str(plot) if plot else None
+    if bar is not None:
+        bar.close()
+    return summary
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _collect(
+    c: GRPOConfig,
+    model: Any,
+    tokenizer: Any,
+    pool: EnvPool,
+    step: int,
+    rank: int,
+    gen_seed: int,
+    reward_fn: RewardFn | None,
+    generate_fn: Callable[..., Any] | None,
+) -> tuple[list[Episode], int]:
+    """Episodes for one batch; with dynamic sampling, all-equal groups are replaced."""
+    g, want = c.group_size, c.prompts_per_step
+    kept: list[list[Episode]] = []
+    spare: list[list[Episode]] = []
+    dropped = 0
+    rounds = 1 + (c.max_refills if c.dynamic_sampling else 0)
+    for r in range(rounds):
+        need = want - len(kept)
+        problems = sample_problems(
+            c.envs, need, seed=c.seed, step=step, rank=rank, seed_range=c.seed_range, round_=r
+        )
+        eps = collect_episodes(
+            model,
+            tokenizer,
+            pool,
+            problems,
+            group_size=g,
+            prompt_format=c.prompt_format,
+            max_new_tokens=c.max_new_tokens,
+            max_turns=c.max_turns,
+            temperature=c.temperature,
+            top_p=c.top_p,
+            min_new_tokens=c.min_new_tokens,
+            seed=gen_seed + 104_729 * r,
+            batch_size=c.rollout.batch_size,
+            reward_fn=reward_fn,
+            generate_fn=generate_fn,
+        )
+        groups = [eps[i : i + g] for i in range(0, len(eps), g)]
+        if not c.dynamic_sampling:
+            return eps, 0
+        rewards = torch.tensor(
+            [[e.reward if e.error is None else 0.0 for e in grp] for grp in groups]
+        )
+        varied = grpo.varied_groups(rewards.reshape(-1), g)
+        for grp, ok in zip(groups, varied.tolist(), strict=True):
+            (kept if ok else spare).append(grp)
+            dropped += 0 if ok else 1
+        if len(kept) >= want:
+            break
+    # keep the batch size fixed (DDP ranks must agree): pad with zero-advantage groups
+    chosen = (kept + spare)[:want]
+    return [e for grp in chosen for e in grp], dropped
+
+
+class _Stats:
+    """Running sums of per-token statistics over micro-batches."""
+
+    def __init__(self) -> None:
+        self.tokens = 0.0
+        self.kl = self.clip_low = self.clip_high = self.entropy = self.mismatch = 0.0
+        self.loss = self.grad_norm = 0.0
+        self.updates = 0
+
+    @torch.no_grad()
+    def add(
+        self,
+        mb: Batch,
+        logits: torch.Tensor,
+        logp: torch.Tensor,
+        clipped: torch.Tensor,
+        kl: torch.Tensor | None,
+        temperature: float,
+    ) -> None:
+        m = (mb.mask > 0).float()
+        self.tokens += float(m.sum())
+        adv_pos = (mb.advantages > 0)[:, None].float()
+        self.clip_high += float((clipped.float() * adv_pos * m).sum())
+        self.clip_low += float((clipped.float() * (1 - adv_pos) * m).sum())
+        self.entropy += float(
+            (grpo.token_entropy(logits.detach(), temperature=temperature) * m).sum()
+        )
+        self.mismatch += float(((logp.detach() - mb.gen_logprobs).abs() * m).sum())
+        if kl is not None:
+            self.kl += float((kl.detach() * m).sum())
+        self.updates += 1
+
+    def per_token(self, x: float) -> float:
+        return x / max(self.tokens, 1.0)
+
+
+def _metrics(
+    c: GRPOConfig,
+    episodes: Sequence[Episode],
+    st: _Stats,
+    n_dropped: int,
+    skipped: int,
+    dt: float,
+    t_gen: float,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+) -> dict[str, Any]:
+    ok = [e for e in episodes if e.error is None]
+    lengths = [sum(1 for m in e.loss_mask if m > 0) for e in episodes]
+    comp_tokens = sum(lengths)
+    done_updates = max(c.updates_per_batch - skipped, 1)
+    row: dict[str, Any] = {
+        "charts/reward": float(np.mean([e.reward for e in ok])) if ok else float("nan"),
+        "charts/reward_std": float(np.std([e.reward for e in ok])) if ok else float("nan"),
+        "charts/accuracy": float(np.mean([e.correct for e in ok])) if ok else float("nan"),
+        "charts/response_length_mean": float(np.mean(lengths)),
+        "charts/response_length_max": float(max(lengths)),
+        "charts/truncated_fraction": float(np.mean([e.truncated for e in episodes])),
+        "charts/env_failures": float(len(episodes) - len(ok)),
+        "charts/groups_dropped": float(n_dropped),
+        "charts/lr": float(optimizer.param_groups[0]["lr"]),
+        "losses/policy": st.loss / done_updates,
+        "losses/kl": st.per_token(st.kl),
+        "losses/clip_fraction": st.per_token(st.clip_low + st.clip_high),
+        "losses/clip_low_fraction": st.per_token(st.clip_low),
+        "losses/clip_high_fraction": st.per_token(st.clip_high),
+        "losses/entropy": st.per_token(st.entropy),
+        "losses/grad_norm": st.grad_norm / done_updates,
+        "losses/logprob_mismatch": st.per_token(st.mismatch),
+        "losses/skipped_updates": float(skipped),
+        "perf/step_time_s": dt,
+        "perf/generation_time_s": t_gen,
+        "perf/completion_tokens": float(comp_tokens),
+        "perf/tokens_per_s": comp_tokens / dt,
+    }
+    for k in sorted({k for e in ok for k in e.components}):
+        row[f"rewards/{k}"] = float(np.mean([e.components.get(k, 0.0) for e in ok]))
+    return row
+
+
+def _reduce_mean(row: dict[str, Any], dd: Dist) -> dict[str, Any]:
+    """Average scalar metrics over processes (rank 0 logs them)."""
+    if dd.world <= 1:
+        return row
+    keys = sorted(k for k, v in row.items() if isinstance(v, float))
+    t = torch.tensor([row[k] if math.isfinite(row[k]) else 0.0 for k in keys], dtype=torch.float64)
+    dist.all_reduce(t)
+    return {**row, **{k: float(v) / dd.world for k, v in zip(keys, t.tolist(), strict=True)}}
+
+
+def _save_checkpoint(
+    c: GRPOConfig, dd: Dist, model: Any, tokenizer: Any, optimizer: Any, scheduler: Any, step: int
+) -> None:
+    rngs: Any = ckpt.rng_state()
+    if dd.world > 1:
+        gathered: list[Any] = [None] * dd.world
+        dist.all_gather_object(gathered, rngs)
+        rngs = gathered
+    if dd.main:
+        state = {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": rngs,
+        }
+        ckpt.save_checkpoint(
+            c.output_dir, step, _unwrap(model), tokenizer, state, keep=c.keep_checkpoints
+        )
+    if dd.world > 1:
+        dist.barrier()
