@@ -150,6 +150,8 @@ class CodeTask(Task[CodeProblem]):
         sandbox: ``"local"`` (default), ``"docker"`` or a :class:`~r1envs.sandbox.Sandbox`.
         test_style: keep only problems of this style (``"assert"`` or ``"stdio"``).
         feedback_tests: failing tests shown in multi-turn feedback.
+        reveal_expected: show the failing tests' expected values in that feedback. Off by
+            default: a policy shown the hidden answers learns to hard-code them next turn.
     """
 
     Problem = CodeProblem
@@ -163,6 +165,7 @@ class CodeTask(Task[CodeProblem]):
         sandbox: str | Sandbox | None = None,
         test_style: str | None = None,
         feedback_tests: int = 3,
+        reveal_expected: bool = False,
     ):
         if sandbox is not None and not isinstance(sandbox, (str, Sandbox)):
             raise ValueError(
@@ -185,6 +188,7 @@ class CodeTask(Task[CodeProblem]):
             raise ValueError(f"no code problems (test_style: {test_style!r})")
         self.problems = loaded
         self.feedback_tests = feedback_tests
+        self.reveal_expected = reveal_expected
         self._sandbox_spec = sandbox
         self._sandbox: Sandbox | None = None
 
@@ -221,5 +225,7 @@ class CodeTask(Task[CodeProblem]):
             score=1.0 if result.passed else 0.0,
             extra={"pass_rate": result.pass_rate},
             error=result.error,
-            feedback=None if result.passed else result.feedback(self.feedback_tests),
+            feedback=None
+            if result.passed
+            else result.feedback(self.feedback_tests, self.reveal_expected),
         )

@@ -5,6 +5,7 @@ See ``docs/sandbox.md`` for the guarantees of each.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from r1envs.sandbox.base import Sandbox, SandboxError
@@ -13,6 +14,7 @@ from r1envs.sandbox.local import LocalSandbox
 __all__ = ["DockerSandbox", "LocalSandbox", "Sandbox", "SandboxError", "get_sandbox"]
 
 _shared: dict[str, Sandbox] = {}
+_shared_lock = threading.Lock()
 
 
 def __getattr__(name: str) -> Any:
@@ -36,11 +38,12 @@ def get_sandbox(spec: str | Sandbox | None = None) -> Sandbox:
     name = "local" if spec is None else spec
     if name not in ("local", "docker"):
         raise ValueError(f"sandbox must be 'local', 'docker' or a Sandbox, sandbox: {spec!r}")
-    if name not in _shared:
-        if name == "local":
-            _shared[name] = LocalSandbox()
-        else:
-            from r1envs.sandbox.docker import DockerSandbox
+    with _shared_lock:
+        if name not in _shared:
+            if name == "local":
+                _shared[name] = LocalSandbox()
+            else:
+                from r1envs.sandbox.docker import DockerSandbox
 
-            _shared[name] = DockerSandbox()
-    return _shared[name]
+                _shared[name] = DockerSandbox()
+        return _shared[name]

@@ -392,6 +392,8 @@ class TestOutcome:
     passed: bool
     status: str
     feedback: str = ""
+    #: the same without the expected value (what the program did, not what it should do)
+    hint: str = ""
 
 
 @dataclass
@@ -409,11 +411,15 @@ class CodeResult:
         """Fraction of tests passed."""
         return self.passed_tests / self.total_tests if self.total_tests else 0.0
 
-    def feedback(self, max_tests: int = 3) -> str:
-        """What failed, for a next attempt (the first ``max_tests`` failing tests)."""
+    def feedback(self, max_tests: int = 3, reveal_expected: bool = True) -> str:
+        """What failed, for a next attempt (the first ``max_tests`` failing tests).
+
+        With ``reveal_expected=False`` the expected values are left out (the policy learns
+        what its program did, and cannot hard-code the hidden answers on the next turn).
+        """
         if self.error:
             return f"The tests could not be run: {self.error}"
-        failed = [t.feedback for t in self.tests if not t.passed]
+        failed = [t.feedback if reveal_expected else t.hint for t in self.tests if not t.passed]
         lines = [f"{self.passed_tests}/{self.total_tests} tests passed."]
         lines += [f"- {text}" for text in failed[:max_tests]]
         if len(failed) > max_tests:
@@ -445,25 +451,40 @@ def _runtime_problem(outcome: dict[str, Any]) -> str | None:
 def _judge_one(problem: CodeProblem, index: int, outcome: dict[str, Any]) -> TestOutcome:
     stderr_tail = outcome.get("stderr", "").strip().splitlines()[-1:] or [""]
     problem_text = _runtime_problem(outcome)
+    status = outcome.get("status", "?")
     if problem.test_style == "assert":
         compiled = compile_assert(problem.tests[index])  # type: ignore[arg-type]
-        label = compiled.source
+        call = ", ".join(compiled.exprs)
         if problem_text:
-            return TestOutcome(False, outcome.get("status", "?"), f"{label}: {problem_text}")
-        ok, message = judge_assert(compiled, outcome.get("values") or [])
-        if not ok and not outcome.get("values") and stderr_tail[0]:
+            return TestOutcome(
+                False, status, f"{compiled.source}: {problem_text}", f"{call}: {problem_text}"
+            )
+        values = outcome.get("values") or []
+        ok, message = judge_assert(compiled, values)
+        if ok:
+            return TestOutcome(True, "ok")
+        if not values and stderr_tail[0]:
             message = f"error: {stderr_tail[0][:200]}"
-        return TestOutcome(ok, "ok" if ok else "wrong", "" if ok else f"{label}: {message}")
+        hint = (
+            message
+            if message.startswith(("error", "the program")) or " raised " in message
+            else (f"{message.removeprefix('got ')} is wrong")
+        )
+        return TestOutcome(False, "wrong", f"{compiled.source}: {message}", hint)
     test = problem.tests[index]
     label = f"input {test.input[:100]!r}"  # type: ignore[union-attr]
     if problem_text:
-        return TestOutcome(False, outcome.get("status", "?"), f"{label}: {problem_text}")
+        return TestOutcome(False, status, f"{label}: {problem_text}", f"{label}: {problem_text}")
     if outcome.get("exit_code", 0) != 0:
         tail = f": {stderr_tail[0][:200]}" if stderr_tail[0] else ""
-        return TestOutcome(False, "error", f"{label}: exit code {outcome['exit_code']}{tail}")
+        text = f"{label}: exit code {outcome['exit_code']}{tail}"
+        return TestOutcome(False, "error", text, text)
     diff = compare_output(test.output, outcome.get("stdout", ""))  # type: ignore[union-attr]
+    if diff is None:
+        return TestOutcome(True, "ok")
+    shown = outcome.get("stdout", "")[:200]
     return TestOutcome(
-        diff is None, "ok" if diff is None else "wrong", diff and f"{label}: {diff}" or ""
+        False, "wrong", f"{label}: {diff}", f"{label}: your output {shown!r} is wrong"
     )
 
 

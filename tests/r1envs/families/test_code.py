@@ -111,9 +111,14 @@ def test_multi_turn_returns_failing_tests_as_feedback():
     env = gym.make("r1/Code-v0", problems=[ADD], max_turns=3)
     env.reset(seed=1)
     obs, reward, terminated, _, info = env.step(BAD)
-    assert not terminated and "assert add(-1, 1) == 0" in obs and info["turn"] == 1
+    assert not terminated and "add(-1, 1) = 99 is wrong" in obs and info["turn"] == 1
+    assert "== 0" not in obs  # the hidden expected value is not revealed by default
     obs, reward, terminated, _, info = env.step(GOOD)
     assert terminated and info["correct"] and obs == ""
+    env = gym.make("r1/Code-v0", problems=[ADD], max_turns=2, reveal_expected=True)
+    env.reset(seed=1)
+    obs, *_ = env.step(BAD)
+    assert "assert add(-1, 1) == 0: got add(-1, 1) = 99" in obs
 
 
 class _Down(Sandbox):

@@ -166,3 +166,5 @@ def test_run_tests_end_to_end_with_the_default_sandbox():
     half = run_tests("def f(x):\n    return x + 4 if x == 3 else 2 * x\n", problem)
     assert not half.passed and half.passed_tests == 2 and half.total_tests == 3
     assert "assert f(3) == 6" in half.feedback() and "got f(3) = 7" in half.feedback()
+    hint = half.feedback(reveal_expected=False)
+    assert "f(3) = 7 is wrong" in hint and "== 6" not in hint
