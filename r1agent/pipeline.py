@@ -59,6 +59,7 @@ class Stage3Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
     prompts: int = Field(1000, ge=1, description="training prompts to sample")
     samples: int = Field(4, ge=1, description="samples per prompt")
+    max_per_prompt: int = Field(1, ge=1, description="correct samples kept per prompt")
     temperature: float = Field(1.0, gt=0, description="sampling temperature")
     general: str | None = Field(None, description="general {prompt, answer} JSONL (None: shipped)")
     general_limit: int | None = Field(None, description="use at most this many general examples")
@@ -174,6 +175,7 @@ def run_pipeline(config: PipelineConfig, *, generate_fn: Any = None) -> dict[str
                 general_path=c3.general,
                 general_limit=c3.general_limit,
                 temperature=c3.temperature,
+                max_per_prompt=c3.max_per_prompt,
                 generate_fn=generate_fn,
             )
         else:

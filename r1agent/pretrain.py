@@ -95,7 +95,7 @@ def pretrain(
     documents: int = 4000,
     steps: int = 200,
     lr: float = 2e-3,
-    batch_size: int = 16,
+    batch_size: int = 8,
     max_len: int = 256,
     env_ids: Sequence[str] = ("r1/Arithmetic-v0",),
     seed: int = 0,

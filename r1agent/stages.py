@@ -261,6 +261,7 @@ def stage3_rejection_sft(
     general_limit: int | None = None,
     seed: int = 3_000_000,
     temperature: float = 1.0,
+    max_per_prompt: int = 1,
     generate_fn: Any = None,
 ) -> dict[str, Any]:
     """Rejection-sample from ``stage2``, add general data, SFT ``base`` on the union.
@@ -283,6 +284,7 @@ def stage3_rejection_sft(
         max_new_tokens=max_new_tokens,
         temperature=temperature,
         prompt_format=prompt_format,
+        max_per_prompt=max_per_prompt,
         generate_fn=generate_fn,
     )
     del model

@@ -20,7 +20,7 @@ from r1agent.rejection import EmptyDatasetError
 from r1agent.rollout import Completion
 from r1agent.sft import SFTConfig
 
-QUESTION = re.compile(r"User: (What is .*?\?)\. Assistant:")
+QUESTION = re.compile(r"User: (What is .*?\?)\.? Assistant:")
 
 
 def oracle_generate(
