@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -48,6 +49,179 @@ def tiny(
 
     path = build_tiny_model(out_dir, hidden=hidden, layers=layers, vocab_size=vocab_size, seed=seed)
     typer.echo(str(path))
+
+
+# --------------------------------------------------------------------------- R1 stages (issue 5)
+
+
+def _stage_config(cls: type, config: Path, overrides: list[str] | None) -> Any:
+    """Load a stage's YAML config with ``key=value`` overrides, validated by ``cls``."""
+    import yaml
+
+    from r1agent.config import apply_overrides
+
+    if not config.is_file():
+        raise typer.BadParameter(f"config file not found: {str(config)!r}")
+    data = yaml.safe_load(config.read_text()) or {}
+    return cls.model_validate(apply_overrides(data, overrides or []))
+
+
+@app.command()
+def sft(
+    config: Path = typer.Argument(..., help="SFT YAML config (r1agent.sft.SFTConfig)"),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides"),
+) -> None:
+    """Supervised fine-tuning (response-only loss, packing) on {prompt, response} JSONL."""
+    from r1agent.models import load_model
+    from r1agent.sft import SFTConfig, read_examples, train_sft
+
+    cfg = _stage_config(SFTConfig, config, overrides)
+    if not cfg.data:
+        raise typer.BadParameter("sft needs data: [FILE.jsonl, ...]")
+    examples = [e for f in cfg.data for e in read_examples(f)]
+    model, tokenizer = load_model(cfg.model)
+    typer.echo(json.dumps(train_sft(model, tokenizer, examples, cfg), indent=2))
+
+
+@app.command()
+def coldstart(
+    output: Path = typer.Option(..., "--output", "-o", help="JSONL file to write"),
+    env: list[str] = typer.Option(["r1/Arithmetic-v0"], "--env", help="env id (repeatable)"),
+    n: int = typer.Option(2000, help="number of problems"),
+    source: str = typer.Option("solver", help="solver | fewshot | reflection | zero"),
+    model: str | None = typer.Option(None, help="model for fewshot/reflection/zero"),
+    seed: int = typer.Option(0, help="first env seed"),
+    samples: int = typer.Option(4, help="model samples per problem"),
+    max_new_tokens: int = typer.Option(256, help="model completion cap"),
+) -> None:
+    """Write cold-start long-CoT data in the readable r1 format."""
+    from r1agent.coldstart import model_examples, solver_examples
+    from r1agent.sft import write_examples
+
+    if source == "solver":
+        examples = solver_examples(env, n, seed=seed)
+    else:
+        if model is None:
+            raise typer.BadParameter(f"--source {source} needs --model")
+        from r1agent.models import load_model
+
+        m, tok = load_model(model)
+        examples = model_examples(
+            m, tok, env, n, source=source, seed=seed, samples=samples, max_new_tokens=max_new_tokens
+        )
+    typer.echo(f"wrote {write_examples(output, examples)} examples to {output}")
+
+
+@app.command("rejection-sample")
+def rejection_sample(
+    model: str = typer.Option(..., help="checkpoint to sample from (stage 2)"),
+    output: Path = typer.Option(..., "--output", "-o", help="JSONL file to write"),
+    env: list[str] = typer.Option(["r1/Arithmetic-v0"], "--env", help="env id (repeatable)"),
+    prompts: int = typer.Option(1000, help="training problems"),
+    samples: int = typer.Option(4, help="samples per problem"),
+    max_new_tokens: int = typer.Option(256, help="completion cap"),
+    general: Path | None = typer.Option(None, help="general {prompt, answer} JSONL to add"),
+    no_general: bool = typer.Option(False, help="do not add general data"),
+    seed: int = typer.Option(3_000_000, help="first env seed"),
+) -> None:
+    """Rejection-sample correct, readable samples (plus general data) for stage-3 SFT."""
+    from r1agent.models import load_model
+    from r1agent.rejection import build_stage3_set, sample_and_filter
+    from r1agent.stages import general_examples
+
+    gen = [] if no_general else general_examples(general)
+    m, tok = load_model(model)
+    kept, counts = sample_and_filter(
+        m, tok, env, n_prompts=prompts, samples=samples, seed=seed, max_new_tokens=max_new_tokens
+    )
+    build_stage3_set(kept, gen, output)
+    typer.echo(json.dumps({**counts, "general": len(gen), "output": str(output)}))
+
+
+@app.command("reward-model")
+def reward_model(
+    config: Path = typer.Argument(
+        ..., help="reward-model YAML (r1agent.reward_model.RewardModelConfig)"
+    ),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides"),
+) -> None:
+    """Train a Bradley-Terry reward model from preference pairs."""
+    from r1agent.reward_model import RewardModelConfig, train_reward_model
+
+    cfg = _stage_config(RewardModelConfig, config, overrides)
+    typer.echo(json.dumps(train_reward_model(cfg), indent=2))
+
+
+@app.command()
+def distill(
+    config: Path = typer.Argument(..., help="distill YAML (r1agent.distill.DistillConfig)"),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides"),
+) -> None:
+    """Distil a teacher's long-CoT answers into a student (optionally vs RL alone)."""
+    from r1agent.distill import DistillConfig, run_distill
+
+    cfg = _stage_config(DistillConfig, config, overrides)
+    typer.echo(json.dumps(run_distill(cfg), indent=2, default=str))
+
+
+@app.command("eval")
+def eval_command(
+    model: str = typer.Option(..., help="checkpoint directory or hub id"),
+    env: list[str] = typer.Option(..., "--env", help="env id (repeatable)"),
+    k: int = typer.Option(16, help="samples per problem"),
+    n: int = typer.Option(500, help="held-out problems (env seeds 10_000_000 + i)"),
+    temperature: float = typer.Option(0.6, help="sampling temperature"),
+    top_p: float = typer.Option(0.95, help="nucleus sampling"),
+    max_new_tokens: int = typer.Option(32768, help="completion cap"),
+    prompt_format: str = typer.Option("observation", help="observation | chat"),
+    seed: int = typer.Option(0, help="sampling seed"),
+    output: Path | None = typer.Option(None, help="directory for eval.json / eval.md"),
+) -> None:
+    """pass@1 (mean of k), unbiased pass@k, cons@k and response length per env."""
+    from r1agent.evaluate import evaluate_checkpoint, write_report
+
+    report = evaluate_checkpoint(
+        model,
+        env,
+        n=n,
+        k=k,
+        temperature=temperature,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        prompt_format=prompt_format,
+        seed=seed,
+        keep_samples=10,
+    )
+    typer.echo(report.markdown())
+    if output is not None:
+        j, m = write_report(report, output)
+        typer.echo(f"wrote {j} and {m}")
+
+
+@app.command()
+def pipeline(
+    config: Path = typer.Argument(..., help="pipeline YAML (r1agent.pipeline.PipelineConfig)"),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides"),
+) -> None:
+    """Run (or resume) the four R1 stages with a checkpoint per stage and a report."""
+    from r1agent.pipeline import PipelineConfig, run_pipeline
+
+    cfg = _stage_config(PipelineConfig, config, overrides)
+    typer.echo(json.dumps(run_pipeline(cfg), indent=2))
+
+
+@app.command()
+def demo(
+    output: Path | None = typer.Option(
+        None, "--output", help="run directory (default runs/demo-TIME)"
+    ),
+    scale: float = typer.Option(1.0, help="multiply every training budget"),
+) -> None:
+    """The whole R1 recipe on the tiny model, on a CPU, with report.json."""
+    from r1agent.demo import run_demo
+
+    report = run_demo(output, scale=scale)
+    typer.echo(json.dumps(report, indent=2))
 
 
 def main() -> None:

@@ -33,6 +33,8 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from r1agent.checkpoint import atomic_save_pretrained
+
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
@@ -248,24 +250,6 @@ def lr_at(step: int, total: int, warmup: int, min_ratio: float) -> float:
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def save_checkpoint(model: Any, tokenizer: Any, out: str | Path) -> Path:
-    """Save a Hugging Face directory atomically (write to a temp dir, then rename)."""
-    out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        import shutil
-
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    if out.exists():
-        import shutil
-
-        shutil.rmtree(out)
-    tmp.rename(out)
-    return out
-
-
 def train_sft(
     model: Any,
     tokenizer: Any,
@@ -344,7 +328,7 @@ def train_sft(
             if (step + 1) % config.log_every == 0 or step + 1 == total:
                 log.info("sft step %d/%d loss %.4f", step + 1, total, loss_val)
             if step + 1 in config.save_steps and step + 1 < total:
-                path = save_checkpoint(model, tokenizer, out / f"checkpoint-{step + 1}")
+                path = atomic_save_pretrained(out / f"checkpoint-{step + 1}", model, tokenizer)
                 if on_save is not None:
                     model.eval()
                     stop = on_save(step + 1, path)
@@ -354,7 +338,7 @@ def train_sft(
                         break
     model.eval()
     _set_eos(model, tokenizer)
-    save_checkpoint_into(model, tokenizer, out)
+    atomic_save_pretrained(out, model, tokenizer)
     summary = {
         "steps": total,
         "final_loss": loss_val,
@@ -376,19 +360,3 @@ def _set_eos(model: Any, tokenizer: Any) -> None:
             gc.pad_token_id = tokenizer.pad_token_id
     if tokenizer.eos_token_id is not None:
         model.config.eos_token_id = tokenizer.eos_token_id
-
-
-def save_checkpoint_into(model: Any, tokenizer: Any, out: str | Path) -> Path:
-    """Save model + tokenizer into an existing run directory (weights replaced atomically)."""
-    out = Path(out)
-    tmp = out / ".model.tmp"
-    if tmp.exists():
-        import shutil
-
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    for f in tmp.iterdir():
-        f.replace(out / f.name)
-    tmp.rmdir()
-    return out
