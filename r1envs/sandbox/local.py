@@ -292,7 +292,7 @@ class LocalSandbox(Sandbox):
     def _command(self, uid: int) -> list[str]:
         cfg = {
             "uid": uid,
-            "gid": uid,
+            "gid": uid if os.geteuid() == 0 else os.getegid(),
             "nproc": self.nproc,
             "fsize": self.file_size_mb << 20,
             "tmp_mb": self.tmp_mb,
