@@ -291,6 +291,21 @@ class VLLMEngine:
             c.text = text
         return results
 
+    def __call__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        prompts: Sequence[str] | Sequence[Sequence[int]],
+        **kw: Any,
+    ) -> list[Completion]:
+        """:func:`r1agent.rollout.generate`'s signature, so the engine is a ``generate_fn``.
+
+        ``model`` and ``tokenizer`` are ignored: vLLM samples from its own copy of the weights
+        (kept current with :meth:`sync_weights`) and encodes with the model's tokenizer.
+        """
+        del model, tokenizer
+        return self.generate(prompts, **kw)
+
     # ------------------------------------------------------------------ weight sync
 
     def _driver_worker(self) -> Any:

@@ -172,6 +172,21 @@ def test_min_new_tokens_forbids_early_eos(engine: VLLMEngine) -> None:
 
 @needs_vllm
 @pytest.mark.vllm
+def test_engine_is_a_generate_fn_for_episodes(engine: VLLMEngine, hf: tuple) -> None:
+    from r1agent.rollout import EnvPool, collect_episodes
+
+    model, tokenizer = hf
+    kw = dict(group_size=2, prompt_format="chat", max_new_tokens=16, temperature=0)
+    problems = [("r1/Arithmetic-v0", 5), ("r1/Countdown-v0", 9)]
+    got = collect_episodes(model, tokenizer, EnvPool(), problems, generate_fn=engine, **kw)
+    want = collect_episodes(model, tokenizer, EnvPool(), problems, **kw)
+    assert [e.response_ids for e in got] == [e.response_ids for e in want]
+    assert [e.reward for e in got] == [e.reward for e in want]
+    assert all(len(e.gen_logprobs) == len(e.response_ids) > 0 for e in got)
+
+
+@needs_vllm
+@pytest.mark.vllm
 def test_sync_weights_after_updates(engine: VLLMEngine, hf: tuple) -> None:
     model, tokenizer = hf
     before = [c.completion_ids for c in engine.generate(PROMPTS, max_new_tokens=24, temperature=0)]
