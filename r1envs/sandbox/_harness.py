@@ -327,6 +327,17 @@ def kill_candidates(pid):
         _reap()
         return
     end = time.monotonic() + 2.0
+    if CFG.get("pid_ns") and os.getpid() == 1:  # init of our own pid namespace: everyone
+        while time.monotonic() < end:  # else in it is a candidate; kill(-1) spares us
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except ProcessLookupError:
+                return
+            try:
+                os.waitpid(-1, 0)  # orphans are ours to reap
+            except ChildProcessError:
+                time.sleep(0.0005)
+        return
     while True:
         _signal_all()
         _reap()

@@ -50,7 +50,10 @@ def read_frame(fd: int, deadline: float, limit: int = 1 << 30) -> Any:
     (n,) = struct.unpack(">I", head)
     if n > limit:
         raise SandboxError(f"sandbox reply too large: {n} bytes")
-    return json.loads(_read_exact(fd, n, deadline).decode("utf-8"))
+    try:
+        return json.loads(_read_exact(fd, n, deadline).decode("utf-8"))
+    except ValueError as err:
+        raise SandboxError(f"malformed sandbox reply: {err}") from err
 
 
 def _read_exact(fd: int, n: int, deadline: float) -> bytes:

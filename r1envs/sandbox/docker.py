@@ -78,6 +78,7 @@ def docker_unavailable_reason(
 class _Container:
     def __init__(self, client: Any, memory_mb: int, sandbox: DockerSandbox):
         self.client, self.memory_mb = client, memory_mb
+        self.runner: _Runner | None = None
         try:
             self.obj = client.containers.run(
                 sandbox.image,
@@ -101,71 +102,95 @@ class _Container:
             raise SandboxError(f"cannot start a sandbox container: {err}") from err
 
     def call(self, request: dict[str, Any], cfg: str) -> dict[str, Any]:
-        api = self.client.api
-        cmd = ["python3", "-I", "-S", "-c", harness_source(), cfg]
+        if self.runner is None:
+            self.runner = _Runner(self.client, self.obj.id, cfg)
         try:
-            exec_id = api.exec_create(self.obj.id, cmd, stdin=True, user=f"{SANDBOX_UID}")["Id"]
-            sock = api.exec_start(exec_id, socket=True)
-        except Exception as err:  # noqa: BLE001
-            raise SandboxError(f"docker exec failed: {err}") from err
-        raw = getattr(sock, "_sock", sock)
-        deadline = time.monotonic() + request_deadline(request)
-        try:
-            raw.sendall(encode_frame(request))
-            raw.shutdown(socket.SHUT_WR)
-            stdout = _read_stream(raw, deadline)
-        except (OSError, TimeoutError) as err:
-            raise SandboxError(f"sandbox container did not answer: {err}") from err
-        finally:
-            raw.close()
-        frames = _frames(stdout)
-        if not frames or not frames[0].get("ready"):
-            why = frames[0].get("error") if frames else "no answer"
-            raise SandboxError(f"the runner did not start in the container: {why}")
-        if len(frames) < 2:  # started, then killed mid-request: the candidate's doing
+            self.runner.send(request)
+        except OSError as err:
+            raise SandboxError(f"sandbox runner is gone: {err}") from err
+        reply = self.runner.next_frame(time.monotonic() + request_deadline(request))
+        if reply is None:  # started, then killed mid-request: the candidate's doing
             n = len(request["tests"])
             return {"results": [{"status": "killed", "detail": "runner killed"}] * n, "dirty": True}
-        return frames[1]
+        return reply
 
     def remove(self) -> None:
+        if self.runner is not None:
+            self.runner.close()
         try:
             self.obj.remove(force=True)
         except Exception:  # noqa: BLE001, S110 - already gone
             pass
 
 
-def _read_stream(raw: socket.socket, deadline: float, limit: int = 256 << 20) -> bytes:
-    """Demultiplex the exec's attach stream; keep stdout."""
-    buf, out = b"", bytearray()
-    while True:
-        raw.settimeout(max(0.01, deadline - time.monotonic()))
-        if time.monotonic() > deadline:
-            raise TimeoutError("deadline passed")
-        chunk = raw.recv(1 << 20)
-        if not chunk:
-            break
-        buf += chunk
-        while len(buf) >= 8:
-            kind, size = buf[0], struct.unpack(">I", buf[4:8])[0]
-            if len(buf) < 8 + size:
-                break
-            if kind == 1:
-                out += buf[8 : 8 + size]
-            buf = buf[8 + size :]
-        if len(out) > limit:
-            raise OSError("runner output too large")
-    return bytes(out)
+class _Runner:
+    """One long-lived ``docker exec`` of the runner, spoken to through its attach socket."""
 
+    def __init__(self, client: Any, container_id: str, cfg: str):
+        cmd = ["python3", "-I", "-S", "-c", harness_source(), cfg]
+        try:
+            exec_id = client.api.exec_create(container_id, cmd, stdin=True, user=f"{SANDBOX_UID}")
+            sock = client.api.exec_start(exec_id["Id"], socket=True)
+        except Exception as err:  # noqa: BLE001
+            raise SandboxError(f"docker exec failed: {err}") from err
+        self.raw: socket.socket = getattr(sock, "_sock", sock)
+        self._mux = b""
+        self._out = bytearray()
+        hello = self.next_frame(time.monotonic() + 60)
+        if not hello or not hello.get("ready"):
+            self.close()
+            why = hello.get("error") if hello else "no answer"
+            raise SandboxError(f"the runner did not start in the container: {why}")
 
-def _frames(data: bytes) -> list[dict[str, Any]]:
-    frames, i = [], 0
-    while i + 4 <= len(data):
-        (n,) = struct.unpack(">I", data[i : i + 4])
-        if i + 4 + n > len(data):
-            break
-        frames.append(json.loads(data[i + 4 : i + 4 + n].decode("utf-8")))
-        i += 4 + n
-    return frames
+    def send(self, request: dict[str, Any]) -> None:
+        self.raw.sendall(encode_frame(request))
+
+    def next_frame(self, deadline: float) -> dict[str, Any] | None:
+        """The next frame on the runner's stdout; ``None`` when the stream ended.
+
+        Raises:
+            SandboxError: when nothing complete arrives before ``deadline``.
+        """
+        while True:
+            if len(self._out) >= 4:
+                (n,) = struct.unpack(">I", self._out[:4])
+                if len(self._out) >= 4 + n:
+                    body = bytes(self._out[4 : 4 + n])
+                    del self._out[: 4 + n]
+                    try:
+                        return json.loads(body.decode("utf-8"))
+                    except ValueError as err:
+                        raise SandboxError(f"malformed sandbox reply: {err}") from err
+            wait = deadline - time.monotonic()
+            if wait <= 0:
+                raise SandboxError("sandbox container did not answer in time")
+            try:
+                self.raw.settimeout(wait)
+                chunk = self.raw.recv(1 << 20)
+            except TimeoutError as err:
+                raise SandboxError("sandbox container did not answer in time") from err
+            except OSError:
+                return None
+            if not chunk:
+                return None
+            self._demux(chunk)
+
+    def _demux(self, chunk: bytes) -> None:
+        """Keep the stdout payloads of the attach stream's 8-byte-header frames."""
+        self._mux += chunk
+        while len(self._mux) >= 8:
+            size = struct.unpack(">I", self._mux[4:8])[0]
+            if len(self._mux) < 8 + size:
+                return
+            if self._mux[0] == 1:
+                self._out += self._mux[8 : 8 + size]
+            self._mux = self._mux[8 + size :]
+
+    def close(self) -> None:
+        try:
+            self.raw.close()
+        except OSError:
+            pass
 
 
 class DockerSandbox(Sandbox):

@@ -298,6 +298,7 @@ class LocalSandbox(Sandbox):
             "tmp_mb": self.tmp_mb,
             "build_root": self.isolation == "unshare",
             "sweep": os.geteuid() == 0,  # kill(-1) as the candidate uid: only when it is ours
+            "pid_ns": self.isolation in ("bwrap", "unshare"),  # the runner is pid 1 there
             "ro_paths": system_ro_paths(),
         }
         runner = [python_runtime(), "-I", "-S", "-c", harness_source(), json.dumps(cfg)]
