@@ -386,6 +386,22 @@ def self_test():
     return None
 
 
+def _wipe(folder):
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
 def run_test(req, test):
     time_limit = float(req["time_limit"])
     out_cap = int(req.get("output_limit", 1 << 20))
@@ -474,16 +490,9 @@ def run_test(req, test):
     for fd in list(bufs) + ([pidfd] if pidfd is not None else []):
         os.close(fd)
     shutil.rmtree(workdir, ignore_errors=True)
-    if not ROOT:  # candidates share our uid: whatever they left in /tmp goes too
-        for name in os.listdir("/tmp"):
-            path = os.path.join("/tmp", name)
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                try:
-                    os.unlink(path)
-                except OSError:
-                    pass
+    if not ROOT:  # candidates share our uid: whatever they left in /tmp or /dev/shm goes
+        _wipe("/tmp")
+        _wipe("/dev/shm")
     result = {"status": verdict, "elapsed": round(elapsed, 4)}
     if status is not None:
         if os.WIFSIGNALED(status):

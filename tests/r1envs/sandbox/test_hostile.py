@@ -278,3 +278,19 @@ def test_network_is_unreachable(any_sandbox, outer_bound):
     server.close()
     assert not result.passed, result.feedback()
     assert not hits, "the candidate reached a host socket"
+
+
+def test_nothing_survives_from_one_candidate_to_the_next(any_sandbox, outer_bound):
+    plant = (
+        "import os, tempfile\nfor d in ('/tmp', '/dev/shm', '/var/tmp', tempfile.gettempdir()):\n"
+        "    try:\n        open(os.path.join(d, 'r1-left-over'), 'w').write('42')\n    except OSError:\n"
+        "        pass\ndef f(x):\n    return 0\n"
+    )
+    _judge(any_sandbox, plant, SQUARE, outer_bound)
+    look = (
+        "import os, glob\ndef f(x):\n    found = glob.glob('/tmp/**/r1-left-over', recursive=True)\n"
+        "    found += glob.glob('/dev/shm/r1-left-over') + glob.glob('/var/tmp/r1-left-over')\n"
+        "    return x * x + 1 if found else -1\n"
+    )
+    result = _judge(any_sandbox, look, SQUARE, outer_bound)
+    assert result.passed_tests == 0, result.feedback()
