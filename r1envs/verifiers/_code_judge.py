@@ -21,8 +21,21 @@ _SAFE = (
     "abs all any bool bytes chr dict divmod enumerate filter float frozenset int isinstance len "
     "list map max min ord pow range repr reversed round set sorted str sum tuple type zip"
 ).split()
+
+
+def _isinstance(obj: Any, types: Any) -> bool:
+    """``isinstance`` where ``bool`` is not an ``int``."""
+    kinds = types if isinstance(types, tuple) else (types,)
+    if type(obj) is bool and bool not in kinds:
+        return False
+    return isinstance(obj, types)
+
+
 JUDGE_GLOBALS: dict[str, Any] = {
-    "__builtins__": {name: getattr(builtins, name) for name in _SAFE},
+    "__builtins__": {
+        **{name: getattr(builtins, name) for name in _SAFE},
+        "isinstance": _isinstance,
+    },
     "math": math,
 }
 _JUDGE_NAMES = frozenset(_SAFE) | {"math", "True", "False", "None"}
@@ -40,7 +53,7 @@ class CompiledAssert:
 
 
 class _Opaque:
-    """A value the sandbox could not send as a plain type: equal to nothing, false."""
+    """A value the sandbox could not send as a plain type: equal to nothing, no truth value."""
 
     def __init__(self, type_name: str):
         self.type_name = type_name
@@ -51,7 +64,7 @@ class _Opaque:
     __hash__ = object.__hash__
 
     def __bool__(self) -> bool:
-        return False
+        raise TypeError(f"a {self.type_name} object has no truth value here")
 
     def __repr__(self) -> str:
         return f"<{self.type_name} object>"
@@ -66,12 +79,13 @@ def _free_names(node: ast.AST) -> set[str]:
 
 
 class _Splitter(ast.NodeTransformer):
-    def __init__(self) -> None:
+    def __init__(self, judge_names: frozenset[str]) -> None:
         self.exprs: list[str] = []
         self.bound: list[set[str]] = []
+        self.judge_names = judge_names
 
     def _depends(self, node: ast.AST) -> bool:
-        return any(name not in _JUDGE_NAMES for name in _free_names(node))
+        return any(name not in self.judge_names for name in _free_names(node))
 
     def _extract(self, node: ast.expr) -> ast.expr:
         bound = set().union(*self.bound) if self.bound else set()
@@ -91,7 +105,7 @@ class _Splitter(ast.NodeTransformer):
 
     def visit_Name(self, node: ast.Name) -> ast.expr:
         bound = set().union(*self.bound) if self.bound else set()
-        if node.id in _JUDGE_NAMES or node.id in bound:
+        if node.id in self.judge_names or node.id in bound:
             return node
         return self._extract(node)
 
@@ -131,8 +145,10 @@ class _Splitter(ast.NodeTransformer):
 
 
 @functools.lru_cache(maxsize=8192)
-def compile_assert(test: str) -> CompiledAssert:
+def compile_assert(test: str, entry_point: str | None = None) -> CompiledAssert:
     """Split an ``assert`` statement into sandbox expressions and a judge-side check.
+
+    ``entry_point`` is always the solution's, even when it shadows a builtin (``sum``).
 
     Raises:
         ValueError: if ``test`` is not a single assert statement or calls the solution in a
@@ -144,7 +160,7 @@ def compile_assert(test: str) -> CompiledAssert:
         raise ValueError(f"test is not valid Python ({err.msg}), test: {test!r:.120}") from None
     if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert):
         raise ValueError(f"test must be one assert statement, test: {test!r:.120}")
-    splitter = _Splitter()
+    splitter = _Splitter(_JUDGE_NAMES - {entry_point})
     expr = splitter.visit(tree.body[0].test)
     if not splitter.exprs:
         raise ValueError(f"test never calls the solution, test: {test!r:.120}")

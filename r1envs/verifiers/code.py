@@ -116,7 +116,7 @@ class CodeProblem(BaseModel):
                 raise ValueError("tests: assert tests must be strings")
             for i, test in enumerate(self.tests):
                 try:
-                    compile_assert(test)
+                    compile_assert(test, self.entry_point)
                 except ValueError as err:
                     raise ValueError(f"tests.{i}: {err}") from None
         elif not all(isinstance(t, StdioTest) for t in self.tests):
@@ -195,7 +195,7 @@ def _judge_one(problem: CodeProblem, index: int, outcome: dict[str, Any]) -> Tes
     problem_text = _runtime_problem(outcome)
     status = outcome.get("status", "?")
     if problem.test_style == "assert":
-        compiled = compile_assert(problem.tests[index])  # type: ignore[arg-type]
+        compiled = compile_assert(problem.tests[index], problem.entry_point)  # type: ignore[arg-type]
         call = ", ".join(compiled.exprs)
         if problem_text:
             return TestOutcome(
@@ -233,7 +233,10 @@ def _judge_one(problem: CodeProblem, index: int, outcome: dict[str, Any]) -> Tes
 def build_request(code: str, problem: CodeProblem) -> dict[str, Any]:
     """The sandbox request for ``code`` against ``problem`` (no expected values in it)."""
     if problem.test_style == "assert":
-        tests = [{"exprs": list(compile_assert(t).exprs)} for t in problem.tests]  # type: ignore[arg-type]
+        tests = [
+            {"exprs": list(compile_assert(t, problem.entry_point).exprs)}  # type: ignore[arg-type]
+            for t in problem.tests
+        ]
     else:
         tests = [{"input": t.input} for t in problem.tests]  # type: ignore[union-attr]
     return {

@@ -76,10 +76,11 @@ def test_strict_equal(a, b, equal):
     assert strict_equal(a, b) is equal
 
 
-def test_opaque_values_equal_nothing_and_are_false():
+def test_opaque_values_equal_nothing_and_have_no_truth_value():
     opaque = decode_value({"__t": "opaque", "type": "A"})
     assert not strict_equal(opaque, opaque)
-    assert not opaque
+    with pytest.raises(TypeError):
+        bool(opaque)  # no truth value: `assert not f(x)` cannot pass with one
     assert decode_value({"__t": "tuple", "v": [1, {"__t": "float", "v": "2.5"}]}) == (1, 2.5)
     assert not strict_equal(decode_value({"__t": "float", "v": "nope"}), 1.0)
 
@@ -168,3 +169,41 @@ def test_run_tests_end_to_end_with_the_default_sandbox():
     assert "assert f(3) == 6" in half.feedback() and "got f(3) = 7" in half.feedback()
     hint = half.feedback(reveal_expected=False)
     assert "f(3) = 7 is wrong" in hint and "== 6" not in hint
+
+
+def test_an_entry_point_named_like_a_builtin_is_the_solution():
+    with pytest.raises(ValueError):
+        compile_assert("assert sum([1, 2]) == 3")  # no solution call at all
+    assert compile_assert("assert sum([1, 2]) == 3", "sum").exprs == ("sum([1, 2])",)
+    problem = {
+        "question": "q",
+        "test_style": "assert",
+        "entry_point": "sum",
+        "tests": ["assert sum([1, 2]) == 3"],
+    }
+    assert not run_tests("def sum(xs):\n    return 0\n", problem).passed
+    assert run_tests(
+        "def sum(xs):\n    t = 0\n    for x in xs:\n        t += x\n    return t\n", problem
+    ).passed
+
+
+@pytest.mark.parametrize(
+    "test",
+    [
+        "assert not f(4)",
+        "assert f(4) or False",
+        "assert -f(4) < 0",
+        "assert f(4) is not None and not f(4)",
+    ],
+)
+def test_opaque_values_fail_every_assert_shape(test):
+    compiled = compile_assert(test)
+    frames = [{"ok": {"__t": "opaque", "type": "A"}}] * len(compiled.exprs)
+    assert not judge_assert(compiled, frames)[0]
+
+
+def test_isinstance_in_tests_does_not_take_bool_for_int():
+    compiled = compile_assert("assert isinstance(f(1), int)")
+    assert judge_assert(compiled, [{"ok": 3}])[0]
+    assert not judge_assert(compiled, [{"ok": True}])[0]
+    assert judge_assert(compile_assert("assert isinstance(f(1), (int, bool))"), [{"ok": True}])[0]
