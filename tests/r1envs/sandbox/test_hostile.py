@@ -294,3 +294,24 @@ def test_nothing_survives_from_one_candidate_to_the_next(any_sandbox, outer_boun
     )
     result = _judge(any_sandbox, look, SQUARE, outer_bound)
     assert result.passed_tests == 0, result.feedback()
+
+
+def test_truthiness_tricks_fail(any_sandbox, outer_bound):
+    problem = {
+        "question": "Is x odd?",
+        "test_style": "assert",
+        "entry_point": "odd",
+        "tests": ["assert not odd(4)", "assert odd(3)", "assert odd(5) is True"],
+        "time_limit_s": 1.0,
+    }
+    tricks = [
+        "class T:\n    def __bool__(self): return True\ndef odd(x):\n    return T()\n",
+        "class F:\n    def __bool__(self): return False\ndef odd(x):\n    return F()\n",
+        "def odd(x):\n    return object()\n",
+        "import itertools\n_c = itertools.count()\n"
+        "class Flip:\n    def __bool__(self): return next(_c) % 2 == 1\ndef odd(x):\n    return Flip()\n",
+    ]
+    for code in tricks:
+        result = _judge(any_sandbox, code, problem, outer_bound)
+        assert result.passed_tests == 0, (code, result.feedback())
+    assert _judge(any_sandbox, "def odd(x):\n    return x % 2 == 1\n", problem, outer_bound).passed
