@@ -6,9 +6,11 @@ requests: length-prefixed JSON frames on fds 0 (in) and 1 (out). A request carri
 candidate program and the tests of one problem; every test runs in a *fresh forked child*
 that drops to the slot's unprivileged uid, applies rlimits, gets a fresh working directory,
 an empty environment, its own session and no inherited descriptors but its stdio and a
-result pipe, and runs the program. After every test every process of the candidate's uid is
-killed (so detached, double-forked or ``setsid`` processes are gone too) and the working
-directory is removed.
+result pipe, and runs the program. After every test every other process is killed (as init
+of its own pid namespace with ``kill(-1)``, else from the candidate's uid with ``kill(-1)``;
+detached, double-forked or ``setsid`` processes included) and the working directory is
+removed. Before accepting work the runner runs a self-test program the same way, so a runner
+that cannot drop privileges reports an infrastructure error instead of judging.
 
 What comes back is *data*, never a verdict: for ``assert`` tests the values of the call
 expressions the judge asked for (serialized to plain JSON with exact types), for ``stdio``
@@ -20,7 +22,10 @@ reveal them, and the comparison happens in the judge's process.
 The configuration (argv[1], JSON): ``uid``/``gid`` for candidates, ``nproc``, ``fsize``,
 ``nofile``, ``build_root`` (set up a private root with mounts and ``chroot`` into it; needs
 root inside fresh mount/pid namespaces), ``ro_paths`` (host paths exposed read-only in that
-root), ``tmp_mb`` (size of the private ``/tmp``).
+root), ``tmp_mb`` (size of the private ``/tmp``), ``sweep`` (the candidate uid is ours alone:
+clean up by uid), ``pid_ns`` (we are init of a pid namespace of our own).
+
+One file on purpose: it is sent as ``python -c`` source into namespaces and containers.
 """
 
 import errno
