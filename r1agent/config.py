@@ -77,7 +77,7 @@ class GRPOConfig(BaseModel):
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     fsdp: bool = Field(False, description="FSDP2 instead of DDP under torchrun")
-    threads: int = Field(0, ge=0, description="torch threads (0: leave as is)")
+    threads: int = Field(0, ge=0, description="torch threads (0: auto, 1 for small CPU models)")
     save_every: int = Field(0, ge=0, description="checkpoint every N steps (0: final only)")
     keep_checkpoints: int = Field(2, ge=1, description="step checkpoints kept")
     resume: bool = Field(True, description="continue from the last checkpoint in output_dir")

@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from r1agent.models import cpu_threads, small_model_threads
+
 __all__ = [
     "Completion",
     "EnvPool",
@@ -227,18 +229,42 @@ def generate(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_list[0]
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     results: list[Completion | None] = [None] * len(ids)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        tokens, logps, lengths = _decode_batch(
+    with cpu_threads(small_model_threads(model)):
+        _generate_sorted(
             model,
-            [ids[i] for i in chunk],
-            pad_id=pad_id,
-            eos=eos,
+            tokenizer,
+            ids,
+            order,
+            results,
+            batch_size,
+            eos_list,
+            eos,
+            pad_id,
             max_new_tokens=max_new_tokens,
             min_new_tokens=min_new_tokens,
             temperature=temperature,
             top_p=top_p,
             generator=generator,
+        )
+    return results  # type: ignore[return-value]
+
+
+def _generate_sorted(
+    model: Any,
+    tokenizer: Any,
+    ids: list[list[int]],
+    order: list[int],
+    results: list[Completion | None],
+    batch_size: int,
+    eos_list: list[int],
+    eos: torch.Tensor,
+    pad_id: int,
+    **sampling: Any,
+) -> None:
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        tokens, logps, lengths = _decode_batch(
+            model, [ids[i] for i in chunk], pad_id=pad_id, eos=eos, **sampling
         )
         texts_ids = []
         for row, i in enumerate(chunk):
@@ -249,7 +275,6 @@ def generate(
             texts_ids.append(comp if truncated else comp[:-1])
         for row, text in enumerate(tokenizer.batch_decode(texts_ids, skip_special_tokens=False)):
             results[chunk[row]].text = text  # type: ignore[union-attr]
-    return results  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- episodes

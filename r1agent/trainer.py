@@ -45,7 +45,7 @@ from r1agent import checkpoint as ckpt
 from r1agent import grpo
 from r1agent.config import GRPOConfig
 from r1agent.metrics import MetricsLogger, plot_metrics
-from r1agent.models import default_device, load_model
+from r1agent.models import default_device, load_model, small_model_threads
 from r1agent.rollout import EnvPool, Episode, RewardFn, collect_episodes
 
 log = logging.getLogger(__name__)
@@ -214,8 +214,7 @@ def train_grpo(
     """
     c = config
     t_start = time.perf_counter()
-    if c.threads:
-        torch.set_num_threads(c.threads)
+    threads_before = torch.get_num_threads()
     device = default_device() if c.device == "auto" else torch.device(c.device)
     dd = setup_distributed(device)
     out_dir = Path(c.output_dir)
@@ -232,6 +231,9 @@ def train_grpo(
         model.load_state_dict(AutoModelForCausalLM.from_pretrained(resume_from).state_dict())
     if tokenizer is None:
         raise ValueError("train_grpo: a model was given without its tokenizer")
+    threads = c.threads or small_model_threads(model)
+    if threads:
+        torch.set_num_threads(threads)
     autocast_dtype = torch.bfloat16 if device.type == "cuda" and c.dtype == "auto" else None
     ref_model = None
     if c.beta > 0:  # the reference is the starting policy, never a resumed one
@@ -419,6 +421,7 @@ def train_grpo(
         summary["plot"] = str(plot) if plot else None
     if bar is not None:
         bar.close()
+    torch.set_num_threads(threads_before)
     return summary
 
 
