@@ -219,6 +219,7 @@ def model_examples(
     max_new_tokens: int = 256,
     temperature: float = 0.7,
     prompt_format: str = "observation",
+    generate_fn: Any = None,
 ) -> list[Example]:
     """Cold-start examples written by a model (``fewshot``, ``reflection`` or ``zero``).
 
@@ -228,7 +229,10 @@ def model_examples(
     """
     from r1agent.evaluate import make_env, render_prompt
     from r1agent.rejection import dedup, readable
-    from r1agent.rollout import generate
+
+    generate = generate_fn
+    if generate is None:
+        from r1agent.rollout import generate
 
     if source not in ("fewshot", "reflection", "zero"):
         raise ValueError(f"source must be fewshot, reflection or zero, source: {source!r}")

@@ -99,8 +99,8 @@ def bradley_terry_loss(
     diff = r_chosen - r_rejected  # (B,)
     loss = -torch.nn.functional.logsigmoid(diff).mean()
     stats = {
-        "rm/accuracy": float((diff > 0).float().mean()),
-        "rm/margin": float(diff.mean()),
+        "rm/accuracy": float((diff.detach() > 0).float().mean()),
+        "rm/margin": float(diff.detach().mean()),
     }
     return loss, stats
 

@@ -40,3 +40,27 @@ def test_r1_zero_format_and_conversion():
     assert r1 is not None and formats.parse(r1, "r1").well_formed
     assert r1.endswith("\\boxed{3}.")
     assert zero_to_r1("no tags here") is None
+
+
+def test_model_written_zero_outputs_are_rewritten_and_filtered():
+    import re
+
+    from r1agent.coldstart import model_examples
+    from r1agent.rollout import Completion
+
+    question = re.compile(r"User: (What is .*?\?)\.? Assistant:")
+
+    def zero_policy(model, tokenizer, prompts, **kw):
+        out = []
+        for i, p in enumerate(prompts):
+            steps, answer = solve_arithmetic(question.search(p).group(1))
+            answer = answer if i % 2 == 0 else "0"  # every other sample wrong
+            out.append(Completion([], [1], format_response(steps, answer, "r1-zero"), None, False))
+        return out
+
+    examples = model_examples(
+        None, None, ["r1/Arithmetic-v0"], 4, source="zero", samples=2, generate_fn=zero_policy
+    )
+    assert 1 <= len(examples) <= 4
+    for ex in examples:
+        assert formats.parse(ex.response, "r1").well_formed and "\\boxed{" in ex.response
