@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from r1agent import grpo
+from r1agent.trainer import sample_problems, train_grpo
+from tests.r1agent.grpo_helpers import base_config, register_test_envs, tiny_model
+
+register_test_envs()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+def _params(path):
+    m = AutoModelForCausalLM.from_pretrained(path)
+    return {k: v.clone() for k, v in m.state_dict().items()}
+
+
+def test_train_writes_metrics_checkpoints_plots_and_model(model_dir, tmp_path):
+    cfg = base_config(model_dir, tmp_path / "run", save_every=1, tensorboard=True, plots=True)
+    summary = train_grpo(cfg)
+    assert summary["steps"] == 2
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    for key in (
+        "charts/reward",
+        "charts/accuracy",
+        "rewards/digit",
+        "losses/kl",
+        "losses/clip_fraction",
+        "losses/entropy",
+        "losses/grad_norm",
+        "charts/response_length_mean",
+        "charts/response_length_max",
+        "perf/step_time_s",
+        "perf/tokens_per_s",
+        "losses/logprob_mismatch",
+    ):
+        assert key in rows[-1], key
+    assert rows[0]["samples/completions"]
+    # engine and trainer log-probs agree (same model, same temperature)
+    assert rows[0]["losses/logprob_mismatch"] < 1e-3
+    assert (tmp_path / "run" / "checkpoints" / "step-000001" / "trainer_state.pt").is_file()
+    assert (tmp_path / "run" / "plots" / "grpo.png").stat().st_size > 0
+    assert any((tmp_path / "run" / "tb").iterdir())
+    before, after = _params(model_dir), _params(tmp_path / "run")
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize("env_id", ["test/DigitRaise-v0", "test/DigitError-v0", "test/DigitNaN-v0"])
+def test_env_failures_are_masked_and_counted(model_dir, tmp_path, env_id):
+    cfg = base_config(model_dir, tmp_path / "run", envs={env_id: 1.0}, prompts_per_step=4)
+    summary = train_grpo(cfg)
+    failures = sum(r["charts/env_failures"] for r in summary["history"])
+    assert failures > 0
+    assert all(r["losses/skipped_updates"] == 0 for r in summary["history"])
+    assert all(torch.isfinite(torch.tensor(r["losses/grad_norm"])) for r in summary["history"])
+
+
+def test_nan_loss_skips_the_update(model_dir, tmp_path, monkeypatch):
+    monkeypatch.setitem(
+        grpo.AGGREGATIONS,
+        "token_mean",
+        lambda *a, **k: torch.tensor(float("nan"), requires_grad=True),
+    )
+    cfg = base_config(model_dir, tmp_path / "run", steps=1)
+    with pytest.warns(UserWarning, match="non-finite"):
+        summary = train_grpo(cfg)
+    assert summary["history"][0]["losses/skipped_updates"] == 1
+    before, after = _params(model_dir), _params(tmp_path / "run")
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_kl_reference_mu_and_variants(model_dir, tmp_path):
+    cfg = base_config(
+        model_dir,
+        tmp_path / "run",
+        beta=0.1,
+        updates_per_batch=2,
+        loss_aggregation="sequence_mean",
+        scale_rewards=False,
+        mask_truncated=True,
+        micro_batch_size=3,
+    )
+    summary = train_grpo(cfg)
+    last = summary["history"][-1]
+    assert last["losses/kl"] >= 0.0
+    assert summary["history"][0]["losses/kl"] == pytest.approx(
+        0.0, abs=1e-6
+    )  # policy == ref at step 1
+
+
+def test_reward_fn_hook_and_dynamic_sampling(model_dir, tmp_path):
+    calls = []
+
+    def reward_fn(prompts, completions, infos):
+        calls.append(len(prompts))
+        assert all(i["env_id"] == "test/Digit-v0" for i in infos)
+        # all-equal rewards for even problems make those groups uninformative
+        return [None if "digit 0" in p else 0.5 for p in prompts]
+
+    cfg = base_config(model_dir, tmp_path / "run", dynamic_sampling=True, steps=1)
+    summary = train_grpo(cfg, reward_fn=reward_fn)
+    assert calls and "rewards/custom" in summary["history"][0]
+
+
+def test_stop_callback(model_dir, tmp_path):
+    seen = []
+    cfg = base_config(model_dir, tmp_path / "run", steps=5)
+    summary = train_grpo(cfg, callbacks=[lambda step, row: seen.append(step) or step >= 1])
+    assert seen == [1] and summary["steps"] == 1
+
+
+def test_chat_prompt_format(model_dir, tmp_path):
+    cfg = base_config(model_dir, tmp_path / "run", prompt_format="chat", steps=1)
+    summary = train_grpo(cfg)
+    assert summary["history"][0]["charts/response_length_mean"] > 0
+
+
+def test_sample_problems_is_deterministic_and_weighted():
+    mix = {"a": 1.0, "b": 3.0}
+    one = sample_problems(mix, 400, seed=0, step=3, rank=0, seed_range=1000)
+    assert one == sample_problems(mix, 400, seed=0, step=3, rank=0, seed_range=1000)
+    assert one != sample_problems(mix, 400, seed=0, step=3, rank=1, seed_range=1000)
+    share_b = sum(e == "b" for e, _ in one) / len(one)
+    assert 0.65 < share_b < 0.85
+    assert all(0 <= s < 1000 for _, s in one)
+
+
+def test_cli_grpo_with_overrides(model_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from r1agent.cli import app
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"model: {model_dir}\noutput_dir: {tmp_path / 'run'}\nenvs: {{test/Digit-v0: 1.0}}\n"
+    )
+    args = [
+        "grpo",
+        str(cfg),
+        "steps=1",
+        "prompts_per_step=2",
+        "group_size=2",
+        "max_new_tokens=4",
+        "progress=false",
+        "tensorboard=false",
+        "plots=false",
+    ]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+    res = CliRunner().invoke(app, ["grpo", str(cfg), "group_size=4", "batch_size=6"])
+    assert res.exit_code != 0 and "batch_size: 6" in str(res.exception)
