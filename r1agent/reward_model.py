@@ -188,7 +188,9 @@ def train_reward_model(config: RewardModelConfig) -> dict[str, Any]:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 opt.step()
                 step += 1
-                mf.write(json.dumps({"step": step, "rm/loss": float(loss), **stats}) + "\n")
+                mf.write(
+                    json.dumps({"step": step, "rm/loss": float(loss.detach()), **stats}) + "\n"
+                )
     model.eval()
     after = pairwise_accuracy(model, tokenizer, held, config.max_len)
     train_acc = pairwise_accuracy(model, tokenizer, train, config.max_len)

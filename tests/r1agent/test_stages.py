@@ -113,3 +113,38 @@ def test_general_examples_use_the_shipped_set_and_name_bad_files(tmp_path):
     assert len(ex) > 50 and ex[0].prompt.startswith("User: ")
     with pytest.raises(FileNotFoundError, match="nope.jsonl"):
         general_examples(tmp_path / "nope.jsonl")
+
+
+def test_stage2_and_stage4_run_the_real_trainer(tiny, tmp_path):
+    from r1agent.pipeline import RLConfig, Stage4Config
+    from r1agent.reward_model import RewardModelConfig, train_reward_model
+    from r1agent.stages import stage2_reasoning_rl, stage4_all_scenarios_rl
+
+    grpo = {
+        "steps": 1,
+        "prompts_per_step": 2,
+        "group_size": 2,
+        "progress": False,
+        "tensorboard": False,
+        "plots": False,
+    }
+    stage2_reasoning_rl(
+        tiny, tmp_path / "s2", RLConfig(grpo=grpo), env_ids=["r1/Arithmetic-v0"], max_new_tokens=8
+    )
+    s2 = json.loads((tmp_path / "s2" / "stage.json").read_text())
+    assert s2["trainer"]["steps"] == 1 and (tmp_path / "s2" / "config.json").is_file()
+    assert (tmp_path / "s2" / "metrics.jsonl").is_file()
+
+    train_reward_model(
+        RewardModelConfig(model=str(tiny), output_dir=str(tmp_path / "rm"), epochs=1)
+    )
+    cfg = Stage4Config(
+        grpo={**grpo, "prompts_per_step": 4},
+        helpfulness=f"rm:{tmp_path / 'rm'}",
+        general_weight=0.5,
+    )
+    stage4_all_scenarios_rl(
+        tmp_path / "s2", tmp_path / "s4", cfg, env_ids=["r1/Arithmetic-v0"], max_new_tokens=8
+    )
+    rows = [json.loads(x) for x in (tmp_path / "s4" / "metrics.jsonl").read_text().splitlines()]
+    assert any(k.startswith("rewards/helpfulness") for k in rows[-1]), sorted(rows[-1])
