@@ -171,7 +171,9 @@ def train_reward_model(config: RewardModelConfig) -> dict[str, Any]:
     model.train()
     t0, step, metrics_path = time.time(), 0, Path(config.output_dir) / "rm_metrics.jsonl"
     metrics_path.parent.mkdir(parents=True, exist_ok=True)
-    with metrics_path.open("w", encoding="utf-8") as mf:
+    from r1agent.models import cpu_threads, small_model_threads
+
+    with cpu_threads(small_model_threads(model)), metrics_path.open("w", encoding="utf-8") as mf:
         for _ in range(config.epochs):
             rng.shuffle(train)
             for s in range(0, len(train), config.batch_size):

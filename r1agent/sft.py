@@ -34,6 +34,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from r1agent.checkpoint import atomic_save_pretrained
+from r1agent.models import cpu_threads, small_model_threads
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +293,8 @@ def train_sft(
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     model.train()
     t0, loss_val, tokens, order = time.time(), float("nan"), 0, []
-    with metrics_file.open("a", encoding="utf-8") as mf:
+    # small models train faster single-threaded on CPU (OpenMP barriers cost more than they save)
+    with cpu_threads(small_model_threads(model)), metrics_file.open("a", encoding="utf-8") as mf:
         for step in range(total):
             if len(order) < config.batch_size:
                 fresh = list(range(len(rows)))
