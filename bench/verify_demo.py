@@ -69,7 +69,11 @@ def main() -> None:
     ap.add_argument("--stages", default="stage1,stage2,stage3,stage4,distill")
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--seed", type=int, default=12345)
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 is fastest for tiny models)"
+    )
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     report = json.loads((Path(args.run_dir) / "report.json").read_text())
     rows = {}
     for stage in args.stages.split(","):
