@@ -44,6 +44,8 @@ class Cgroup:
     def __init__(self, dirs: dict[str, Path], version: int):
         self.dirs = dirs
         self.version = version
+        #: v2 groups that hold sub-groups keep their processes in this leaf
+        self.leaf: Path | None = None
 
     def _file(self, controller: str, v1: str, v2: str) -> Path:
         return self.dirs[controller] / (v1 if self.version == 1 else v2)
@@ -73,7 +75,23 @@ class Cgroup:
 
     def procs_files(self) -> list[str]:
         """The ``cgroup.procs`` files a process writes its pid to, to join the group."""
+        if self.leaf is not None:
+            return [str(self.leaf / "cgroup.procs")]
         return sorted({str(d / "cgroup.procs") for d in self.dirs.values()})
+
+    def nestable(self) -> bool:
+        """Let sub-groups (e.g. sandbox slots) nest inside this group, whose own processes
+        then live in a leaf (cgroup v2's no-internal-process rule); v1 nests anyway."""
+        if self.version == 1:
+            return True
+        d = self.dirs["memory"]
+        try:
+            (d / "leaf").mkdir(exist_ok=True)
+            (d / "cgroup.subtree_control").write_text("+memory +pids")
+        except OSError:
+            return False
+        self.leaf = d / "leaf"
+        return True
 
     def add(self, pid: int) -> None:
         """Move process ``pid`` into the group."""
@@ -124,12 +142,17 @@ class Cgroup:
             peak, limit = mem / "memory.max_usage_in_bytes", mem / "memory.limit_in_bytes"
             if peak.exists() and int(peak.read_text()) >= int(limit.read_text()) - (1 << 20):
                 out["memory.reached"] = 1  # v1 may not count a child group's failed charge
-        else:
-            for line in (self.dirs["memory"] / "memory.events").read_text().splitlines():
+        else:  # ".local": this group's own limit, not its sub-groups' (v2 events propagate)
+            events = self.dirs["memory"] / "memory.events.local"
+            if not events.exists():
+                events = self.dirs["memory"] / "memory.events"
+            for line in events.read_text().splitlines():
                 key, value = line.split()
                 if key in ("max", "oom", "oom_kill"):
                     out[f"memory.{key}"] = int(value)
-        events = self.dirs["pids"] / "pids.events"
+        events = self.dirs["pids"] / "pids.events.local"
+        if not events.exists():
+            events = self.dirs["pids"] / "pids.events"
         if events.exists():
             for line in events.read_text().splitlines():
                 key, value = line.split()
@@ -139,7 +162,7 @@ class Cgroup:
 
     def remove(self) -> None:
         """Remove the (empty) group's directories."""
-        for d in self.dirs.values():
+        for d in ([self.leaf] if self.leaf is not None else []) + list(self.dirs.values()):
             for attempt in range(50):  # the last processes may still be exiting
                 try:
                     d.rmdir()
@@ -156,10 +179,13 @@ def create(name: str) -> Cgroup | None:
     leaf = f"{name}-{os.getpid()}-{next(_counter)}"
     v2 = _v2_root()
     if v2 is not None and "" in own:
-        # our own group when it delegates memory+pids; else the hierarchy's root (which may
-        # hold processes and enable controllers), as root: the group then leaves our own
-        # group's accounting but keeps its own, tighter bound
-        for parent in (v2 / own[""].lstrip("/"), v2):
+        # the nearest of our group and its ancestors that delegates memory+pids to children
+        # (usually our parent: a v2 group holding processes cannot); a group made above our
+        # own leaves its accounting but keeps its own, tighter bound
+        own_dir = v2 / own[""].lstrip("/")
+        for parent in (own_dir, *own_dir.parents):
+            if parent != v2 and v2 not in parent.parents:
+                break
             try:
                 enabled = (parent / "cgroup.subtree_control").read_text().split()
             except OSError:

@@ -32,6 +32,7 @@ def outer_bound():
     try:
         group.set_memory(OUTER_MEMORY)
         group.set_pids(OUTER_PIDS)
+        group.nestable()  # the sandboxes' slot groups are created inside it
         group.add(os.getpid())
     except OSError:
         group.remove()
