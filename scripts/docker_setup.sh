@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make the Docker sandbox usable on this machine, without any registry:
+# Make the Docker sandbox usable on this machine, without any registry (and install
+# bubblewrap for LocalSandbox when missing):
 #   1. install docker.io (Debian/Ubuntu, as root) when no engine binary exists;
 #   2. start `dockerd --iptables=false --bridge=none` when no engine answers;
 #   3. build the sandbox image with `docker import` of a folder holding this machine's Python
@@ -13,6 +14,15 @@ PY="${R1_SANDBOX_PYTHON:-$(if [ -x .venv/bin/python ]; then echo .venv/bin/pytho
 log() { echo "[docker_setup] $*"; }
 
 engine_up() { timeout 10 docker info >/dev/null 2>&1; }
+
+# LocalSandbox prefers bubblewrap (and falls back to util-linux unshare): install it too, so
+# both isolation paths are exercised; R1_INSTALL_BWRAP=0 skips this step.
+if [ "${R1_INSTALL_BWRAP:-1}" != 0 ] && ! command -v bwrap >/dev/null 2>&1 \
+   && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  log "installing bubblewrap"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y bubblewrap >/dev/null 2>&1 \
+    || log "bubblewrap not installed (LocalSandbox will use unshare)"
+fi
 
 if ! engine_up; then
   if ! command -v dockerd >/dev/null 2>&1; then
