@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -339,6 +339,15 @@ class VLLMEngine:
             runner.model.load_weights(weights=iter(weights))
         self.llm.reset_prefix_cache()
         return len(weights)
+
+    def sync_callback(self, model: torch.nn.Module) -> Callable[[int, dict[str, Any]], None]:
+        """A ``train_grpo`` step callback that syncs ``model`` after every step (never stops)."""
+
+        def sync(step: int, metrics: dict[str, Any]) -> None:
+            del step, metrics
+            self.sync_weights(model)
+
+        return sync
 
 
 def _dtype_name(dtype: str | torch.dtype) -> str:
