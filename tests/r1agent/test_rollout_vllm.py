@@ -67,6 +67,23 @@ def test_completion_mismatch_ragged_rows() -> None:
         completion_mismatch([[-1.0], [-2.0]], [[-1.0], [-2.0, -3.0]])
 
 
+def test_named_weights_strip_wrapper_prefixes() -> None:
+    from r1agent.rollout_vllm import _named_weights
+
+    class Wrapper(torch.nn.Module):  # what DDP / torch.compile put around the policy
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.module = inner
+
+    inner = torch.nn.Linear(2, 3)
+    names = [n for n, _ in _named_weights(Wrapper(inner))]
+    assert names == ["weight", "bias"]
+    assert all(not t.requires_grad for _, t in _named_weights(inner))
+    assert [n for n, _ in _named_weights([("_orig_mod.lm_head.weight", inner.weight)])] == [
+        "lm_head.weight"
+    ]
+
+
 def test_engine_without_vllm_names_the_extras(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError
     assert not vllm_available()
