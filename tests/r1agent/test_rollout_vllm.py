@@ -181,6 +181,21 @@ def test_sampled_logprobs_match_trainer(engine: VLLMEngine, hf: tuple) -> None:
 
 @needs_vllm
 @pytest.mark.vllm
+def test_top_p_logprobs_are_renormalised_over_the_nucleus(engine: VLLMEngine, hf: tuple) -> None:
+    """Documented difference: with top_p < 1 vLLM reports nucleus-renormalised log-probs,
+    never below the full-distribution log-probs the default engine reports."""
+    model, _ = hf
+    got = engine.generate(PROMPTS, max_new_tokens=16, temperature=1.0, top_p=0.5, seed=1)
+    full = [_teacher_forced_logprobs(model, c.prompt_ids, c.completion_ids, 1.0) for c in got]
+    pairs = [
+        (a, b) for c, f in zip(got, full, strict=True) for a, b in zip(c.logprobs, f, strict=True)
+    ]
+    assert all(a >= b - 1e-5 for a, b in pairs)
+    assert any(a > b + 1e-3 for a, b in pairs)
+
+
+@needs_vllm
+@pytest.mark.vllm
 def test_min_new_tokens_forbids_early_eos(engine: VLLMEngine) -> None:
     got = engine.generate(PROMPTS, max_new_tokens=12, min_new_tokens=12, temperature=1.0, seed=0)
     assert all(len(c.completion_ids) == 12 for c in got)
