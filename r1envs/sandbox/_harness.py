@@ -312,8 +312,9 @@ def _uid_processes():
                 status = fh.read()
         except OSError:
             continue
-        uid_line = status.split(b"\nUid:", 1)[-1].split(None, 1)[0]
-        if int(uid_line) == UID:
+        _, sep, tail = status.partition(b"\nUid:")
+        fields = tail.split(None, 1)
+        if sep and fields and fields[0].isdigit() and int(fields[0]) == UID:
             found.append(int(name))
     return found
 
