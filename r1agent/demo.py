@@ -71,14 +71,14 @@ def demo_config(out: Path, base: Path, reward_model: Path, *, scale: float = 1.0
         prompt_format="observation",
         max_new_tokens=MAX_NEW_TOKENS,
         stage1=Stage1Config(
-            examples=4000,
+            examples=20000,
             sft=SFTConfig(
-                max_steps=n(400),
+                max_steps=n(1000),
                 lr=2e-3,
                 batch_size=16,
                 max_len=330,
                 warmup_steps=20,
-                save_steps=list(range(25, n(400), 25)),
+                save_steps=list(range(100, n(1000), 50)),
             ),
             target_pass1=0.4,
             min_pass_k=0.7,
@@ -88,10 +88,11 @@ def demo_config(out: Path, base: Path, reward_model: Path, *, scale: float = 1.0
         stage2=RLConfig(grpo=grpo2),
         # stage 1 stops early on purpose (RL headroom); stage 3 is the big SFT
         stage3=Stage3Config(
-            prompts=n(1200),
+            prompts=n(3000),
             samples=2,
             max_per_prompt=2,
-            sft=SFTConfig(max_steps=n(300), lr=2e-3, batch_size=16, max_len=330, warmup_steps=20),
+            sft=SFTConfig(max_steps=n(600), lr=2e-3, batch_size=16, max_len=330, warmup_steps=20),
+            steps_from_stage1=1.0,
         ),
         stage4=Stage4Config(grpo=grpo4, helpfulness=f"rm:{reward_model}", general_weight=0.125),
         eval=EvalConfig(n=300, k=2),

@@ -64,6 +64,9 @@ class Stage3Config(BaseModel):
     general: str | None = Field(None, description="general {prompt, answer} JSONL (None: shipped)")
     general_limit: int | None = Field(None, description="use at most this many general examples")
     sft: SFTConfig = Field(default_factory=lambda: SFTConfig(epochs=2, lr=2e-3))
+    steps_from_stage1: float | None = Field(
+        None, gt=0, description="if set, SFT for this multiple of stage 1's steps (overrides sft)"
+    )
 
 
 class Stage4Config(RLConfig):
@@ -162,11 +165,16 @@ def run_pipeline(config: PipelineConfig, *, generate_fn: Any = None) -> dict[str
             )
         elif stage == "stage3":
             c3 = config.stage3
+            sft3 = c3.sft
+            if c3.steps_from_stage1:
+                done = json.loads((out / "stage1" / "stage.json").read_text())
+                steps = max(1, round(done["steps"] * c3.steps_from_stage1))
+                sft3 = sft3.model_copy(update={"max_steps": steps})
             stages.stage3_rejection_sft(
                 out / "stage2",
                 config.base_model,
                 out / "stage3",
-                c3.sft,
+                sft3,
                 env_ids=envs,
                 n_prompts=c3.prompts,
                 samples=c3.samples,

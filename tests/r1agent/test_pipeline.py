@@ -86,7 +86,9 @@ def _config(tmp_path, tiny, rm=None, general_weight=0.0):
         max_new_tokens=16,
         stage1=Stage1Config(examples=16, sft=small, target_pass1=None),
         stage2=RLConfig(grpo={"steps": 2}),
-        stage3=Stage3Config(prompts=6, samples=2, sft=small, general_limit=5),
+        stage3=Stage3Config(
+            prompts=6, samples=2, sft=small, general_limit=5, steps_from_stage1=1.0
+        ),
         stage4=Stage4Config(grpo={"steps": 2}, helpfulness=rm, general_weight=general_weight),
         eval=EvalConfig(n=6, k=2),
     )
@@ -102,6 +104,7 @@ def test_pipeline_runs_resumes_and_reports(tmp_path, tiny, fake_grpo):
         assert report["stages"][stage]["pass@1"] == pytest.approx(1.0)  # the oracle is always right
     stage3 = json.loads((run / "stage3" / "stage.json").read_text())
     assert stage3["rejection"]["kept"] == 6 and stage3["general"] == 5
+    assert stage3["steps"] == json.loads((run / "stage1" / "stage.json").read_text())["steps"]
     assert (run / "report.md").read_text().count("| stage") == 4
     assert (run / "training_curves.png").is_file() and (run / "pass_at_k.png").is_file()
     assert [c[0] for c in fake_grpo] == [str(run / "stage1"), str(run / "stage3")]
