@@ -102,6 +102,7 @@ def save_checkpoint(
     trainer_state: dict[str, Any],
     *,
     keep: int = 2,
+    state_dict: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``run_dir/checkpoints/step-{step:06d}`` atomically and prune old ones.
 
@@ -112,6 +113,7 @@ def save_checkpoint(
         tokenizer: its tokenizer.
         trainer_state: optimizer/scheduler/RNG state and anything else to resume with.
         keep: number of step checkpoints kept (oldest removed first).
+        state_dict: full weights to save instead of ``model.state_dict()`` (FSDP).
 
     Returns:
         The checkpoint directory.
@@ -119,7 +121,7 @@ def save_checkpoint(
     root = Path(run_dir) / "checkpoints"
 
     def write(tmp: Path) -> None:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
         torch.save({**trainer_state, "step": step}, tmp / STATE_FILE)
 
@@ -131,7 +133,9 @@ def save_checkpoint(
     return path
 
 
-def atomic_save_pretrained(out_dir: str | Path, model: Any, tokenizer: Any) -> Path:
+def atomic_save_pretrained(
+    out_dir: str | Path, model: Any, tokenizer: Any, *, state_dict: dict[str, Any] | None = None
+) -> Path:
     """Save a final HF model into ``out_dir`` (files written to a temp dir, then moved in).
 
     ``out_dir`` may already hold other run files (metrics, plots): only the model and
@@ -141,7 +145,7 @@ def atomic_save_pretrained(out_dir: str | Path, model: Any, tokenizer: Any) -> P
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-final-", dir=out))
     try:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
         _fsync_tree(tmp)
         for f in tmp.iterdir():

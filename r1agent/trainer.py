@@ -258,7 +258,20 @@ def train_grpo(
     start_step = 0
     if resume_from is not None:
         state = ckpt.load_trainer_state(resume_from)
-        optimizer.load_state_dict(state["optimizer"])
+        if c.fsdp and dd.world > 1:
+            from torch.distributed.checkpoint.state_dict import (
+                StateDictOptions,
+                set_optimizer_state_dict,
+            )
+
+            set_optimizer_state_dict(
+                model,
+                optimizer,
+                optim_state_dict=state["optimizer"],
+                options=StateDictOptions(full_state_dict=True),
+            )
+        else:
+            optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         ckpt.set_rng_state(
             state["rng"][dd.rank] if isinstance(state["rng"], list) else state["rng"]
@@ -266,6 +279,19 @@ def train_grpo(
         start_step = int(state["step"])
         log.info("resuming from %s (step %d)", resume_from, start_step)
 
+    engine = None
+    if c.rollout.engine == "vllm" and generate_fn is None:
+        from r1agent.rollout_vllm import VLLMEngine
+
+        engine = VLLMEngine(
+            str(resume_from or c.model),
+            dtype=param_dtype if autocast_dtype is None else autocast_dtype,
+            gpu_memory_utilization=c.rollout.vllm_gpu_memory_utilization,
+            max_model_len=c.rollout.vllm_max_model_len,
+            seed=c.seed + dd.rank,
+        )
+        engine.sync_weights(model)  # a policy passed in may differ from the files
+        generate_fn = engine
     pool = EnvPool(c.env_kwargs)
     logger = (
         MetricsLogger(out_dir, tensorboard=c.tensorboard, resume_step=start_step)
@@ -292,7 +318,7 @@ def train_grpo(
         # ---- 1-2. rollouts: G episodes per problem, refilling uninformative groups
         model.eval()
         gen_seed = (c.seed * 1_000_003 + step * 1009 + dd.rank) % 2**62
-        with autocast():
+        with autocast(), fsdp_gathered(model, c.fsdp and dd.world > 1):
             episodes, n_dropped = _collect(
                 c, model, tokenizer, pool, step, dd.rank, gen_seed, reward_fn, generate_fn
             )
@@ -335,7 +361,7 @@ def train_grpo(
                 )
         stats = _Stats()
         skipped = 0
-        for _ in range(c.updates_per_batch):
+        for update in range(c.updates_per_batch):
             optimizer.zero_grad(set_to_none=True)
             starts = list(range(0, n_eps, c.micro_batch_size))
             loss_total = 0.0
@@ -359,8 +385,10 @@ def train_grpo(
                     loss = aggregate(per_tok, mb.mask, **agg_kwargs)
                 loss.backward()
                 loss_total += float(loss.detach())
-                stats.add(mb, logits, logp, clipped, kl, c.temperature)
+                stats.add(mb, logits, logp, clipped, kl, c.temperature, first=update == 0)
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c.max_grad_norm)
+            if hasattr(grad_norm, "full_tensor"):  # FSDP2: a DTensor
+                grad_norm = grad_norm.full_tensor()
             bad = torch.tensor(
                 [0.0 if math.isfinite(loss_total) and torch.isfinite(grad_norm) else 1.0]
             )
@@ -378,6 +406,8 @@ def train_grpo(
             stats.loss += loss_total
             stats.grad_norm += float(grad_norm)
         scheduler.step()
+        if engine is not None:
+            engine.sync_weights(model)
         step += 1
         dt = time.perf_counter() - t0
 
@@ -402,8 +432,9 @@ def train_grpo(
             break
 
     # ---- final model, plots, summary
+    full_state = _full_model_state(model, c.fsdp and dd.world > 1)
     if dd.main:
-        ckpt.atomic_save_pretrained(out_dir, _unwrap(model), tokenizer)
+        ckpt.atomic_save_pretrained(out_dir, _unwrap(model), tokenizer, state_dict=full_state)
     if dd.world > 1:
         dist.barrier()
     pool.close()
@@ -491,6 +522,7 @@ class _Stats:
         self.tokens = 0.0
         self.kl = self.clip_low = self.clip_high = self.entropy = self.mismatch = 0.0
         self.loss = self.grad_norm = 0.0
+        self.mismatch_tokens = 0.0
         self.updates = 0
 
     @torch.no_grad()
@@ -502,7 +534,10 @@ class _Stats:
         clipped: torch.Tensor,
         kl: torch.Tensor | None,
         temperature: float,
+        *,
+        first: bool = True,
     ) -> None:
+        """Accumulate one micro-batch; the engine mismatch counts on the first update only."""
         m = (mb.mask > 0).float()
         self.tokens += float(m.sum())
         adv_pos = (mb.advantages > 0)[:, None].float()
@@ -511,7 +546,9 @@ class _Stats:
         self.entropy += float(
             (grpo.token_entropy(logits.detach(), temperature=temperature) * m).sum()
         )
-        self.mismatch += float(((logp.detach() - mb.gen_logprobs).abs() * m).sum())
+        if first:
+            self.mismatch_tokens += float(m.sum())
+            self.mismatch += float(((logp.detach() - mb.gen_logprobs).abs() * m).sum())
         if kl is not None:
             self.kl += float((kl.detach() * m).sum())
         self.updates += 1
@@ -552,7 +589,7 @@ def _metrics(
         "losses/clip_high_fraction": st.per_token(st.clip_high),
         "losses/entropy": st.per_token(st.entropy),
         "losses/grad_norm": st.grad_norm / done_updates,
-        "losses/logprob_mismatch": st.per_token(st.mismatch),
+        "losses/logprob_mismatch": st.mismatch / max(st.mismatch_tokens, 1.0),
         "losses/skipped_updates": float(skipped),
         "perf/step_time_s": dt,
         "perf/generation_time_s": t_gen,
@@ -574,6 +611,44 @@ def _reduce_mean(row: dict[str, Any], dd: Dist) -> dict[str, Any]:
     return {**row, **{k: float(v) / dd.world for k, v in zip(keys, t.tolist(), strict=True)}}
 
 
+def _fsdp_modules(model: Any) -> list[Any]:
+    from torch.distributed.fsdp import FSDPModule
+
+    return [m for m in model.modules() if isinstance(m, FSDPModule)]
+
+
+@contextlib.contextmanager
+def fsdp_gathered(model: Any, enabled: bool) -> Any:
+    """FSDP2: hold full parameters while generating.
+
+    Ranks decode different numbers of tokens, so no collective may run inside generation:
+    parameters are all-gathered once before and resharded after.
+    """
+    if not enabled:
+        yield
+        return
+    mods = _fsdp_modules(model)
+    for m in mods:
+        m.unshard()
+        m.set_reshard_after_forward(False)
+    try:
+        yield
+    finally:
+        for m in mods:
+            m.reshard()
+            m.set_reshard_after_forward(True)
+
+
+def _full_model_state(model: Any, fsdp: bool) -> dict[str, Any] | None:
+    """Full (unsharded, CPU) state dict under FSDP2 — a collective; ``None`` otherwise."""
+    if not fsdp:
+        return None
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_model_state_dict(model, options=opts)
+
+
 def _save_checkpoint(
     c: GRPOConfig, dd: Dist, model: Any, tokenizer: Any, optimizer: Any, scheduler: Any, step: int
 ) -> None:
@@ -582,14 +657,31 @@ def _save_checkpoint(
         gathered: list[Any] = [None] * dd.world
         dist.all_gather_object(gathered, rngs)
         rngs = gathered
+    fsdp = c.fsdp and dd.world > 1
+    full_state = _full_model_state(model, fsdp)
+    optim_state = optimizer.state_dict()
+    if fsdp:
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_optimizer_state_dict,
+        )
+
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        optim_state = get_optimizer_state_dict(model, optimizer, options=opts)
     if dd.main:
         state = {
-            "optimizer": optimizer.state_dict(),
+            "optimizer": optim_state,
             "scheduler": scheduler.state_dict(),
             "rng": rngs,
         }
         ckpt.save_checkpoint(
-            c.output_dir, step, _unwrap(model), tokenizer, state, keep=c.keep_checkpoints
+            c.output_dir,
+            step,
+            _unwrap(model),
+            tokenizer,
+            state,
+            keep=c.keep_checkpoints,
+            state_dict=full_state,
         )
     if dd.world > 1:
         dist.barrier()

@@ -19,19 +19,27 @@ from r1agent.trainer import train_grpo
 from tests.r1agent.grpo_helpers import base_config, register_test_envs
 register_test_envs()
 model, tok = load_model({model!r})
-summary = train_grpo(base_config({model!r}, {out!r}, steps=2), model=model, tokenizer=tok)
+summary = train_grpo(base_config({model!r}, {out!r}, steps=2, fsdp={fsdp!r}, save_every={save!r}), model=model, tokenizer=tok)
+full = None
 rank = dist.get_rank()
-torch.save({{k: v.detach().clone() for k, v in model.state_dict().items()}}, {out!r} + f"/rank{{rank}}.pt")
+if {fsdp!r}:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
+else:
+    state = model.state_dict()
+torch.save({{k: v.detach().clone() for k, v in state.items()}}, {out!r} + f"/rank{{rank}}.pt")
 dist.destroy_process_group()
 """
 
 
-def test_two_cpu_processes_keep_identical_replicas(tmp_path):
+def _run(tmp_path, fsdp: bool):
     model = tiny_model(tmp_path / "tiny")
     out = tmp_path / "run"
     out.mkdir()
     script = tmp_path / "ddp.py"
-    script.write_text(_SCRIPT.format(root=str(ROOT), model=model, out=str(out)))
+    script.write_text(
+        _SCRIPT.format(root=str(ROOT), model=model, out=str(out), fsdp=fsdp, save=1 if fsdp else 0)
+    )
     cmd = [
         sys.executable,
         "-m",
@@ -53,3 +61,12 @@ def test_two_cpu_processes_keep_identical_replicas(tmp_path):
     # rank 0 logged metrics averaged over both processes; the final model is saved once
     assert (out / "metrics.jsonl").read_text().count("\n") == 2
     assert (out / "model.safetensors").is_file()
+
+
+def test_two_cpu_processes_keep_identical_replicas(tmp_path):
+    _run(tmp_path, fsdp=False)
+
+
+def test_fsdp2_two_cpu_processes(tmp_path):
+    _run(tmp_path, fsdp=True)
+    assert (tmp_path / "run" / "checkpoints" / "step-000001" / "model.safetensors").is_file()
