@@ -11,6 +11,10 @@ prompts (a, b in 0..50), reward = exact boxed answer + digit-fraction shaping, f
 T=1.0, beta=0, mu=1, lr 1e-4, dynamic sampling off, no checkpoints. Prints
 ``completion_tokens_per_s`` = completion tokens per optimizer step / mean step time
 (first step excluded) and the peak RSS of this process.
+
+Threads: the trainer runs small CPU models single-threaded by default
+(``r1agent.models.small_model_threads``); the baseline uses torch's default unless given
+``--threads``. Report both baseline settings: the default command and ``--threads 1``.
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import gymnasium as gym
-import torch
 
 BOXED = re.compile(r"\\boxed\{\s*(-?\d+)\s*\}")
 
@@ -121,7 +124,7 @@ def main() -> None:
     print(
         f"steps={len(hist)} first_step={times[0]:.3f}s total={total:.1f}s "
         f"per-step={[round(x, 3) for x in times]} gen={[round(x, 3) for x in gen]} "
-        f"threads={torch.get_num_threads()}"
+        f"threads={a.threads or 'auto'}"
     )
     print(
         f"R1AGENT_GRPO completions_per_s={a.prompts_per_step * a.group_size / s_per_step:.2f} "

@@ -159,3 +159,13 @@ def test_cli_grpo_with_overrides(model_dir, tmp_path):
     assert (tmp_path / "run" / "model.safetensors").is_file()
     res = CliRunner().invoke(app, ["grpo", str(cfg), "group_size=4", "batch_size=6"])
     assert res.exit_code != 0 and "batch_size: 6" in str(res.exception)
+
+
+def test_vllm_engine_without_vllm_names_the_extra(model_dir, tmp_path):
+    from r1agent.rollout_vllm import vllm_available
+
+    if vllm_available():
+        pytest.skip("vllm is installed: the vllm tier tests the engine")
+    cfg = base_config(model_dir, tmp_path / "run", rollout={"engine": "vllm"})
+    with pytest.raises(ImportError, match="vllm"):
+        train_grpo(cfg)
