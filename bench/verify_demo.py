@@ -74,9 +74,30 @@ def main() -> None:
     )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    report = json.loads((Path(args.run_dir) / "report.json").read_text())
+    report_path = Path(args.run_dir) / "report.json"
+    if report_path.is_file():
+        report = json.loads(report_path.read_text())
+    else:  # a pipeline run without the demo's report: check the stage checkpoints found there
+        run = Path(args.run_dir)
+        report = {
+            "stages": {
+                s: {
+                    "checkpoint": str(run / s),
+                    "pass@1": json.loads((run / s / "eval.json").read_text())["overall"]["pass@1"]
+                    if (run / s / "eval.json").is_file()
+                    else float("nan"),
+                }
+                for s in args.stages.split(",")
+                if (run / s / "config.json").is_file()
+            },
+            "env_ids": ["r1/Arithmetic-v0"],
+            "max_new_tokens": args.max_new_tokens,
+        }
     rows = {}
     for stage in args.stages.split(","):
+        if stage not in report["stages"]:
+            print(f"{stage}: no checkpoint")
+            continue
         entry = report["stages"][stage]
         t = time.time()
         got = check(
