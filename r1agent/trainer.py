@@ -26,6 +26,7 @@ written into ``output_dir`` itself (a Hugging Face directory), step checkpoints 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -450,6 +451,8 @@ def train_grpo(
         summary["metrics_file"] = str(logger.path)
         plot = plot_metrics(logger.history, out_dir / "plots" / "grpo.png") if c.plots else None
         summary["plot"] = str(plot) if plot else None
+        final = {k: v for k, v in summary.items() if k != "history"}
+        (out_dir / "summary.json").write_text(json.dumps(final, indent=2, default=str))
     if bar is not None:
         bar.close()
     torch.set_num_threads(threads_before)

@@ -49,6 +49,7 @@ def test_train_writes_metrics_checkpoints_plots_and_model(model_dir, tmp_path):
     assert rows[0]["losses/logprob_mismatch"] < 1e-3
     assert (tmp_path / "run" / "checkpoints" / "step-000001" / "trainer_state.pt").is_file()
     assert (tmp_path / "run" / "plots" / "grpo.png").stat().st_size > 0
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 2
     assert any((tmp_path / "run" / "tb").iterdir())
     before, after = _params(model_dir), _params(tmp_path / "run")
     assert any(not torch.equal(before[k], after[k]) for k in before)
