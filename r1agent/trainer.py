@@ -29,7 +29,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import random
 import time
 import warnings
@@ -45,7 +44,15 @@ import torch.distributed as dist
 from r1agent import checkpoint as ckpt
 from r1agent import grpo
 from r1agent.config import GRPOConfig
-from r1agent.metrics import MetricsLogger, plot_metrics
+from r1agent.distributed import (
+    fsdp_gathered,
+    full_model_state,
+    reduce_mean,
+    save_run_checkpoint,
+    setup_distributed,
+    unwrap,
+)
+from r1agent.metrics import MetricsLogger, StepStats, plot_metrics, step_metrics
 from r1agent.models import default_device, load_model, small_model_threads
 from r1agent.rollout import EnvPool, Episode, RewardFn, collect_episodes
 
@@ -58,29 +65,6 @@ StepCallback = Callable[[int, dict[str, Any]], "bool | None"]
 
 
 # --------------------------------------------------------------------------- setup
-
-
-@dataclass
-class Dist:
-    """Process-group facts (world of 1 when not under torchrun)."""
-
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def main(self) -> bool:
-        """Whether this is rank 0."""
-        return self.rank == 0
-
-
-def setup_distributed(device: torch.device) -> Dist:
-    """Join the torchrun process group when ``WORLD_SIZE > 1`` (gloo on CPU, NCCL on GPU)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist()
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size())
 
 
 def seed_everything(seed: int) -> None:
@@ -104,10 +88,6 @@ def sample_problems(
     rng = random.Random(f"{seed}/{step}/{rank}/{round_}")
     ids, weights = list(envs), list(envs.values())
     return [(rng.choices(ids, weights)[0], rng.randrange(seed_range)) for _ in range(n)]
-
-
-def _unwrap(model: Any) -> Any:
-    return getattr(model, "module", model)
 
 
 # --------------------------------------------------------------------------- batch
@@ -360,7 +340,7 @@ def train_grpo(
                 batch.ref_logprobs = batch_logprobs(
                     ref_model, batch, c.micro_batch_size, c.temperature
                 )
-        stats = _Stats()
+        stats = StepStats()
         skipped = 0
         for update in range(c.updates_per_batch):
             optimizer.zero_grad(set_to_none=True)
@@ -413,8 +393,8 @@ def train_grpo(
         dt = time.perf_counter() - t0
 
         # ---- 5. metrics, callbacks, checkpoints
-        row = _metrics(c, episodes, stats, n_dropped, skipped, dt, t_gen, optimizer, step)
-        row = _reduce_mean(row, dd)
+        row = step_metrics(c, episodes, stats, n_dropped, skipped, dt, t_gen, optimizer, step)
+        row = reduce_mean(row, dd)
         if dd.main and logger is not None:
             if c.sample_every and (step % c.sample_every == 0 or step == 1):
                 row["samples/completions"] = [
@@ -428,14 +408,14 @@ def train_grpo(
                 )
         stop = any(cb(step, row) for cb in callbacks)
         if c.save_every and step % c.save_every == 0 and step < c.steps and not stop:
-            _save_checkpoint(c, dd, model, tokenizer, optimizer, scheduler, step)
+            save_run_checkpoint(c, dd, model, tokenizer, optimizer, scheduler, step)
         if stop:
             break
 
     # ---- final model, plots, summary
-    full_state = _full_model_state(model, c.fsdp and dd.world > 1)
+    full_state = full_model_state(model, c.fsdp and dd.world > 1)
     if dd.main:
-        ckpt.atomic_save_pretrained(out_dir, _unwrap(model), tokenizer, state_dict=full_state)
+        ckpt.atomic_save_pretrained(out_dir, unwrap(model), tokenizer, state_dict=full_state)
     if dd.world > 1:
         dist.barrier()
     pool.close()
@@ -516,175 +496,3 @@ def _collect(
     # keep the batch size fixed (DDP ranks must agree): pad with zero-advantage groups
     chosen = (kept + spare)[:want]
     return [e for grp in chosen for e in grp], dropped
-
-
-class _Stats:
-    """Running sums of per-token statistics over micro-batches."""
-
-    def __init__(self) -> None:
-        self.tokens = 0.0
-        self.kl = self.clip_low = self.clip_high = self.entropy = self.mismatch = 0.0
-        self.loss = self.grad_norm = 0.0
-        self.mismatch_tokens = 0.0
-        self.updates = 0
-
-    @torch.no_grad()
-    def add(
-        self,
-        mb: Batch,
-        logits: torch.Tensor,
-        logp: torch.Tensor,
-        clipped: torch.Tensor,
-        kl: torch.Tensor | None,
-        temperature: float,
-        *,
-        first: bool = True,
-    ) -> None:
-        """Accumulate one micro-batch; the engine mismatch counts on the first update only."""
-        m = (mb.mask > 0).float()
-        self.tokens += float(m.sum())
-        adv_pos = (mb.advantages > 0)[:, None].float()
-        self.clip_high += float((clipped.float() * adv_pos * m).sum())
-        self.clip_low += float((clipped.float() * (1 - adv_pos) * m).sum())
-        self.entropy += float(
-            (grpo.token_entropy(logits.detach(), temperature=temperature) * m).sum()
-        )
-        if first:
-            self.mismatch_tokens += float(m.sum())
-            self.mismatch += float(((logp.detach() - mb.gen_logprobs).abs() * m).sum())
-        if kl is not None:
-            self.kl += float((kl.detach() * m).sum())
-        self.updates += 1
-
-    def per_token(self, x: float) -> float:
-        return x / max(self.tokens, 1.0)
-
-
-def _metrics(
-    c: GRPOConfig,
-    episodes: Sequence[Episode],
-    st: _Stats,
-    n_dropped: int,
-    skipped: int,
-    dt: float,
-    t_gen: float,
-    optimizer: torch.optim.Optimizer,
-    step: int,
-) -> dict[str, Any]:
-    ok = [e for e in episodes if e.error is None]
-    lengths = [sum(1 for m in e.loss_mask if m > 0) for e in episodes]
-    comp_tokens = sum(lengths)
-    done_updates = max(c.updates_per_batch - skipped, 1)
-    row: dict[str, Any] = {
-        "charts/reward": float(np.mean([e.reward for e in ok])) if ok else float("nan"),
-        "charts/reward_std": float(np.std([e.reward for e in ok])) if ok else float("nan"),
-        "charts/accuracy": float(np.mean([e.correct for e in ok])) if ok else float("nan"),
-        "charts/response_length_mean": float(np.mean(lengths)),
-        "charts/response_length_max": float(max(lengths)),
-        "charts/truncated_fraction": float(np.mean([e.truncated for e in episodes])),
-        "charts/env_failures": float(len(episodes) - len(ok)),
-        "charts/groups_dropped": float(n_dropped),
-        "charts/lr": float(optimizer.param_groups[0]["lr"]),
-        "losses/policy": st.loss / done_updates,
-        "losses/kl": st.per_token(st.kl),
-        "losses/clip_fraction": st.per_token(st.clip_low + st.clip_high),
-        "losses/clip_low_fraction": st.per_token(st.clip_low),
-        "losses/clip_high_fraction": st.per_token(st.clip_high),
-        "losses/entropy": st.per_token(st.entropy),
-        "losses/grad_norm": st.grad_norm / done_updates,
-        "losses/logprob_mismatch": st.mismatch / max(st.mismatch_tokens, 1.0),
-        "losses/skipped_updates": float(skipped),
-        "perf/step_time_s": dt,
-        "perf/generation_time_s": t_gen,
-        "perf/completion_tokens": float(comp_tokens),
-        "perf/tokens_per_s": comp_tokens / dt,
-    }
-    for k in sorted({k for e in ok for k in e.components}):
-        row[f"rewards/{k}"] = float(np.mean([e.components.get(k, 0.0) for e in ok]))
-    return row
-
-
-def _reduce_mean(row: dict[str, Any], dd: Dist) -> dict[str, Any]:
-    """Average scalar metrics over processes (rank 0 logs them)."""
-    if dd.world <= 1:
-        return row
-    keys = sorted(k for k, v in row.items() if isinstance(v, float))
-    t = torch.tensor([row[k] if math.isfinite(row[k]) else 0.0 for k in keys], dtype=torch.float64)
-    dist.all_reduce(t)
-    return {**row, **{k: float(v) / dd.world for k, v in zip(keys, t.tolist(), strict=True)}}
-
-
-def _fsdp_modules(model: Any) -> list[Any]:
-    from torch.distributed.fsdp import FSDPModule
-
-    return [m for m in model.modules() if isinstance(m, FSDPModule)]
-
-
-@contextlib.contextmanager
-def fsdp_gathered(model: Any, enabled: bool) -> Any:
-    """FSDP2: hold full parameters while generating.
-
-    Ranks decode different numbers of tokens, so no collective may run inside generation:
-    parameters are all-gathered once before and resharded after.
-    """
-    if not enabled:
-        yield
-        return
-    mods = _fsdp_modules(model)
-    for m in mods:
-        m.unshard()
-        m.set_reshard_after_forward(False)
-    try:
-        yield
-    finally:
-        for m in mods:
-            m.reshard()
-            m.set_reshard_after_forward(True)
-
-
-def _full_model_state(model: Any, fsdp: bool) -> dict[str, Any] | None:
-    """Full (unsharded, CPU) state dict under FSDP2 — a collective; ``None`` otherwise."""
-    if not fsdp:
-        return None
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    return get_model_state_dict(model, options=opts)
-
-
-def _save_checkpoint(
-    c: GRPOConfig, dd: Dist, model: Any, tokenizer: Any, optimizer: Any, scheduler: Any, step: int
-) -> None:
-    rngs: Any = ckpt.rng_state()
-    if dd.world > 1:
-        gathered: list[Any] = [None] * dd.world
-        dist.all_gather_object(gathered, rngs)
-        rngs = gathered
-    fsdp = c.fsdp and dd.world > 1
-    full_state = _full_model_state(model, fsdp)
-    optim_state = optimizer.state_dict()
-    if fsdp:
-        from torch.distributed.checkpoint.state_dict import (
-            StateDictOptions,
-            get_optimizer_state_dict,
-        )
-
-        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        optim_state = get_optimizer_state_dict(model, optimizer, options=opts)
-    if dd.main:
-        state = {
-            "optimizer": optim_state,
-            "scheduler": scheduler.state_dict(),
-            "rng": rngs,
-        }
-        ckpt.save_checkpoint(
-            c.output_dir,
-            step,
-            _unwrap(model),
-            tokenizer,
-            state,
-            keep=c.keep_checkpoints,
-            state_dict=full_state,
-        )
-    if dd.world > 1:
-        dist.barrier()

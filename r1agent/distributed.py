@@ -1,0 +1,149 @@
+"""Multi-process plumbing of the trainer: the process group, DDP/FSDP2 helpers, metric
+reduction and checkpoint saving from several ranks.
+
+Under ``torchrun`` the trainer joins a process group (gloo on CPU, NCCL on GPU). With DDP
+every rank holds the full model; with FSDP2 (``fsdp: true``) parameters are sharded and
+gathered once around generation (ranks decode different numbers of tokens, so no
+collective may run inside it), and checkpoints are written from full state dicts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from r1agent import checkpoint as ckpt
+
+__all__ = [
+    "Dist",
+    "fsdp_gathered",
+    "full_model_state",
+    "reduce_mean",
+    "save_run_checkpoint",
+    "setup_distributed",
+    "unwrap",
+]
+
+
+@dataclass
+class Dist:
+    """Process-group facts (world of 1 when not under torchrun)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        """Whether this is rank 0."""
+        return self.rank == 0
+
+
+def setup_distributed(device: torch.device) -> Dist:
+    """Join the torchrun process group when ``WORLD_SIZE > 1`` (gloo on CPU, NCCL on GPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size())
+
+
+def unwrap(model: Any) -> Any:
+    """The module inside a DDP wrapper (the model itself otherwise)."""
+    return getattr(model, "module", model)
+
+
+def reduce_mean(row: dict[str, Any], dd: Dist) -> dict[str, Any]:
+    """Average scalar metrics over processes (rank 0 logs them)."""
+    if dd.world <= 1:
+        return row
+    keys = sorted(k for k, v in row.items() if isinstance(v, float))
+    t = torch.tensor([row[k] if math.isfinite(row[k]) else 0.0 for k in keys], dtype=torch.float64)
+    dist.all_reduce(t)
+    return {**row, **{k: float(v) / dd.world for k, v in zip(keys, t.tolist(), strict=True)}}
+
+
+def _fsdp_modules(model: Any) -> list[Any]:
+    from torch.distributed.fsdp import FSDPModule
+
+    return [m for m in model.modules() if isinstance(m, FSDPModule)]
+
+
+@contextlib.contextmanager
+def fsdp_gathered(model: Any, enabled: bool) -> Any:
+    """FSDP2: hold full parameters while generating.
+
+    Ranks decode different numbers of tokens, so no collective may run inside generation:
+    parameters are all-gathered once before and resharded after.
+    """
+    if not enabled:
+        yield
+        return
+    mods = _fsdp_modules(model)
+    for m in mods:
+        m.unshard()
+        m.set_reshard_after_forward(False)
+    try:
+        yield
+    finally:
+        for m in mods:
+            m.reshard()
+            m.set_reshard_after_forward(True)
+
+
+def full_model_state(model: Any, fsdp: bool) -> dict[str, Any] | None:
+    """Full (unsharded, CPU) state dict under FSDP2 — a collective; ``None`` otherwise."""
+    if not fsdp:
+        return None
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_model_state_dict(model, options=opts)
+
+
+def save_run_checkpoint(
+    c: Any, dd: Dist, model: Any, tokenizer: Any, optimizer: Any, scheduler: Any, step: int
+) -> None:
+    """Write a resumable step checkpoint (all ranks call it; rank 0 writes).
+
+    Holds every rank's RNG state, the optimizer (full state under FSDP2) and the scheduler.
+    """
+    rngs: Any = ckpt.rng_state()
+    if dd.world > 1:
+        gathered: list[Any] = [None] * dd.world
+        dist.all_gather_object(gathered, rngs)
+        rngs = gathered
+    fsdp = c.fsdp and dd.world > 1
+    full_state = full_model_state(model, fsdp)
+    optim_state = optimizer.state_dict()
+    if fsdp:
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_optimizer_state_dict,
+        )
+
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        optim_state = get_optimizer_state_dict(model, optimizer, options=opts)
+    if dd.main:
+        state = {
+            "optimizer": optim_state,
+            "scheduler": scheduler.state_dict(),
+            "rng": rngs,
+        }
+        ckpt.save_checkpoint(
+            c.output_dir,
+            step,
+            unwrap(model),
+            tokenizer,
+            state,
+            keep=c.keep_checkpoints,
+            state_dict=full_state,
+        )
+    if dd.world > 1:
+        dist.barrier()
