@@ -36,11 +36,22 @@ def _apply(a: int, op: str, b: int) -> int:
     return a + b if op == "+" else a - b if op == "-" else a * b
 
 
-def solve_arithmetic(question: str) -> tuple[list[str], str]:
+def _detailed(total: int, sign: str, t: int) -> str:
+    """``a + b`` with ``b`` split into tens and units: ``68 + 64 = 68 + 60 + 4 = 128 + 4 = 132``."""
+    tens, units = (abs(t) // 10) * 10, abs(t) % 10
+    if t < 10 or units == 0:
+        return f"{total} {sign} {t} = {_apply(total, sign, t)}"
+    mid = _apply(total, sign, tens)
+    return f"{total} {sign} {t} = {total} {sign} {tens} {sign} {units} = {mid} {sign} {units} = {_apply(mid, sign, units)}"
+
+
+def solve_arithmetic(question: str, *, detailed: bool = False) -> tuple[list[str], str]:
     """Step-by-step solution of ``What is 47 + 18 - 25?`` with a verification step.
 
     Products are worked out first, then sums left to right; the check undoes the additions
-    and subtractions from the result back to the first term.
+    and subtractions from the result back to the first term. ``detailed`` splits each
+    addition or subtraction into tens and units (``68 + 64 = 68 + 60 + 4 = 128 + 4 = 132``):
+    longer, but easier for a small model to learn.
 
     Returns:
         ``(steps, answer)``.
@@ -67,7 +78,7 @@ def solve_arithmetic(question: str) -> tuple[list[str], str]:
     total, chain = terms[0], []
     for sign, t in zip(signs, terms[1:], strict=True):
         new = _apply(total, sign, t)
-        steps.append(f"{total} {sign} {t} = {new}")
+        steps.append(_detailed(total, sign, t) if detailed else f"{total} {sign} {t} = {new}")
         chain.append((total, sign, t, new))
         total = new
     if chain:
@@ -100,7 +111,9 @@ def format_response(steps: Sequence[str], answer: str, output_format: str = "r1"
     return r1_response(steps, answer) if output_format == "r1" else r1_zero_response(steps, answer)
 
 
-def solution_text(env: Any, info: dict[str, Any], output_format: str = "r1") -> str:
+def solution_text(
+    env: Any, info: dict[str, Any], output_format: str = "r1", *, detailed: bool = False
+) -> str:
     """A correct step-by-step response to the problem of the env's last reset.
 
     Raises:
@@ -112,7 +125,7 @@ def solution_text(env: Any, info: dict[str, Any], output_format: str = "r1") -> 
         return task.solution(problem, output_format)
     question = info.get("question", "")
     if _EXPR.search(question or ""):
-        steps, answer = solve_arithmetic(question)
+        steps, answer = solve_arithmetic(question, detailed=detailed)
         return format_response(steps, answer, output_format)
     raise ValueError(f"no solver for this task, task: {type(task).__name__}")
 
@@ -126,6 +139,7 @@ def solver_examples(
     prompt_format: str = "observation",
     tokenizer: Any = None,
     check: bool = True,
+    detailed: bool = False,
 ) -> list[Example]:
     """``n`` exact cold-start examples, env ids in turn, problem ``i`` from ``reset(seed=seed+i)``.
 
@@ -148,7 +162,7 @@ def solver_examples(
     for i in range(n):
         env = envs[env_ids[i % len(env_ids)]]
         obs, info = env.reset(seed=seed + i)
-        response = solution_text(env, info, output_format)
+        response = solution_text(env, info, output_format, detailed=detailed)
         if check:
             _, _, _, _, step_info = env.step(response)
             assert step_info["correct"], f"solver wrote a wrong answer: {response!r:.200}"

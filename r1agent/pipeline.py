@@ -36,6 +36,7 @@ class Stage1Config(BaseModel):
     )
     data: str | None = Field(None, description="{prompt, response} JSONL when source=file")
     examples: int = Field(4000, ge=1, description="solver examples (training seeds 0..n-1)")
+    detailed: bool = Field(False, description="solver splits sums into tens and units")
     sft: SFTConfig = Field(default_factory=lambda: SFTConfig(max_steps=400, lr=2e-3))
     target_pass1: float | None = Field(0.45, description="stop SFT at this quick-eval pass@1")
     min_pass_k: float = Field(0.7, description="... if pass@k is at least this")
@@ -139,7 +140,7 @@ def run_pipeline(config: PipelineConfig, *, generate_fn: Any = None) -> dict[str
             else:
                 from r1agent.coldstart import solver_examples
 
-                examples = solver_examples(envs, c.examples, seed=config.seed)
+                examples = solver_examples(envs, c.examples, seed=config.seed, detailed=c.detailed)
             stages.stage1_cold_start(
                 config.base_model,
                 out / "stage1",

@@ -64,3 +64,12 @@ def test_model_written_zero_outputs_are_rewritten_and_filtered():
     assert 1 <= len(examples) <= 4
     for ex in examples:
         assert formats.parse(ex.response, "r1").well_formed and "\\boxed{" in ex.response
+
+
+def test_detailed_solver_splits_tens_and_units_and_stays_correct():
+    steps, answer = solve_arithmetic("What is 68 + 64 - 87?", detailed=True)
+    assert steps[0] == "68 + 64 = 68 + 60 + 4 = 128 + 4 = 132"
+    assert steps[1] == "132 - 87 = 132 - 80 - 7 = 52 - 7 = 45" and answer == "45"
+    assert solver_examples(
+        ["r1/Arithmetic-v0"], 30, detailed=True
+    )  # graded correct (asserted inside)
