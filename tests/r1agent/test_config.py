@@ -49,3 +49,11 @@ def test_other_inconsistencies():
         apply_overrides({}, ["steps"])
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
         load_config("nope.yaml")
+
+
+def test_example_config_is_valid():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "grpo_tiny.yaml"
+    cfg = load_config(path, ["steps=3"])
+    assert cfg.steps == 3 and "r1/Arithmetic-v0" in cfg.envs
