@@ -406,6 +406,27 @@ def _step_env(pool: EnvPool, ep: Episode, completion: str) -> tuple[str, bool]:
     return str(obs), bool(terminated or truncated) or ep.error is not None
 
 
+def _failed_episode(
+    group: int, env_id: str, env_seed: int, tokenizer: Any, exc: Exception
+) -> Episode:
+    """A finished, masked episode for a problem whose ``reset`` raised (one masked token)."""
+    eos = [tokenizer.eos_token_id]
+    return Episode(
+        group,
+        env_id,
+        env_seed,
+        "",
+        eos,
+        [],
+        response_ids=list(eos),
+        loss_mask=[0.0],
+        gen_logprobs=[0.0],
+        completions=[""],
+        error=f"reset: {type(exc).__name__}: {exc}",
+        done=True,
+    )
+
+
 def collect_episodes(
     model: Any,
     tokenizer: Any,
@@ -434,19 +455,27 @@ def collect_episodes(
     gen = generate_fn or generate
     episodes: list[Episode] = []
     for g, (env_id, env_seed) in enumerate(problems):
-        env = pool.acquire(env_id)
         try:
-            obs, info = env.reset(seed=env_seed)
-        finally:
-            pool.release(env_id, env)
+            env = pool.acquire(env_id)
+            try:
+                obs, info = env.reset(seed=env_seed)
+            finally:
+                pool.release(env_id, env)
+        except Exception as exc:  # a failing reset masks the group, training goes on
+            episodes += [
+                _failed_episode(g, env_id, env_seed, tokenizer, exc) for _ in range(group_size)
+            ]
+            continue
         prompt = render_prompt(tokenizer, obs, info, prompt_format)
         ids = encode_prompts(tokenizer, [prompt])[0]
         msgs = list(info.get("messages") or [{"role": "user", "content": obs}])
         episodes += [
             Episode(g, env_id, env_seed, prompt, ids, list(msgs)) for _ in range(group_size)
         ]
-    live = list(episodes)
+    live = [ep for ep in episodes if not ep.done]
     for turn in range(max_turns):
+        if not live:
+            break
         outs = gen(
             model,
             tokenizer,

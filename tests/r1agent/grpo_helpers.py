@@ -19,6 +19,8 @@ class DigitEnv(gym.Env):
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
+        if self.fail == "reset" and self.np_random.random() < 0.5:
+            raise RuntimeError("problem loader crashed")
         self.target, self.t = str(int(self.np_random.integers(0, 10))), 0
         q = f"Write the digit {self.target} many times:"
         return q, {"messages": [{"role": "user", "content": q}]}
@@ -44,6 +46,7 @@ def register_test_envs() -> None:
         "test/DigitRaise-v0": {"fail": "raise"},
         "test/DigitError-v0": {"fail": "error"},
         "test/DigitNaN-v0": {"fail": "nan"},
+        "test/DigitResetRaise-v0": {"fail": "reset"},
         "test/DigitTwoTurns-v0": {"turns": 2},
     }
     for env_id, kwargs in specs.items():

@@ -55,7 +55,10 @@ def test_train_writes_metrics_checkpoints_plots_and_model(model_dir, tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
-@pytest.mark.parametrize("env_id", ["test/DigitRaise-v0", "test/DigitError-v0", "test/DigitNaN-v0"])
+@pytest.mark.parametrize(
+    "env_id",
+    ["test/DigitRaise-v0", "test/DigitError-v0", "test/DigitNaN-v0", "test/DigitResetRaise-v0"],
+)
 def test_env_failures_are_masked_and_counted(model_dir, tmp_path, env_id):
     cfg = base_config(model_dir, tmp_path / "run", envs={env_id: 1.0}, prompts_per_step=4)
     summary = train_grpo(cfg)
