@@ -69,6 +69,7 @@ def main() -> None:
     ap.add_argument("--stages", default="stage1,stage2,stage3,stage4,distill")
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--seed", type=int, default=12345)
+    ap.add_argument("--max-new-tokens", type=int, default=96, help="when there is no report.json")
     ap.add_argument(
         "--threads", type=int, default=1, help="torch threads (1 is fastest for tiny models)"
     )
