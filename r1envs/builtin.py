@@ -7,6 +7,7 @@ from r1envs.registry import _TASKS, register_task
 BUILTIN: dict[str, str] = {
     "r1/Math-v0": "r1envs.families.math:MathTask",
     "r1/Arithmetic-v0": "r1envs.families.math:ArithmeticTask",
+    "r1/ArithmeticEasy-v0": "r1envs.families.math:easy_arithmetic",
     "r1/Code-v0": "r1envs.families.code:CodeTask",
     "r1/Logic-v0": "r1envs.families.logic:LogicTask",
     "r1/Countdown-v0": "r1envs.families.logic.countdown:CountdownTask",

@@ -4,7 +4,8 @@
   by default, or the user's files (``gym.make("r1/Math-v0", data_files="gsm.jsonl",
   fields={...}, transforms={"answer": "gsm8k"})``).
 * :class:`ArithmeticTask` (``r1/Arithmetic-v0``) generates integer expressions such as
-  ``47 + 18 - 25`` with adjustable size (operands, digits, operators).
+  ``47 + 18 - 25`` with adjustable size (operands, digits, operators);
+  ``r1/ArithmeticEasy-v0`` is its one-digit rung (``7 + 5 - 3``).
 
 Both grade with :func:`r1envs.verifiers.math.check`. ``strict=True`` (the default for
 training) requires an explicit final-answer marker: ``<answer>``, ``\\boxed{}``, "the answer
@@ -165,6 +166,15 @@ class ArithmeticTask(_MathGrading, Task[MathProblem]):
     def prompt(self, problem: MathProblem) -> str:
         """The question as stated."""
         return problem.question
+
+
+def easy_arithmetic(**kwargs: Any) -> ArithmeticTask:
+    """``r1/ArithmeticEasy-v0``: one-digit operands (1..9), three of them, ``+`` and ``-``.
+
+    The first rung of the arithmetic curriculum (small models learn it within minutes on a
+    CPU); every :class:`ArithmeticTask` kwarg can still be overridden.
+    """
+    return ArithmeticTask(**{"num_operands": 3, "min_value": 1, "max_value": 9, **kwargs})
 
 
 def _evaluate(nums: list[int], ops: list[str]) -> int:
