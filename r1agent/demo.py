@@ -6,7 +6,7 @@ Steps (budgets chosen for about 10 minutes on an idle 2-core machine):
    (stage 0: the *base* model);
 1. cold-start SFT on solver-written long-CoT data in the readable r1 format, stopped at the
    first checkpoint with RL headroom (quick-eval pass@1 ≈ 0.45 with pass@8 ≥ 0.7);
-2. reasoning-oriented GRPO on ``r1/Arithmetic-v0`` (token-level loss, G=8, lr 5e-5);
+2. reasoning-oriented GRPO on ``r1/ArithmeticEasy-v0`` (one-digit operands) (token-level loss, G=8, lr 5e-5);
 3. rejection sampling from stage 2 + the shipped general data, SFT of the base model;
 4. a Bradley–Terry reward model trained on the shipped preference pairs, then GRPO on
    arithmetic prompts (rule rewards) mixed with general prompts (model rewards);
@@ -44,7 +44,7 @@ from r1agent.sft import SFTConfig
 
 log = logging.getLogger(__name__)
 
-ENV_IDS = ["r1/Arithmetic-v0"]
+ENV_IDS = ["r1/ArithmeticEasy-v0"]
 MAX_NEW_TOKENS = 96
 
 

@@ -81,4 +81,4 @@ def test_full_demo_meets_its_numbers(tmp_path):
     s = report["stages"]
     assert s["stage2"]["pass@1"] >= s["stage1"]["pass@1"] + 0.10
     assert s["stage4"]["pass@1"] > s["stage1"]["pass@1"]
-    assert report["env_ids"] == ["r1/Arithmetic-v0"] and report["prompt_format"] == "observation"
+    assert report["env_ids"] == ENV_IDS and report["prompt_format"] == "observation"
