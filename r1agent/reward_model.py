@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from r1envs.loaders import iter_jsonl
+
 log = logging.getLogger(__name__)
 
 
@@ -68,15 +70,9 @@ def read_preferences(path: str | Path) -> list[Preference]:
     if not path.is_file():
         raise FileNotFoundError(f"preference data file not found, path: {str(path)!r}")
     pairs = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-        if not isinstance(rec, dict) or not all(
-            isinstance(rec.get(k), str) and rec.get(k) for k in ("prompt", "chosen", "rejected")
+    for lineno, rec in iter_jsonl(path):
+        if not all(
+            isinstance(rec.get(k), str) and rec[k] for k in ("prompt", "chosen", "rejected")
         ):
             raise ValueError(
                 f"{path}:{lineno}: need non-empty strings 'prompt', 'chosen', 'rejected'"

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from r1agent.checkpoint import atomic_save_pretrained
 from r1agent.models import cpu_threads, small_model_threads
+from r1envs.loaders import iter_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -91,15 +92,7 @@ def read_examples(path: str | Path) -> list[Example]:
     if not path.is_file():
         raise FileNotFoundError(f"SFT data file not found, path: {str(path)!r}")
     examples = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-        if not isinstance(rec, dict):
-            raise ValueError(f"{path}:{lineno}: expected an object, got {type(rec).__name__}")
+    for lineno, rec in iter_jsonl(path):
         response = rec.get("response", rec.get("answer"))
         prompt = rec.get("prompt")
         if not isinstance(prompt, str) or not isinstance(response, str) or not response:

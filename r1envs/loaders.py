@@ -19,7 +19,7 @@ Example::
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -65,6 +65,26 @@ def _hf_split(datasets: Any, name: str, config: str | None, split: str) -> Any:
     return datasets.load_dataset(name, config, split=split)
 
 
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line number, object)`` for each non-blank line of a JSONL file.
+
+    Raises:
+        ValueError: naming the file and line of invalid JSON or a non-object line.
+    """
+    path = Path(path)
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{lineno}: invalid JSON: {err.msg}") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {record!r:.60}")
+            yield lineno, record
+
+
 def read_records(source: str | Path, *, split: str = "train") -> list[dict[str, Any]]:
     """Read raw records from a file or a Hugging Face data set.
 
@@ -93,19 +113,7 @@ def read_records(source: str | Path, *, split: str = "train") -> list[dict[str, 
         raise FileNotFoundError(f"problem file not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        records = []
-        with path.open(encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{lineno}: invalid JSON: {err.msg}") from None
-                if not isinstance(record, dict):
-                    raise ValueError(f"{path}:{lineno}: expected a JSON object, got {record!r:.60}")
-                records.append(record)
-        return records
+        return [record for _, record in iter_jsonl(path)]
     if suffix == ".json":
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
