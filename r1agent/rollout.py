@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from r1agent import fastlm
 from r1agent.models import cpu_threads, small_model_threads
 
 __all__ = [
@@ -109,7 +110,12 @@ def sample_tokens(
         cum = sorted_p.cumsum(dim=-1)
         sorted_p = sorted_p.masked_fill(cum - sorted_p > top_p, 0.0)  # keep the nucleus
         probs = torch.zeros_like(probs).scatter_(-1, idx, sorted_p)
-    tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # (B,)
+    # inverse-CDF sampling: one uniform per row (torch.multinomial draws one per vocab entry)
+    cdf = probs.double().cumsum(dim=-1)  # (B, V)
+    u = torch.rand((probs.shape[0], 1), generator=generator, device=probs.device, dtype=cdf.dtype)
+    tokens = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).clamp_(max=probs.shape[-1] - 1)
+    picked = probs.gather(-1, tokens)  # rounding at the top end must not pick a p=0 token
+    tokens = torch.where(picked > 0, tokens, probs.argmax(-1, keepdim=True)).squeeze(-1)  # (B,)
     return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
 
 
@@ -126,7 +132,24 @@ def _decode_batch(
     top_p: float,
     generator: torch.Generator | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Decode one left-padded batch; returns ``(tokens (B,N), logprobs (B,N), lengths (B,))``."""
+    """Decode one batch; returns ``(tokens (B,N), logprobs (B,N), lengths (B,))``.
+
+    Llama-family models run on :mod:`r1agent.fastlm` (static KV cache, shared prompts
+    pre-filled once); any other causal LM through its Hugging Face forward.
+    """
+    if fastlm.supports(model):
+        tokens, logps, lengths = fastlm.decode(
+            model,
+            batch,
+            pad_id=pad_id,
+            eos=eos,
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=min_new_tokens,
+            sample=lambda x: sample_tokens(
+                x, temperature=temperature, top_p=top_p, generator=generator
+            ),
+        )
+        return tokens.cpu(), logps.cpu(), lengths.cpu()
     from transformers import DynamicCache
 
     device = next(model.parameters()).device

@@ -42,7 +42,7 @@ import torch
 import torch.distributed as dist
 
 from r1agent import checkpoint as ckpt
-from r1agent import grpo
+from r1agent import fastlm, grpo
 from r1agent.config import GRPOConfig
 from r1agent.distributed import (
     fsdp_gathered,
@@ -99,6 +99,8 @@ class Batch:
 
     Shapes: ``input_ids``/``attention_mask``/``position_ids`` ``(N, P + R)``; ``response_ids``,
     ``mask`` (policy tokens × episode weight), ``gen_logprobs`` ``(N, R)``; ``advantages`` ``(N,)``.
+    The distinct prompts, for the prefix-shared forward: ``prompt_ids``/``prompt_valid``
+    ``(U, P)`` (left-padded) and ``prompt_index`` ``(N,)`` (row -> its prompt).
     """
 
     input_ids: torch.Tensor
@@ -108,13 +110,32 @@ class Batch:
     mask: torch.Tensor
     gen_logprobs: torch.Tensor
     advantages: torch.Tensor
+    prompt_ids: torch.Tensor
+    prompt_valid: torch.Tensor
+    prompt_index: torch.Tensor
     old_logprobs: torch.Tensor | None = None
     ref_logprobs: torch.Tensor | None = None
 
     def rows(self, s: slice) -> Batch:
-        """A micro-batch (rows ``s``)."""
-        pick = {k: (v[s] if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
-        return Batch(**pick)
+        """A micro-batch (rows ``s``), keeping only the prompts its rows use."""
+        per_row = {
+            k: (v[s] if isinstance(v, torch.Tensor) else v)
+            for k, v in vars(self).items()
+            if k not in ("prompt_ids", "prompt_valid", "prompt_index")
+        }
+        used, index = self.prompt_index[s].unique(return_inverse=True)
+        return Batch(
+            **per_row,
+            prompt_ids=self.prompt_ids[used],
+            prompt_valid=self.prompt_valid[used],
+            prompt_index=index,
+        )
+
+    def to(self, device: torch.device) -> Batch:
+        """The batch with every tensor on ``device``."""
+        return Batch(
+            **{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in vars(self).items()}
+        )
 
 
 def build_batch(
@@ -136,11 +157,33 @@ def build_batch(
         mask[i, :lr] = torch.tensor(e.loss_mask) * weights[i]
         gen_lp[i, :lr] = torch.tensor(e.gen_logprobs)
     positions = (attn.cumsum(-1) - 1).clamp(min=0)
-    return Batch(ids, attn, positions, ids[:, p:], mask, gen_lp, advantages.float())
+    distinct, index = fastlm.unique_prompts([e.prompt_ids for e in episodes])
+    prompt_ids, prompt_valid, _ = fastlm.left_pad(distinct, pad_id, torch.device("cpu"))
+    return Batch(
+        ids,
+        attn,
+        positions,
+        ids[:, p:],
+        mask,
+        gen_lp,
+        advantages.float(),
+        prompt_ids,
+        prompt_valid,
+        torch.tensor(index),
+    )
 
 
 def response_logits(model: Any, b: Batch) -> torch.Tensor:
-    """``(n, R, V)`` logits predicting each response token (only the response is projected)."""
+    """``(n, R, V)`` logits predicting each response token (only the response is projected).
+
+    Llama-family models use :func:`r1agent.fastlm.prefix_shared_logits` (each distinct
+    prompt computed once per micro-batch); others (and DDP/FSDP-wrapped models) the Hugging
+    Face forward over ``[prompt | response]``.
+    """
+    if fastlm.supports(model):
+        return fastlm.prefix_shared_logits(
+            model, b.prompt_ids, b.prompt_valid, b.prompt_index, b.response_ids
+        )
     r = b.response_ids.shape[1]
     out = model(
         input_ids=b.input_ids,
@@ -313,13 +356,7 @@ def train_grpo(
         weights = valid.float()
         if c.mask_truncated:
             weights = weights * grpo.truncation_mask(torch.tensor([e.truncated for e in episodes]))
-        batch = build_batch(episodes, advantages, weights, pad_id)
-        batch = Batch(
-            **{
-                k: v.to(device) if isinstance(v, torch.Tensor) else v
-                for k, v in vars(batch).items()
-            }
-        )
+        batch = build_batch(episodes, advantages, weights, pad_id).to(device)
         n_eps = batch.input_ids.shape[0]
         num_tokens = float(batch.mask.sum())
         # global denominators, so micro-batch losses sum to the full-batch aggregate

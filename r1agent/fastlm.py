@@ -1,0 +1,419 @@
+"""A lean forward pass for Llama-family decoders, used for rollouts and the GRPO update.
+
+Hugging Face's modeling code is general: per call it builds masks, walks a cache object,
+dispatches the attention implementation and runs hooks. For a small model on a CPU that
+bookkeeping costs more than the arithmetic (one decode step of the 1M-parameter tiny model
+spends most of its time outside matrix products). This module reads the **same parameter
+tensors** of a ``Qwen2ForCausalLM``, ``LlamaForCausalLM``, ``MistralForCausalLM`` or
+``Qwen3ForCausalLM`` (no copies, so it always sees the current weights) and runs the
+forward with plain tensor ops:
+
+* :func:`decode` — batched sampling with a preallocated KV cache. Identical prompts (a
+  GRPO group repeats its prompt ``G`` times) are pre-filled once and their cache rows
+  copied.
+* :func:`prefix_shared_logits` — the training forward for ``[prompt | response]`` rows
+  where many rows share a prompt: each distinct prompt goes through the model once and
+  every response attends to its prompt's keys and values (gradients flow back to the
+  shared prompt computation). With 8 episodes per prompt this removes 7/8 of the prompt
+  tokens from the update's forward and backward passes.
+
+:func:`supports` says whether a model can use it; callers fall back to the Hugging Face
+forward otherwise (other architectures, rope types that depend on the sequence length,
+sliding-window attention, wrapped models). Tests check logits, sampled log-probs and
+gradients against the Hugging Face forward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["decode", "left_pad", "prefix_shared_logits", "supports", "unique_prompts"]
+
+_ARCHS = {"Qwen2ForCausalLM", "LlamaForCausalLM", "MistralForCausalLM", "Qwen3ForCausalLM"}
+_STATIC_ROPE = {"default", "linear", "llama3", "yarn"}  # inv_freq fixed at load time
+
+SampleFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def supports(model: Any) -> bool:
+    """Whether ``model`` is a plain Llama-family causal LM this module can run."""
+    if type(model).__name__ not in _ARCHS:
+        return False
+    cfg = model.config
+    rope = getattr(cfg, "rope_parameters", None) or getattr(cfg, "rope_scaling", None) or {}
+    rope_type = rope.get("rope_type", rope.get("type", "default")) if rope else "default"
+    if rope_type not in _STATIC_ROPE:
+        return False
+    if getattr(cfg, "hidden_act", "silu") != "silu" or getattr(cfg, "mlp_bias", False):
+        return False
+    if getattr(cfg, "pretraining_tp", 1) != 1:
+        return False
+    if any(getattr(layer.self_attn, "sliding_window", None) for layer in model.model.layers):
+        return False
+    types = getattr(cfg, "layer_types", None)
+    return not types or all(t == "full_attention" for t in types)
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def _rms(x: torch.Tensor, norm: Any) -> torch.Tensor:
+    """RMSNorm as Hugging Face computes it (statistics in float32)."""
+    if x.dtype == torch.float32:  # one fused op, bitwise the same result in float32
+        return F.rms_norm(x, x.shape[-1:], norm.weight, norm.variance_epsilon)
+    xf = x.float()
+    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
+    return norm.weight * xf.to(x.dtype)
+
+
+def _rope(model: Any, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """``(cos, sin)`` of shape ``positions.shape + (head_dim,)``."""
+    rot = model.model.rotary_emb
+    freqs = positions[..., None].float() * rot.inv_freq.float()
+    emb = torch.cat((freqs, freqs), dim=-1)
+    scale = getattr(rot, "attention_scaling", 1.0)
+    return (emb.cos() * scale).to(dtype), (emb.sin() * scale).to(dtype)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+
+
+def _qkv(
+    attn: Any, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rotated ``q (..., H, T, D)``, ``k``/``v (..., Hkv, T, D)`` of ``h (..., T, hidden)``."""
+    d = attn.head_dim
+    shape = (*h.shape[:-1], -1, d)
+    q = attn.q_proj(h).view(shape)
+    k = attn.k_proj(h).view(shape)
+    v = attn.v_proj(h).view(shape)
+    if hasattr(attn, "q_norm"):  # Qwen3
+        q, k = _rms(q, attn.q_norm), _rms(k, attn.k_norm)
+    q, k, v = q.transpose(-3, -2), k.transpose(-3, -2), v.transpose(-3, -2)
+    cos, sin = cos.unsqueeze(-3), sin.unsqueeze(-3)  # broadcast over heads
+    return _rotate(q, cos, sin), _rotate(k, cos, sin), v
+
+
+def _mlp(mlp: Any, h: torch.Tensor) -> torch.Tensor:
+    return mlp.down_proj(F.silu(mlp.gate_proj(h)) * mlp.up_proj(h))
+
+
+def _attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, scale: float
+) -> torch.Tensor:
+    """Attention ``(B, H, T, D)`` with grouped KV heads and a boolean ``mask`` (True = attend)."""
+    gqa = q.shape[1] != k.shape[1]
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=gqa)
+
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """``(B, H, T, D) -> (B, T, H*D)``."""
+    return x.transpose(1, 2).flatten(2)
+
+
+def _layers_full(
+    model: Any, x: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Run ``x (B, T, hidden)`` through every layer; returns the final hidden and each layer's K, V."""
+    cos, sin = _rope(model, positions, x.dtype)
+    kvs = []
+    for layer in model.model.layers:
+        attn = layer.self_attn
+        q, k, v = _qkv(attn, _rms(x, layer.input_layernorm), cos, sin)
+        kvs.append((k, v))
+        x = x + attn.o_proj(_merge_heads(_attend(q, k, v, mask, attn.scaling)))
+        x = x + _mlp(layer.mlp, _rms(x, layer.post_attention_layernorm))
+    return x, kvs
+
+
+def _padded_causal(valid: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, T, T)`` mask: causal, never attending to padding; pad queries see themselves."""
+    t = valid.shape[1]
+    causal = torch.ones(t, t, dtype=torch.bool, device=valid.device).tril()
+    mask = causal & valid[:, None, None, :]
+    return mask | torch.eye(t, dtype=torch.bool, device=valid.device)  # no all-masked rows
+
+
+def unique_prompts(prompts: list[list[int]]) -> tuple[list[list[int]], list[int]]:
+    """Distinct prompts (first-seen order) and, per input row, the index of its prompt."""
+    index: dict[tuple[int, ...], int] = {}
+    rows = [index.setdefault(tuple(p), len(index)) for p in prompts]
+    return [list(p) for p in index], rows
+
+
+def left_pad(
+    prompts: list[list[int]], pad_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Left-padded ``ids``, ``valid`` mask and position ids, each ``(U, P)``."""
+    p = max(len(x) for x in prompts)
+    ids = torch.full((len(prompts), p), pad_id, dtype=torch.long)
+    valid = torch.zeros((len(prompts), p), dtype=torch.bool)
+    for i, x in enumerate(prompts):
+        ids[i, p - len(x) :] = torch.tensor(x, dtype=torch.long)
+        valid[i, p - len(x) :] = True
+    positions = (valid.long().cumsum(-1) - 1).clamp(min=0)
+    return ids.to(device), valid.to(device), positions.to(device)
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+@torch.inference_mode()
+def decode(
+    model: Any,
+    prompts: list[list[int]],
+    *,
+    pad_id: int,
+    eos: torch.Tensor,
+    max_new_tokens: int,
+    min_new_tokens: int,
+    sample: SampleFn,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sample up to ``max_new_tokens`` per prompt; ``(tokens (B,N), logprobs (B,N), lengths (B,))``.
+
+    Rows that produced an eos token get ``pad_id`` afterwards and stop counting; decoding
+    stops when every row has finished. ``sample(logits) -> (tokens, logprobs)``.
+    """
+    device = model.model.embed_tokens.weight.device
+    distinct, rows = unique_prompts(prompts)
+    ids, valid, positions = left_pad(distinct, pad_id, device)
+    row_index = torch.tensor(rows, device=device)
+    b, p = len(prompts), ids.shape[1]
+    x, kvs = _layers_full(model, model.model.embed_tokens(ids), positions, _padded_causal(valid))
+    last = _rms(x[:, -1], model.model.norm)
+    logits = model.lm_head(last)[row_index].float()  # (B, V)
+
+    cfg = model.config
+    n_kv = kvs[0][0].shape[1]
+    head_dim = kvs[0][0].shape[-1]
+    width = p + max_new_tokens
+    caches = []  # keys stored transposed, (B, Hkv, D, W), so q @ k needs no copy
+    for k, v in kvs:
+        kc = k.new_zeros((b, n_kv, head_dim, width))
+        vc = v.new_zeros((b, n_kv, width, head_dim))
+        kc[..., :p], vc[:, :, :p] = k[row_index].transpose(-1, -2), v[row_index]
+        caches.append((kc, vc))
+    bias = torch.full((b, width), float("-inf"), dtype=x.dtype, device=device)
+    bias[:, :p].masked_fill_(valid[row_index], 0.0)  # prompt padding and unwritten columns: -inf
+    bias = bias[:, None, None, :]  # (B, 1, 1, W)
+    pos = positions[row_index, -1] + 1  # (B,)
+    rep = cfg.num_attention_heads // n_kv
+    fused = _fuse(model)
+
+    tokens = torch.full((b, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    logps = torch.zeros((b, max_new_tokens), dtype=torch.float32, device=device)
+    lengths = torch.full((b,), max_new_tokens, dtype=torch.long, device=device)
+    done = torch.zeros(b, dtype=torch.bool, device=device)
+    for t in range(max_new_tokens):
+        if t < min_new_tokens:
+            logits[:, eos] = float("-inf")
+        tok, lp = sample(logits)
+        tok = tok.masked_fill(done, pad_id)
+        tokens[:, t], logps[:, t] = tok, lp.masked_fill(done, 0.0)
+        ended = torch.isin(tok, eos) & ~done
+        lengths = torch.where(ended, t + 1, lengths)
+        done |= ended
+        if t + 1 == max_new_tokens or bool(done.all()):
+            break
+        if fused is None:
+            logits = _decode_step(model, tok, pos, p + t, caches, bias, rep)
+        else:
+            logits = _decode_step_fused(model, fused, tok, pos, p + t, caches, bias, rep)
+        logits = logits.float()
+        pos = pos + 1
+    return tokens, logps, lengths
+
+
+@dataclass
+class _FusedLayer:
+    """One layer's weights rearranged for decoding (built per :func:`decode` call).
+
+    ``qkv`` stacks ``[q·scale, rot(q)·scale, k, rot(k), v]`` projections, where ``rot``
+    permutes and negates rows so that the projection yields ``rotate_half`` of its output:
+    rotary embedding becomes ``q·cos + q'·sin`` with no slicing. ``gate_up`` stacks the MLP's
+    two input projections; ``o_t``/``down_t`` are transposed for ``addmm`` with the residual.
+    """
+
+    norm1: Any
+    qkv: torch.Tensor
+    qkv_bias: torch.Tensor | None
+    splits: list[int]
+    o_t: torch.Tensor
+    o_bias: torch.Tensor | None
+    norm2: Any
+    gate_up: torch.Tensor
+    down_t: torch.Tensor
+
+
+def _fuse(model: Any) -> list[_FusedLayer] | None:
+    """Fused weights for every layer, or ``None`` when not worth it (large model, Qwen3)."""
+    from r1agent.models import SMALL_MODEL_PARAMS
+
+    layers = model.model.layers
+    if hasattr(layers[0].self_attn, "q_norm"):
+        return None
+    if sum(p.numel() for p in model.parameters()) >= SMALL_MODEL_PARAMS:
+        return None  # per-op overhead is negligible there; do not copy the weights
+
+    def rot(w: torch.Tensor | None, d: int) -> torch.Tensor | None:
+        if w is None:
+            return None
+        heads = w.reshape(-1, d, *w.shape[1:])
+        return torch.cat((-heads[:, d // 2 :], heads[:, : d // 2]), dim=1).reshape(w.shape)
+
+    fused = []
+    for layer in layers:
+        a, mlp = layer.self_attn, layer.mlp
+        d, sc = a.head_dim, a.scaling
+        q, k, v = a.q_proj, a.k_proj, a.v_proj
+        weights = [q.weight * sc, rot(q.weight, d) * sc, k.weight, rot(k.weight, d), v.weight]
+        bias = None
+        if q.bias is not None or k.bias is not None or v.bias is not None:
+            bq, bk, bv = (
+                m.bias if m.bias is not None else m.weight.new_zeros(m.out_features)
+                for m in (q, k, v)
+            )
+            bias = torch.cat([bq * sc, rot(bq, d) * sc, bk, rot(bk, d), bv])
+        fused.append(
+            _FusedLayer(
+                layer.input_layernorm,
+                torch.cat(weights),
+                bias,
+                [w.shape[0] for w in weights],
+                a.o_proj.weight.t().contiguous(),
+                a.o_proj.bias,
+                layer.post_attention_layernorm,
+                torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]),
+                mlp.down_proj.weight.t().contiguous(),
+            )
+        )
+    return fused
+
+
+def _decode_step_fused(
+    model: Any,
+    fused: list[_FusedLayer],
+    tok: torch.Tensor,
+    pos: torch.Tensor,
+    col: int,
+    caches: list[tuple[torch.Tensor, torch.Tensor]],
+    bias: torch.Tensor,
+    rep: int,
+) -> torch.Tensor:
+    """:func:`_decode_step` on :func:`_fuse`'s weights: about a third of the tensor ops."""
+    x = model.model.embed_tokens(tok)  # (B, hidden)
+    cos, sin = _rope(model, pos, x.dtype)
+    cos, sin = cos[:, None], sin[:, None]  # (B, 1, D)
+    b = x.shape[0]
+    bias[..., col] = 0.0
+    for f, (kc, vc) in zip(fused, caches, strict=True):
+        d = kc.shape[2]
+        q, q2, k, k2, v = F.linear(_rms(x, f.norm1), f.qkv, f.qkv_bias).split(f.splits, dim=-1)
+        q = torch.addcmul(q.view(b, -1, d) * cos, q2.view(b, -1, d), sin)  # (B, H, D), scaled
+        kc[..., col] = torch.addcmul(k.view(b, -1, d) * cos, k2.view(b, -1, d), sin)
+        vc[:, :, col] = v.view(b, -1, d)
+        scores = torch.matmul(q.view(b, -1, rep, d), kc)  # (B, Hkv, rep, W)
+        out = torch.matmul(torch.softmax(scores + bias, dim=-1), vc).reshape(b, -1)
+        x = torch.addmm(x, out, f.o_t)
+        if f.o_bias is not None:
+            x = x + f.o_bias
+        gate, up = F.linear(_rms(x, f.norm2), f.gate_up).chunk(2, dim=-1)
+        x = torch.addmm(x, F.silu(gate) * up, f.down_t)
+    return model.lm_head(_rms(x, model.model.norm))
+
+
+def _decode_step(
+    model: Any,
+    tok: torch.Tensor,
+    pos: torch.Tensor,
+    col: int,
+    caches: list[tuple[torch.Tensor, torch.Tensor]],
+    bias: torch.Tensor,
+    rep: int,
+) -> torch.Tensor:
+    """One token per row at cache column ``col``; returns next-token logits ``(B, V)``."""
+    x = model.model.embed_tokens(tok)  # (B, hidden)
+    cos, sin = _rope(model, pos, x.dtype)  # (B, D)
+    cos, sin = cos[:, None, None], sin[:, None, None]
+    b = x.shape[0]
+    bias[..., col] = 0.0
+    for layer, (kc, vc) in zip(model.model.layers, caches, strict=True):
+        attn = layer.self_attn
+        h = _rms(x, layer.input_layernorm)
+        d = attn.head_dim
+        q = attn.q_proj(h).view(b, -1, 1, d)  # (B, H, 1, D)
+        k = attn.k_proj(h).view(b, -1, 1, d)
+        v = attn.v_proj(h).view(b, -1, 1, d)
+        if hasattr(attn, "q_norm"):
+            q, k = _rms(q, attn.q_norm), _rms(k, attn.k_norm)
+        kc[..., col : col + 1] = _rotate(k, cos, sin).transpose(-1, -2)
+        vc[:, :, col : col + 1] = v
+        # grouped heads: the `rep` query heads sharing a KV head become rows of one matmul;
+        # the whole (contiguous) cache is used, columns not written yet are masked by `bias`
+        q = _rotate(q, cos, sin).view(b, -1, rep, d)  # (B, Hkv, rep, D)
+        scores = torch.matmul(q, kc) * attn.scaling
+        probs = torch.softmax(scores + bias, dim=-1)  # (B, Hkv, rep, W)
+        out = torch.matmul(probs, vc).reshape(b, -1)  # (B, H*D)
+        x = x + attn.o_proj(out)
+        x = x + _mlp(layer.mlp, _rms(x, layer.post_attention_layernorm))
+    return model.lm_head(_rms(x, model.model.norm))
+
+
+# --------------------------------------------------------------------------- training
+
+
+def prefix_shared_logits(
+    model: Any,
+    prompt_ids: torch.Tensor,
+    prompt_valid: torch.Tensor,
+    prompt_index: torch.Tensor,
+    response_ids: torch.Tensor,
+) -> torch.Tensor:
+    """Logits predicting each response token, computing every distinct prompt once.
+
+    Args:
+        model: a model for which :func:`supports` is true.
+        prompt_ids: ``(U, P)`` distinct prompts, left-padded.
+        prompt_valid: ``(U, P)`` bool, False on padding.
+        prompt_index: ``(N,)`` which prompt each row continues.
+        response_ids: ``(N, R)`` response tokens (right-padded; padding only affects
+            positions after it).
+
+    Returns:
+        ``(N, R, V)`` logits: row ``i``, column ``t`` predicts ``response_ids[i, t]``.
+    """
+    emb = model.model.embed_tokens
+    positions = (prompt_valid.long().cumsum(-1) - 1).clamp(min=0)
+    x_p, kv_p = _layers_full(model, emb(prompt_ids), positions, _padded_causal(prompt_valid))
+
+    n, r = response_ids.shape
+    p = prompt_ids.shape[1]
+    start = prompt_valid.sum(-1)[prompt_index]  # (N,) first response position
+    pos_r = start[:, None] + torch.arange(r, device=start.device)  # (N, R)
+    cos, sin = _rope(model, pos_r, x_p.dtype)
+    causal = torch.ones(r, r, dtype=torch.bool, device=start.device).tril()
+    mask = torch.cat(
+        (
+            prompt_valid[prompt_index][:, None, None, :].expand(n, 1, r, p),
+            causal.expand(n, 1, r, r),
+        ),
+        dim=-1,
+    )  # (N, 1, R, P + R)
+    x = emb(response_ids)
+    for layer, (k_p, v_p) in zip(model.model.layers, kv_p, strict=True):
+        attn = layer.self_attn
+        q, k, v = _qkv(attn, _rms(x, layer.input_layernorm), cos, sin)
+        k = torch.cat((k_p[prompt_index], k), dim=2)
+        v = torch.cat((v_p[prompt_index], v), dim=2)
+        x = x + attn.o_proj(_merge_heads(_attend(q, k, v, mask, attn.scaling)))
+        x = x + _mlp(layer.mlp, _rms(x, layer.post_attention_layernorm))
+    # the prompt's last position predicts response token 0; response t predicts t + 1
+    h = torch.cat((x_p[:, -1][prompt_index][:, None], x[:, :-1]), dim=1)  # (N, R, hidden)
+    return model.lm_head(_rms(h, model.model.norm))

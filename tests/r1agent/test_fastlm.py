@@ -1,0 +1,197 @@
+"""The lean forward (r1agent.fastlm) against the Hugging Face forward it replaces."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+)
+
+from r1agent import fastlm, models
+from r1agent.rollout import sample_tokens
+
+SIZES = {
+    "vocab_size": 61,
+    "hidden_size": 64,
+    "intermediate_size": 96,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 128,
+    "tie_word_embeddings": False,
+}
+ARCHS = {
+    "qwen2": (Qwen2ForCausalLM, Qwen2Config, {}),
+    "llama": (LlamaForCausalLM, LlamaConfig, {"attention_bias": True}),
+    "qwen3": (Qwen3ForCausalLM, Qwen3Config, {"head_dim": 16}),
+}
+PROMPTS = [[5, 6, 7], [5, 6, 7], [8, 9, 10, 11, 12], [3], [5, 6, 7]]
+
+
+def make(arch: str) -> torch.nn.Module:
+    cls, cfg_cls, extra = ARCHS[arch]
+    torch.manual_seed(0)
+    model = cls(cfg_cls(**SIZES, **extra)).float().eval()
+    with torch.no_grad():  # non-trivial norms and biases, so a missed one shows
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.normal_(1.0, 0.2)
+            elif name.endswith("bias"):
+                p.normal_(0.0, 0.2)
+    return model
+
+
+def hf_rows(prompts: list[list[int]], response: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``[left-padded prompt | response]`` ids, attention mask and positions."""
+    p = max(len(x) for x in prompts)
+    ids = torch.zeros((len(prompts), p + response.shape[1]), dtype=torch.long)
+    attn = torch.zeros_like(ids)
+    for i, x in enumerate(prompts):
+        ids[i, p - len(x) : p] = torch.tensor(x)
+        attn[i, p - len(x) :] = 1
+    ids[:, p:] = response
+    return ids, attn, (attn.cumsum(-1) - 1).clamp(min=0), p
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_prefix_shared_logits_and_gradients_match_hugging_face(arch):
+    model = make(arch)
+    assert fastlm.supports(model)
+    distinct, index = fastlm.unique_prompts(PROMPTS)
+    assert distinct == [[5, 6, 7], [8, 9, 10, 11, 12], [3]] and index == [0, 0, 1, 2, 0]
+    p_ids, p_valid, _ = fastlm.left_pad(distinct, 0, torch.device("cpu"))
+    response = torch.randint(1, 61, (len(PROMPTS), 6), generator=torch.Generator().manual_seed(1))
+    fast = fastlm.prefix_shared_logits(model, p_ids, p_valid, torch.tensor(index), response)
+
+    ids, attn, pos, p = hf_rows(PROMPTS, response)
+    ref = model(input_ids=ids, attention_mask=attn, position_ids=pos).logits[:, p - 1 : -1]
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
+    params = list(model.parameters())
+    g_fast = torch.autograd.grad(fast.square().mean(), params)
+    g_ref = torch.autograd.grad(ref.square().mean(), params)
+    for a, b in zip(g_fast, g_ref, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+
+
+def greedy(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return sample_tokens(logits, temperature=0.0, top_p=1.0, generator=None)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_decode_matches_a_full_forward_per_token(arch, fused, monkeypatch):
+    model = make(arch)
+    if not fused:  # large models decode on the unfused weights
+        monkeypatch.setattr(models, "SMALL_MODEL_PARAMS", 0)
+    eos = torch.tensor([1])
+    tokens, logps, lengths = fastlm.decode(
+        model, PROMPTS, pad_id=0, eos=eos, max_new_tokens=7, min_new_tokens=7, sample=greedy
+    )
+    assert lengths.tolist() == [7] * len(PROMPTS)
+    for i, prompt in enumerate(PROMPTS):
+        seq = list(prompt)
+        for t in range(7):
+            with torch.no_grad():
+                logits = model(input_ids=torch.tensor([seq])).logits[0, -1]
+            logits[1] = float("-inf")  # eos is banned before min_new_tokens
+            nxt = int(logits.argmax())
+            assert int(tokens[i, t]) == nxt
+            assert float(logps[i, t]) == pytest.approx(
+                float(torch.log_softmax(logits, -1)[nxt]), abs=1e-5
+            )
+            seq.append(nxt)
+
+
+def test_decode_stops_rows_at_eos_and_pads_after():
+    model = make("qwen2")
+    # an eos the model emits often: the most likely first token of prompt 0
+    with torch.no_grad():
+        first = int(model(input_ids=torch.tensor([PROMPTS[0]])).logits[0, -1].argmax())
+    eos = torch.tensor([first])
+    tokens, _, lengths = fastlm.decode(
+        model, PROMPTS, pad_id=0, eos=eos, max_new_tokens=5, min_new_tokens=0, sample=greedy
+    )
+    assert lengths[0] == 1 and tokens[0, 0] == first and (tokens[0, 1:] == 0).all()
+    assert (lengths >= 1).all() and (lengths <= 5).all()
+
+
+def test_supports_only_plain_llama_family_models():
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50))
+    assert not fastlm.supports(gpt2)
+    dyn = Qwen2Config(**SIZES, rope_parameters={"rope_type": "dynamic", "factor": 2.0})
+    assert not fastlm.supports(Qwen2ForCausalLM(dyn))
+    sliding = Qwen2Config(**SIZES, use_sliding_window=True, sliding_window=4, max_window_layers=0)
+    assert not fastlm.supports(Qwen2ForCausalLM(sliding))
+
+
+def test_inverse_cdf_sampling_follows_the_distribution():
+    probs = torch.tensor([0.5, 0.0, 0.3, 0.2])
+    logits = probs.clamp(min=1e-30).log().expand(20_000, 4).clone()
+    logits[:, 1] = float("-inf")
+    g = torch.Generator().manual_seed(0)
+    tokens, logp = sample_tokens(logits, temperature=1.0, top_p=1.0, generator=g)
+    freq = torch.bincount(tokens, minlength=4).float() / len(tokens)
+    assert freq[1] == 0
+    torch.testing.assert_close(freq, probs, atol=0.015, rtol=0)
+    torch.testing.assert_close(logp, probs.log()[tokens])
+    again, _ = sample_tokens(logits, temperature=1.0, top_p=1.0, generator=g.manual_seed(0))
+    assert torch.equal(tokens, again)
+
+
+def test_small_models_use_the_cores_idle_at_start(monkeypatch):
+    model = make("qwen2")
+    monkeypatch.setattr(models, "_IDLE_CORES", None)
+    monkeypatch.setattr(models.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(models.os, "getloadavg", lambda: (2.7, 0.0, 0.0))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    assert models.idle_cores() == 1
+    assert models.small_model_threads(model) == 1
+    monkeypatch.setattr(models, "_IDLE_CORES", None)
+    monkeypatch.setattr(models.os, "getloadavg", lambda: (0.2, 0.0, 0.0))
+    assert models.small_model_threads(model) == 4
+    monkeypatch.setattr(models, "SMALL_MODEL_PARAMS", 10)
+    assert models.small_model_threads(model) is None
+
+
+def test_trainer_batches_share_prompts_and_micro_batches_keep_theirs():
+    from r1agent.rollout import Episode
+    from r1agent.trainer import build_batch, response_logits
+
+    model = make("qwen2")
+    episodes = []
+    for g, (prompt, resp) in enumerate(
+        [(p, [7 + i, 9, 11 + i][: 1 + i % 3]) for i, p in enumerate(PROMPTS)]
+    ):
+        episodes.append(
+            Episode(
+                g,
+                "x",
+                0,
+                "",
+                prompt,
+                response_ids=resp,
+                loss_mask=[1.0] * len(resp),
+                gen_logprobs=[0.0] * len(resp),
+            )
+        )
+    batch = build_batch(episodes, torch.zeros(len(episodes)), torch.ones(len(episodes)), 0)
+    assert batch.prompt_ids.shape[0] == 3 and batch.prompt_index.tolist() == [0, 0, 1, 2, 0]
+    mb = batch.rows(slice(2, 4))
+    assert mb.prompt_ids.shape[0] == 2 and mb.prompt_index.tolist() == [0, 1]
+    r = batch.response_ids.shape[1]
+    for b in (batch, mb):
+        out = model(
+            input_ids=b.input_ids, attention_mask=b.attention_mask, position_ids=b.position_ids
+        ).logits[:, -r - 1 : -1]
+        valid = b.mask > 0  # positions after a response's end are padding
+        torch.testing.assert_close(
+            response_logits(model, b)[valid], out[valid], atol=1e-5, rtol=1e-5
+        )
