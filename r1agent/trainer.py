@@ -359,6 +359,10 @@ def train_grpo(
         batch = build_batch(episodes, advantages, weights, pad_id).to(device)
         n_eps = batch.input_ids.shape[0]
         num_tokens = float(batch.mask.sum())
+        if dd.world > 1:  # gradients are averaged over ranks: divide by the mean token count
+            count = torch.tensor([num_tokens], dtype=torch.float64, device=device)
+            dist.all_reduce(count)
+            num_tokens = float(count) / dd.world
         # global denominators, so micro-batch losses sum to the full-batch aggregate
         agg_kwargs = {
             "token_mean": {"num_tokens": num_tokens},
