@@ -12,9 +12,10 @@ T=1.0, beta=0, mu=1, lr 1e-4, dynamic sampling off, no checkpoints. Prints
 ``completion_tokens_per_s`` = completion tokens per optimizer step / mean step time
 (first step excluded) and the peak RSS of this process.
 
-Threads: the trainer runs small CPU models single-threaded by default
-(``r1agent.models.small_model_threads``); the baseline uses torch's default unless given
-``--threads``. Report both baseline settings: the default command and ``--threads 1``.
+Threads: for small CPU models the trainer uses the cores that were idle when it started
+(``r1agent.models.small_model_threads``: all of them on an idle machine, fewer when other
+work holds cores); the baseline uses torch's default unless given ``--threads``. Compare on
+an idle machine, or give both the same ``--threads``.
 """
 
 from __future__ import annotations

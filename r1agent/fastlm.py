@@ -178,8 +178,10 @@ def decode(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sample up to ``max_new_tokens`` per prompt; ``(tokens (B,N), logprobs (B,N), lengths (B,))``.
 
-    Rows that produced an eos token get ``pad_id`` afterwards and stop counting; decoding
-    stops when every row has finished. ``sample(logits) -> (tokens, logprobs)``.
+    Rows that produced an eos token get ``pad_id`` afterwards and stop counting; once a
+    quarter of the rows being decoded have finished they leave the batch (their cache rows
+    are dropped), and decoding stops when every row has finished.
+    ``sample(logits) -> (tokens, logprobs)``.
     """
     device = model.model.embed_tokens.weight.device
     distinct, rows = unique_prompts(prompts)
@@ -202,7 +204,7 @@ def decode(
         caches.append((kc, vc))
     bias = torch.full((b, width), float("-inf"), dtype=x.dtype, device=device)
     bias[:, :p].masked_fill_(valid[row_index], 0.0)  # prompt padding and unwritten columns: -inf
-    bias = bias[:, None, None, :]  # (B, 1, 1, W)
+    bias = bias[:, None, None, :].expand(b, n_kv, 1, width).contiguous()  # (B, Hkv, 1, W)
     pos = positions[row_index, -1] + 1  # (B,)
     rep = cfg.num_attention_heads // n_kv
     fused = _fuse(model)
@@ -210,18 +212,24 @@ def decode(
     tokens = torch.full((b, max_new_tokens), pad_id, dtype=torch.long, device=device)
     logps = torch.zeros((b, max_new_tokens), dtype=torch.float32, device=device)
     lengths = torch.full((b,), max_new_tokens, dtype=torch.long, device=device)
+    live = torch.arange(b, device=device)  # output row of each row still decoded
     done = torch.zeros(b, dtype=torch.bool, device=device)
     for t in range(max_new_tokens):
         if t < min_new_tokens:
             logits[:, eos] = float("-inf")
         tok, lp = sample(logits)
         tok = tok.masked_fill(done, pad_id)
-        tokens[:, t], logps[:, t] = tok, lp.masked_fill(done, 0.0)
+        tokens[live, t], logps[live, t] = tok, lp.masked_fill(done, 0.0)
         ended = torch.isin(tok, eos) & ~done
-        lengths = torch.where(ended, t + 1, lengths)
+        lengths[live] = torch.where(ended, t + 1, lengths[live])
         done |= ended
         if t + 1 == max_new_tokens or bool(done.all()):
             break
+        if 4 * int(done.sum()) >= done.numel():  # a quarter finished: stop computing them
+            keep = (~done).nonzero().squeeze(-1)
+            live, tok, pos, bias, done = live[keep], tok[keep], pos[keep], bias[keep], done[keep]
+            caches = [(kc[keep], vc[keep]) for kc, vc in caches]
+        bias[..., p + t] = 0.0  # the column this step writes becomes visible
         if fused is None:
             logits = _decode_step(model, tok, pos, p + t, caches, bias, rep)
         else:
@@ -312,15 +320,16 @@ def _decode_step_fused(
     cos, sin = _rope(model, pos, x.dtype)
     cos, sin = cos[:, None], sin[:, None]  # (B, 1, D)
     b = x.shape[0]
-    bias[..., col] = 0.0
+    bias3 = bias.view(-1, 1, bias.shape[-1])  # (B * Hkv, 1, W)
     for f, (kc, vc) in zip(fused, caches, strict=True):
         d = kc.shape[2]
         q, q2, k, k2, v = F.linear(_rms(x, f.norm1), f.qkv, f.qkv_bias).split(f.splits, dim=-1)
         q = torch.addcmul(q.view(b, -1, d) * cos, q2.view(b, -1, d), sin)  # (B, H, D), scaled
         kc[..., col] = torch.addcmul(k.view(b, -1, d) * cos, k2.view(b, -1, d), sin)
         vc[:, :, col] = v.view(b, -1, d)
-        scores = torch.matmul(q.view(b, -1, rep, d), kc)  # (B, Hkv, rep, W)
-        out = torch.matmul(torch.softmax(scores + bias, dim=-1), vc).reshape(b, -1)
+        # one batched product per (row, KV head): scores = bias + q @ k
+        scores = torch.baddbmm(bias3, q.reshape(-1, rep, d), kc.view(-1, d, kc.shape[-1]))
+        out = torch.bmm(torch.softmax(scores, dim=-1), vc.view(-1, *vc.shape[2:])).view(b, -1)
         x = torch.addmm(x, out, f.o_t)
         if f.o_bias is not None:
             x = x + f.o_bias
@@ -343,7 +352,6 @@ def _decode_step(
     cos, sin = _rope(model, pos, x.dtype)  # (B, D)
     cos, sin = cos[:, None, None], sin[:, None, None]
     b = x.shape[0]
-    bias[..., col] = 0.0
     for layer, (kc, vc) in zip(model.model.layers, caches, strict=True):
         attn = layer.self_attn
         h = _rms(x, layer.input_layernorm)

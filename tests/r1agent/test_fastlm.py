@@ -195,3 +195,32 @@ def test_trainer_batches_share_prompts_and_micro_batches_keep_theirs():
         torch.testing.assert_close(
             response_logits(model, b)[valid], out[valid], atol=1e-5, rtol=1e-5
         )
+
+
+def test_finished_rows_leave_the_batch_without_changing_the_others(monkeypatch):
+    import r1agent.rollout as rollout
+
+    model = make("llama")
+    prompts = [[5, 6, 7], [8, 9, 10, 11, 12], [3], [4, 4], [9, 8, 7, 6], [2, 13], [5, 6, 7], [1]]
+    kw = {"pad_id": 0, "max_new_tokens": 12, "min_new_tokens": 0, "sample": greedy}
+    free, _, _ = fastlm.decode(model, prompts, eos=torch.tensor([60]), **kw)
+    # an eos most rows reach at different steps, so the batch shrinks several times
+    eos_id = int(torch.mode(free[:, :6].flatten()).values)
+    eos = torch.tensor([eos_id])
+    tokens, logps, lengths = fastlm.decode(model, prompts, eos=eos, **kw)
+    assert len(set(lengths.tolist())) > 2
+
+    monkeypatch.setattr(rollout.fastlm, "supports", lambda m: False)  # Hugging Face reference
+    ref_t, ref_lp, ref_len = rollout._decode_batch(
+        model,
+        prompts,
+        pad_id=0,
+        eos=eos,
+        max_new_tokens=12,
+        min_new_tokens=0,
+        temperature=0.0,
+        top_p=1.0,
+        generator=None,
+    )
+    assert torch.equal(lengths, ref_len) and torch.equal(tokens, ref_t)
+    torch.testing.assert_close(logps, ref_lp, atol=1e-5, rtol=1e-5)
