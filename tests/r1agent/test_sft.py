@@ -8,11 +8,15 @@ import torch
 from r1agent.sft import (
     IGNORE_INDEX,
     Example,
+    batch_loss,
+    build_rows,
     collate,
     lr_at,
     pack,
     read_examples,
     response_loss,
+    shared_prefix,
+    split_by_prefix,
 )
 
 
@@ -36,7 +40,7 @@ def test_collate_block_diagonal_mask_and_positions():
     assert b["labels"][1].tolist() == [6, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX]
 
 
-def test_packed_row_computes_what_each_example_computes_alone():
+def small_model(layers: int = 1) -> torch.nn.Module:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(0)
@@ -44,12 +48,16 @@ def test_packed_row_computes_what_each_example_computes_alone():
         vocab_size=50,
         hidden_size=16,
         intermediate_size=32,
-        num_hidden_layers=1,
+        num_hidden_layers=layers,
         num_attention_heads=2,
         num_key_value_heads=1,
         max_position_embeddings=64,
     )
-    model = Qwen2ForCausalLM(cfg).eval()
+    return Qwen2ForCausalLM(cfg).eval()
+
+
+def test_packed_row_computes_what_each_example_computes_alone():
+    model = small_model()
     a, c = [1, 2, 3], [4, 5, 6, 7]
     b = collate([[(a, a), (c, c)]], pad_id=0)
     packed = model(
@@ -57,6 +65,53 @@ def test_packed_row_computes_what_each_example_computes_alone():
     ).logits
     alone = model(input_ids=torch.tensor([c])).logits
     torch.testing.assert_close(packed[:, 3:], alone, atol=1e-5, rtol=1e-4)
+
+
+def example(prompt: list[int], response: list[int]) -> tuple[list[int], list[int]]:
+    return prompt + response, [IGNORE_INDEX] * len(prompt) + response
+
+
+def test_shared_prefix_is_the_biggest_groups_common_prompt_start():
+    template = list(range(10, 22))  # 12 shared prompt tokens
+    encoded = [
+        example(template + [30, 31], [40, 41]),
+        example(template + [32], [42]),
+        example(template + [33, 34, 35], [43, 44, 45]),
+        example([1, 2, 3, 4, 5, 6, 7, 8, 9, 9], [46]),  # another prompt: not a member
+    ]
+    assert shared_prefix(encoded) == template
+    members, others = split_by_prefix(encoded, template)
+    assert len(members) == 3 and others == [encoded[3]]
+    # the prefix stops one token short of the shortest member prompt
+    assert shared_prefix([example(template, [1]), example(template, [2])]) == template[:-1]
+    assert shared_prefix([example(template + [1], [2])]) == []  # one example: nothing shared
+    assert shared_prefix([(template, template)]) == []  # loss on every token: no prompt
+
+
+def test_prefix_shared_loss_and_gradient_equal_the_packed_ones():
+    model = small_model(layers=2).train()
+    template = list(range(10, 22))
+    encoded = [
+        example(template + [30, 31], [40, 41, 2]),
+        example(template + [32], [42, 2]),
+        example(template + [33, 34, 35], [43, 44, 45, 46, 2]),
+        example([1, 2, 3, 4, 5, 6, 7, 8, 9, 9], [46, 47, 2]),
+    ]
+    rows = build_rows(encoded, 40, packing=True)
+    prefix = shared_prefix(encoded)
+
+    def loss_and_grad(prefix: list[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        model.zero_grad()
+        loss, n = batch_loss(model, rows, pad_id=0, prefix=prefix)
+        assert n == 3 + 2 + 5 + 3  # every response token
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    plain, plain_grads = loss_and_grad([])
+    shared, shared_grads = loss_and_grad(prefix)
+    torch.testing.assert_close(shared, plain, atol=1e-5, rtol=1e-5)
+    for a, b in zip(shared_grads, plain_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
 def test_response_loss_counts_only_labelled_tokens():
