@@ -45,6 +45,7 @@ def synthetic_corpus(
     seed: int = 0,
     general_path: str | Path | None = None,
     prompt_share: float = 0.3,
+    max_value: int = 99,
 ) -> list[str]:
     """``n`` synthetic documents: arithmetic text, env prompts and general answers.
 
@@ -54,6 +55,7 @@ def synthetic_corpus(
         seed: RNG seed.
         general_path: ``{"prompt", "answer"}`` JSONL (default: the shipped general set).
         prompt_share: share of documents that are env prompts.
+        max_value: largest operand drawn in the arithmetic text.
     """
     from r1agent.evaluate import make_env
 
@@ -81,7 +83,7 @@ def synthetic_corpus(
         elif r < prompt_share + 0.1 and general:
             docs.append(rng.choice(general))
         else:
-            docs.append(arithmetic_sentence(rng))
+            docs.append(arithmetic_sentence(rng, max_value))
     for env in envs:
         env.close()
     return docs
@@ -99,9 +101,10 @@ def pretrain(
     max_len: int = 256,
     env_ids: Sequence[str] = ("r1/Arithmetic-v0",),
     seed: int = 0,
+    max_value: int = 99,
 ) -> dict[str, Any]:
     """Pretrain ``model`` in place on :func:`synthetic_corpus` and save it to ``output_dir``."""
-    docs = synthetic_corpus(documents, env_ids=env_ids, seed=seed)
+    docs = synthetic_corpus(documents, env_ids=env_ids, seed=seed, max_value=max_value)
     config = SFTConfig(
         model="<in memory>",
         output_dir=str(output_dir),
