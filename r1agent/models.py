@@ -110,20 +110,39 @@ SMALL_MODEL_PARAMS = 20_000_000
 _IDLE_CORES: int | None = None
 
 
+def _busy_cores(window: float = 0.2) -> float:
+    """Cores busy with other work now: from ``/proc/stat`` over ``window`` seconds on Linux,
+    else the one-minute load average (which lags by about a minute)."""
+    import time
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(window)
+        total1, idle1 = sample()
+        busy_share = 1.0 - (idle1 - idle0) / max(1, total1 - total0)
+        return busy_share * (os.cpu_count() or 1)
+    except (OSError, ValueError, IndexError):
+        try:
+            return os.getloadavg()[0]
+        except OSError:  # neither is available on this platform
+            return 0.0
+
+
 def idle_cores() -> int:
     """Cores not busy with other work when first asked (then fixed for the process).
 
-    ``os.cpu_count()`` minus the rounded one-minute load average, at least 1. Measured
-    once, so this process's own later load does not count against it.
+    ``os.cpu_count()`` minus the cores measured busy (see :func:`_busy_cores`), at least 1.
+    Measured once, so this process's own later load does not count against it.
     """
     global _IDLE_CORES
     if _IDLE_CORES is None:
         cores = os.cpu_count() or 1
-        try:
-            busy = round(os.getloadavg()[0])
-        except OSError:  # not available on this platform
-            busy = 0
-        _IDLE_CORES = max(1, min(cores, cores - busy))
+        _IDLE_CORES = max(1, min(cores, cores - round(_busy_cores())))
     return _IDLE_CORES
 
 

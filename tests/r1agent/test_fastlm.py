@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from transformers import (
@@ -148,14 +150,15 @@ def test_inverse_cdf_sampling_follows_the_distribution():
 
 def test_small_models_use_the_cores_idle_at_start(monkeypatch):
     model = make("qwen2")
+    assert 0.0 <= models._busy_cores(0.05) <= (os.cpu_count() or 1) + 0.01
     monkeypatch.setattr(models, "_IDLE_CORES", None)
     monkeypatch.setattr(models.os, "cpu_count", lambda: 4)
-    monkeypatch.setattr(models.os, "getloadavg", lambda: (2.7, 0.0, 0.0))
+    monkeypatch.setattr(models, "_busy_cores", lambda: 2.7)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
     assert models.idle_cores() == 1
     assert models.small_model_threads(model) == 1
     monkeypatch.setattr(models, "_IDLE_CORES", None)
-    monkeypatch.setattr(models.os, "getloadavg", lambda: (0.2, 0.0, 0.0))
+    monkeypatch.setattr(models, "_busy_cores", lambda: 0.2)
     assert models.small_model_threads(model) == 4
     monkeypatch.setattr(models, "SMALL_MODEL_PARAMS", 10)
     assert models.small_model_threads(model) is None
