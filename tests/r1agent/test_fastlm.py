@@ -227,3 +227,27 @@ def test_finished_rows_leave_the_batch_without_changing_the_others(monkeypatch):
     )
     assert torch.equal(lengths, ref_len) and torch.equal(tokens, ref_t)
     torch.testing.assert_close(logps, ref_lp, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "qwen3"])
+def test_bfloat16_weights_and_autocast_run_and_match(arch):
+    model = make(arch).to(torch.bfloat16)
+    distinct, index = fastlm.unique_prompts(PROMPTS)
+    p_ids, p_valid, _ = fastlm.left_pad(distinct, 0, torch.device("cpu"))
+    response = torch.randint(1, 61, (len(PROMPTS), 4), generator=torch.Generator().manual_seed(2))
+    fast = fastlm.prefix_shared_logits(model, p_ids, p_valid, torch.tensor(index), response)
+    ids, attn, pos, p = hf_rows(PROMPTS, response)
+    ref = model(input_ids=ids, attention_mask=attn, position_ids=pos).logits[:, p - 1 : -1]
+    assert fast.dtype == torch.bfloat16
+    torch.testing.assert_close(fast.float(), ref.float(), atol=0.05, rtol=0.05)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        tokens, logps, lengths = fastlm.decode(
+            make(arch),
+            PROMPTS,
+            pad_id=0,
+            eos=torch.tensor([1]),
+            max_new_tokens=4,
+            min_new_tokens=0,
+            sample=greedy,
+        )
+    assert tokens.shape == (len(PROMPTS), 4) and torch.isfinite(logps).all()
