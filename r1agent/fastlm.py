@@ -230,11 +230,7 @@ def decode(
             live, tok, pos, bias, done = live[keep], tok[keep], pos[keep], bias[keep], done[keep]
             caches = [(kc[keep], vc[keep]) for kc, vc in caches]
         bias[..., p + t] = 0.0  # the column this step writes becomes visible
-        if fused is None:
-            logits = _decode_step(model, tok, pos, p + t, caches, bias, rep)
-        else:
-            logits = _decode_step_fused(model, fused, tok, pos, p + t, caches, bias, rep)
-        logits = logits.float()
+        logits = _decode_step(model, fused, tok, pos, p + t, caches, bias, rep).float()
         pos = pos + 1
     return tokens, logps, lengths
 
@@ -305,41 +301,9 @@ def _fuse(model: Any) -> list[_FusedLayer] | None:
     return fused
 
 
-def _decode_step_fused(
-    model: Any,
-    fused: list[_FusedLayer],
-    tok: torch.Tensor,
-    pos: torch.Tensor,
-    col: int,
-    caches: list[tuple[torch.Tensor, torch.Tensor]],
-    bias: torch.Tensor,
-    rep: int,
-) -> torch.Tensor:
-    """:func:`_decode_step` on :func:`_fuse`'s weights: about a third of the tensor ops."""
-    x = model.model.embed_tokens(tok)  # (B, hidden)
-    cos, sin = _rope(model, pos, x.dtype)
-    cos, sin = cos[:, None], sin[:, None]  # (B, 1, D)
-    b = x.shape[0]
-    bias3 = bias.view(-1, 1, bias.shape[-1])  # (B * Hkv, 1, W)
-    for f, (kc, vc) in zip(fused, caches, strict=True):
-        d = kc.shape[2]
-        q, q2, k, k2, v = F.linear(_rms(x, f.norm1), f.qkv, f.qkv_bias).split(f.splits, dim=-1)
-        q = torch.addcmul(q.view(b, -1, d) * cos, q2.view(b, -1, d), sin)  # (B, H, D), scaled
-        kc[..., col] = torch.addcmul(k.view(b, -1, d) * cos, k2.view(b, -1, d), sin)
-        vc[:, :, col] = v.view(b, -1, d)
-        # one batched product per (row, KV head): scores = bias + q @ k
-        scores = torch.baddbmm(bias3, q.reshape(-1, rep, d), kc.view(-1, d, kc.shape[-1]))
-        out = torch.bmm(torch.softmax(scores, dim=-1), vc.view(-1, *vc.shape[2:])).view(b, -1)
-        x = torch.addmm(x, out, f.o_t)
-        if f.o_bias is not None:
-            x = x + f.o_bias
-        gate, up = F.linear(_rms(x, f.norm2), f.gate_up).chunk(2, dim=-1)
-        x = torch.addmm(x, F.silu(gate) * up, f.down_t)
-    return model.lm_head(_rms(x, model.model.norm))
-
-
 def _decode_step(
     model: Any,
+    fused: list[_FusedLayer] | None,
     tok: torch.Tensor,
     pos: torch.Tensor,
     col: int,
@@ -347,31 +311,81 @@ def _decode_step(
     bias: torch.Tensor,
     rep: int,
 ) -> torch.Tensor:
-    """One token per row at cache column ``col``; returns next-token logits ``(B, V)``."""
+    """One token per row at cache column ``col``; returns next-token logits ``(B, V)``.
+
+    ``caches`` hold keys transposed ``(B, Hkv, D, W)`` and values ``(B, Hkv, W, D)``;
+    ``bias (B, Hkv, 1, W)`` masks padding and columns not written yet.
+    """
     x = model.model.embed_tokens(tok)  # (B, hidden)
     cos, sin = _rope(model, pos, x.dtype)  # (B, D)
-    cos, sin = cos[:, None, None], sin[:, None, None]
-    b = x.shape[0]
-    for layer, (kc, vc) in zip(model.model.layers, caches, strict=True):
-        attn = layer.self_attn
-        h = _rms(x, layer.input_layernorm)
-        d = attn.head_dim
-        q = attn.q_proj(h).view(b, -1, 1, d)  # (B, H, 1, D)
-        k = attn.k_proj(h).view(b, -1, 1, d)
-        v = attn.v_proj(h).view(b, -1, 1, d)
-        if hasattr(attn, "q_norm"):
-            q, k = _rms(q, attn.q_norm), _rms(k, attn.k_norm)
-        kc[..., col : col + 1] = _rotate(k, cos, sin).transpose(-1, -2)
-        vc[:, :, col : col + 1] = v
-        # grouped heads: the `rep` query heads sharing a KV head become rows of one matmul;
-        # the whole (contiguous) cache is used, columns not written yet are masked by `bias`
-        q = _rotate(q, cos, sin).view(b, -1, rep, d)  # (B, Hkv, rep, D)
-        scores = torch.matmul(q, kc) * attn.scaling
-        probs = torch.softmax(scores + bias, dim=-1)  # (B, Hkv, rep, W)
-        out = torch.matmul(probs, vc).reshape(b, -1)  # (B, H*D)
-        x = x + attn.o_proj(out)
-        x = x + _mlp(layer.mlp, _rms(x, layer.post_attention_layernorm))
+    for i, (kc, vc) in enumerate(caches):
+        if fused is None:
+            x = _decode_layer(model.model.layers[i], x, cos, sin, col, kc, vc, bias, rep)
+        else:
+            x = _decode_layer_fused(fused[i], x, cos, sin, col, kc, vc, bias, rep)
     return model.lm_head(_rms(x, model.model.norm))
+
+
+def _decode_layer_fused(
+    f: _FusedLayer,
+    x: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    col: int,
+    kc: torch.Tensor,
+    vc: torch.Tensor,
+    bias: torch.Tensor,
+    rep: int,
+) -> torch.Tensor:
+    """A layer on :func:`_fuse`'s weights: about a third of :func:`_decode_layer`'s ops."""
+    b, d = x.shape[0], kc.shape[2]
+    cos, sin = cos[:, None], sin[:, None]  # (B, 1, D)
+    q, q2, k, k2, v = F.linear(_rms(x, f.norm1), f.qkv, f.qkv_bias).split(f.splits, dim=-1)
+    q = torch.addcmul(q.view(b, -1, d) * cos, q2.view(b, -1, d), sin)  # (B, H, D), scaled
+    kc[..., col] = torch.addcmul(k.view(b, -1, d) * cos, k2.view(b, -1, d), sin)
+    vc[:, :, col] = v.view(b, -1, d)
+    # one batched product per (row, KV head): scores = bias + q @ k
+    bias3 = bias.view(-1, 1, bias.shape[-1])  # (B * Hkv, 1, W)
+    scores = torch.baddbmm(bias3, q.reshape(-1, rep, d), kc.view(-1, d, kc.shape[-1]))
+    out = torch.bmm(torch.softmax(scores, dim=-1), vc.view(-1, *vc.shape[2:])).view(b, -1)
+    x = torch.addmm(x, out, f.o_t)
+    if f.o_bias is not None:
+        x = x + f.o_bias
+    gate, up = F.linear(_rms(x, f.norm2), f.gate_up).chunk(2, dim=-1)
+    return torch.addmm(x, F.silu(gate) * up, f.down_t)
+
+
+def _decode_layer(
+    layer: Any,
+    x: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    col: int,
+    kc: torch.Tensor,
+    vc: torch.Tensor,
+    bias: torch.Tensor,
+    rep: int,
+) -> torch.Tensor:
+    """A layer on the model's own modules (large models, Qwen3's q/k norms)."""
+    attn = layer.self_attn
+    b, d = x.shape[0], attn.head_dim
+    cos, sin = cos[:, None, None], sin[:, None, None]  # (B, 1, 1, D)
+    h = _rms(x, layer.input_layernorm)
+    q = attn.q_proj(h).view(b, -1, 1, d)  # (B, H, 1, D)
+    k = attn.k_proj(h).view(b, -1, 1, d)
+    v = attn.v_proj(h).view(b, -1, 1, d)
+    if hasattr(attn, "q_norm"):
+        q, k = _rms(q, attn.q_norm), _rms(k, attn.k_norm)
+    kc[..., col : col + 1] = _rotate(k, cos, sin).transpose(-1, -2)
+    vc[:, :, col : col + 1] = v
+    # grouped heads: the `rep` query heads sharing a KV head become rows of one matmul;
+    # the whole (contiguous) cache is used, columns not written yet are masked by `bias`
+    q = _rotate(q, cos, sin).view(b, -1, rep, d)  # (B, Hkv, rep, D)
+    scores = torch.matmul(q, kc) * attn.scaling
+    probs = torch.softmax(scores + bias, dim=-1)  # (B, Hkv, rep, W)
+    out = torch.matmul(probs, vc).reshape(b, -1)  # (B, H*D)
+    x = x + attn.o_proj(out)
+    return x + _mlp(layer.mlp, _rms(x, layer.post_attention_layernorm))
 
 
 # --------------------------------------------------------------------------- training
