@@ -155,7 +155,8 @@ def solver_examples(
     Raises:
         AssertionError: if ``check`` and a solver's answer is graded wrong (a solver bug).
     """
-    from r1agent.evaluate import make_env, render_prompt
+    from r1agent.evaluate import make_env
+    from r1agent.rollout import render_prompt
 
     envs = {e: make_env(e) for e in dict.fromkeys(env_ids)}
     out = []
@@ -241,8 +242,9 @@ def model_examples(
     readability filters (:func:`r1agent.rejection.readable`) are kept, deduplicated. The
     training example pairs the plain problem prompt with the readable response.
     """
-    from r1agent.evaluate import make_env, render_prompt
+    from r1agent.evaluate import make_env
     from r1agent.rejection import dedup, readable
+    from r1agent.rollout import render_prompt
 
     generate = generate_fn
     if generate is None:

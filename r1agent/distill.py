@@ -65,8 +65,9 @@ def teacher_data(
     config: DistillConfig, generate_fn: Any = None
 ) -> tuple[list[Example], dict[str, int]]:
     """Teacher-written, env-filtered examples."""
-    from r1agent.evaluate import make_env, render_prompt
+    from r1agent.evaluate import make_env
     from r1agent.rejection import dedup, readable, sample_and_filter
+    from r1agent.rollout import render_prompt
 
     if not config.teacher.startswith(("http://", "https://")):
         from r1agent.models import load_model

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from r1agent.rollout import render_prompt
+
 HELDOUT_SEED = 10_000_000
 PromptFormat = Literal["observation", "chat"]
 
@@ -107,21 +109,6 @@ def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> Any:
     import r1envs  # noqa: F401  (registers the ids)
 
     return gym.make(env_id, **(env_kwargs or {}))
-
-
-def render_prompt(
-    tokenizer: Any, observation: str, info: dict[str, Any], prompt_format: str
-) -> str:
-    """The text fed to the model for one reset."""
-    if prompt_format == "observation":
-        return observation
-    if prompt_format == "chat":
-        return tokenizer.apply_chat_template(
-            info["messages"], tokenize=False, add_generation_prompt=True
-        )
-    raise ValueError(
-        f"prompt_format must be 'observation' or 'chat', prompt_format: {prompt_format!r}"
-    )
 
 
 def heldout_problems(

@@ -110,7 +110,8 @@ def sample_and_filter(
     Returns:
         ``(kept examples, counts)`` where counts tells how many samples each filter dropped.
     """
-    from r1agent.evaluate import make_env, render_prompt
+    from r1agent.evaluate import make_env
+    from r1agent.rollout import render_prompt
 
     generate = generate_fn
     if generate is None:

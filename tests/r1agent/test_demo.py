@@ -20,20 +20,6 @@ def test_demo_config_is_valid_and_scales(tmp_path):
     assert full.stage4.helpfulness == f"rm:{tmp_path / 'rm'}"
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from r1agent.tiny import build_tiny_model
-
-    return build_tiny_model(
-        tmp_path_factory.mktemp("tiny") / "m",
-        hidden=32,
-        layers=1,
-        heads=2,
-        kv_heads=1,
-        intermediate=64,
-    )
-
-
 def test_cli_eval_writes_json_and_markdown(tiny, tmp_path):
     result = CliRunner().invoke(
         app,

@@ -11,20 +11,6 @@ from r1agent.sft import SFTConfig, read_examples
 from .test_pipeline import oracle_generate, silent_generate
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from r1agent.tiny import build_tiny_model
-
-    return build_tiny_model(
-        tmp_path_factory.mktemp("tiny") / "m",
-        hidden=32,
-        layers=1,
-        heads=2,
-        kv_heads=1,
-        intermediate=64,
-    )
-
-
 def _config(tmp_path, tiny):
     return DistillConfig(
         teacher=str(tiny),

@@ -40,20 +40,6 @@ def silent_generate(model, tokenizer, prompts, **kw):
     return [Completion([], [1], "no idea", None, False) for _ in prompts]
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from r1agent.tiny import build_tiny_model
-
-    return build_tiny_model(
-        tmp_path_factory.mktemp("tiny") / "m",
-        hidden=32,
-        layers=1,
-        heads=2,
-        kv_heads=1,
-        intermediate=64,
-    )
-
-
 @pytest.fixture
 def fake_grpo(monkeypatch):
     """GRPO stand-in: copies the starting checkpoint and writes a metrics file."""

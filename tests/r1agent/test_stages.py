@@ -10,20 +10,6 @@ from r1agent.sft import SFTConfig
 from r1envs import formats
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from r1agent.tiny import build_tiny_model
-
-    return build_tiny_model(
-        tmp_path_factory.mktemp("tiny") / "m",
-        hidden=32,
-        layers=1,
-        heads=2,
-        kv_heads=1,
-        intermediate=64,
-    )
-
-
 def test_sft_learns_and_checkpoints_end_with_eos(tiny, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
