@@ -77,6 +77,7 @@ def main() -> None:
     a = ap.parse_args()
 
     from r1agent.config import load_config
+    from r1agent.models import idle_cores
     from r1agent.trainer import train_grpo
 
     if "bench/AddBoxed-v0" not in gym.registry:
@@ -125,7 +126,7 @@ def main() -> None:
     print(
         f"steps={len(hist)} first_step={times[0]:.3f}s total={total:.1f}s "
         f"per-step={[round(x, 3) for x in times]} gen={[round(x, 3) for x in gen]} "
-        f"threads={a.threads or 'auto'}"
+        f"threads={a.threads or f'auto ({idle_cores()} idle cores at start)'}"
     )
     print(
         f"R1AGENT_GRPO completions_per_s={a.prompts_per_step * a.group_size / s_per_step:.2f} "

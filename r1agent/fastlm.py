@@ -16,13 +16,6 @@ forward with plain tensor ops:
   every response attends to its prompt's keys and values (gradients flow back to the
   shared prompt computation). With 8 episodes per prompt this removes 7/8 of the prompt
   tokens from the update's forward and backward passes.
-* :class:`Trace` — with ``record=True`` (small models), :func:`decode` keeps the output of
-  every linear layer for each sampled token. The GRPO update's first forward runs on the
-  same weights, so :func:`prefix_shared_logits` can *replay* those outputs instead of
-  recomputing the matrix products: the forward pass of the update costs only its cheap
-  element-wise parts, and the backward pass is unchanged (:class:`_Replay`). A trace is
-  used only while every parameter is unchanged since it was recorded (tensor version
-  counters), so a second update on the same batch recomputes.
 
 :func:`supports` says whether a model can use it; callers fall back to the Hugging Face
 forward otherwise (other architectures, rope types that depend on the sequence length,
@@ -32,7 +25,6 @@ gradients against the Hugging Face forward.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,16 +32,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = [
-    "Trace",
-    "TraceRow",
-    "decode",
-    "left_pad",
-    "prefix_shared_logits",
-    "replay_rows",
-    "supports",
-    "unique_prompts",
-]
+__all__ = ["decode", "left_pad", "prefix_shared_logits", "supports", "unique_prompts"]
 
 _ARCHS = {"Qwen2ForCausalLM", "LlamaForCausalLM", "MistralForCausalLM", "Qwen3ForCausalLM"}
 _STATIC_ROPE = {"default", "linear", "llama3", "yarn"}  # inv_freq fixed at load time
@@ -103,25 +86,14 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
 
 
 def _qkv(
-    attn: Any,
-    h: torch.Tensor,
-    cos: torch.Tensor,
-    sin: torch.Tensor,
-    recorded: torch.Tensor | None = None,
+    attn: Any, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Rotated ``q (..., H, T, D)``, ``k``/``v (..., Hkv, T, D)`` of ``h (..., T, hidden)``.
-
-    ``recorded``: the projections' outputs from a :class:`Trace` (replayed, not computed).
-    """
+    """Rotated ``q (..., H, T, D)``, ``k``/``v (..., Hkv, T, D)`` of ``h (..., T, hidden)``."""
     d = attn.head_dim
     shape = (*h.shape[:-1], -1, d)
-    rq = rk = rv = None
-    if recorded is not None:
-        widths = [attn.q_proj.out_features, attn.k_proj.out_features, attn.v_proj.out_features]
-        rq, rk, rv = recorded.split(widths, dim=-1)
-    q = _linear(attn.q_proj, h, rq).view(shape)
-    k = _linear(attn.k_proj, h, rk).view(shape)
-    v = _linear(attn.v_proj, h, rv).view(shape)
+    q = attn.q_proj(h).view(shape)
+    k = attn.k_proj(h).view(shape)
+    v = attn.v_proj(h).view(shape)
     if hasattr(attn, "q_norm"):  # Qwen3
         q, k = _rms(q, attn.q_norm), _rms(k, attn.k_norm)
     q, k, v = q.transpose(-3, -2), k.transpose(-3, -2), v.transpose(-3, -2)
@@ -129,18 +101,8 @@ def _qkv(
     return _rotate(q, cos, sin), _rotate(k, cos, sin), v
 
 
-def _mlp(
-    mlp: Any,
-    h: torch.Tensor,
-    gate_up: torch.Tensor | None = None,
-    down: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The gated MLP; ``gate_up``/``down``: recorded outputs to replay (see :class:`Trace`)."""
-    rg = ru = None
-    if gate_up is not None:
-        rg, ru = gate_up.chunk(2, dim=-1)
-    a = F.silu(_linear(mlp.gate_proj, h, rg)) * _linear(mlp.up_proj, h, ru)
-    return _linear(mlp.down_proj, a, down)
+def _mlp(mlp: Any, h: torch.Tensor) -> torch.Tensor:
+    return mlp.down_proj(F.silu(mlp.gate_proj(h)) * mlp.up_proj(h))
 
 
 def _attend(
@@ -203,6 +165,7 @@ def left_pad(
 # --------------------------------------------------------------------------- decoding
 
 
+@torch.inference_mode()
 def decode(
     model: Any,
     prompts: list[list[int]],
@@ -212,42 +175,14 @@ def decode(
     max_new_tokens: int,
     min_new_tokens: int,
     sample: SampleFn,
-    record: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Trace | None]:
-    """Sample up to ``max_new_tokens`` per prompt.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sample up to ``max_new_tokens`` per prompt; ``(tokens (B,N), logprobs (B,N), lengths (B,))``.
 
     Rows that produced an eos token get ``pad_id`` afterwards and stop counting; once a
     quarter of the rows being decoded have finished they leave the batch (their cache rows
     are dropped), and decoding stops when every row has finished.
     ``sample(logits) -> (tokens, logprobs)``.
-
-    Returns:
-        ``(tokens (B, N), logprobs (B, N), lengths (B,), trace)``; ``trace`` is a
-        :class:`Trace` of the rows when ``record`` is set and the model runs on fused
-        weights (small models, no autocast), else ``None``.
     """
-    with torch.no_grad():
-        fused = _fuse(model)
-        trace = None
-        if record and fused is not None and not torch.is_autocast_enabled():
-            trace = Trace(model, fused, len(prompts), max_new_tokens)  # normal tensors
-    with torch.inference_mode():
-        return _decode(
-            model, fused, prompts, pad_id, eos, max_new_tokens, min_new_tokens, sample, trace
-        )
-
-
-def _decode(
-    model: Any,
-    fused: list[_FusedLayer] | None,
-    prompts: list[list[int]],
-    pad_id: int,
-    eos: torch.Tensor,
-    max_new_tokens: int,
-    min_new_tokens: int,
-    sample: SampleFn,
-    trace: Trace | None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Trace | None]:
     device = model.model.embed_tokens.weight.device
     distinct, rows = unique_prompts(prompts)
     ids, valid, positions = left_pad(distinct, pad_id, device)
@@ -272,16 +207,14 @@ def _decode(
     bias = bias[:, None, None, :].expand(b, n_kv, 1, width).contiguous()  # (B, Hkv, 1, W)
     pos = positions[row_index, -1] + 1  # (B,)
     rep = cfg.num_attention_heads // n_kv
+    fused = _fuse(model)
 
     tokens = torch.full((b, max_new_tokens), pad_id, dtype=torch.long, device=device)
     logps = torch.zeros((b, max_new_tokens), dtype=torch.float32, device=device)
     lengths = torch.full((b,), max_new_tokens, dtype=torch.long, device=device)
     live = torch.arange(b, device=device)  # output row of each row still decoded
-    out_rows: torch.Tensor | slice = slice(None)  # the same, as a slice while no row left
     done = torch.zeros(b, dtype=torch.bool, device=device)
     for t in range(max_new_tokens):
-        if trace is not None:
-            trace.logits[out_rows, t] = logits
         if t < min_new_tokens:
             logits[:, eos] = float("-inf")
         tok, lp = sample(logits)
@@ -293,156 +226,22 @@ def _decode(
         if t + 1 == max_new_tokens or bool(done.all()):
             break
         if 4 * int(done.sum()) >= done.numel():  # a quarter finished: stop computing them
-            if trace is not None:
-                trace.clear_after(live[done], t)
             keep = (~done).nonzero().squeeze(-1)
             live, tok, pos, bias, done = live[keep], tok[keep], pos[keep], bias[keep], done[keep]
             caches = [(kc[keep], vc[keep]) for kc, vc in caches]
-            out_rows = live
         bias[..., p + t] = 0.0  # the column this step writes becomes visible
-        rec = None if trace is None else (trace, out_rows, t)
-        logits = _decode_step(model, fused, tok, pos, p + t, caches, bias, rep, rec).float()
+        logits = _decode_step(model, fused, tok, pos, p + t, caches, bias, rep).float()
         pos = pos + 1
-    if trace is not None:
-        trace.clear_after(live, t)
-    return tokens, logps, lengths, trace
-
-
-# --------------------------------------------------------------------------- recorded activations
-
-
-class Trace:
-    """Every linear layer's output for each token of a decoded batch (see the module doc).
-
-    Per layer, ``(B, N, ·)`` tensors: ``qkv`` the q, k and v projections before rotary
-    embedding (concatenated), ``o``, ``gate_up`` (gate then up) and ``down`` the other
-    projections; ``logits (B, N, V)`` the logits each token was sampled from (before
-    ``min_new_tokens`` masking). Column ``t`` holds response token ``t``'s activations;
-    columns a row never computed are zero (finite, and masked out of any loss).
-    """
-
-    def __init__(self, model: Any, fused: list[_FusedLayer], b: int, n: int) -> None:
-        weight = model.model.embed_tokens.weight
-        device, dtype = weight.device, weight.dtype
-
-        def buf(width: int) -> torch.Tensor:
-            return torch.empty((b, n, width), dtype=dtype, device=device)
-
-        self._model = weakref.ref(model)
-        self._versions = _versions(model)
-        self.qkv = [buf(f.splits[0] + f.splits[1] + f.splits[2]) for f in fused]
-        self.o = [buf(f.o_t.shape[1]) for f in fused]
-        self.gate_up = [buf(f.gate_up.shape[0]) for f in fused]
-        self.down = [buf(f.down_t.shape[1]) for f in fused]
-        self.logits = torch.empty((b, n, model.lm_head.out_features), device=device)
-
-    def buffers(self) -> list[torch.Tensor]:
-        """Every recorded tensor (the per-layer ones in layer order, then the logits)."""
-        return [*self.qkv, *self.o, *self.gate_up, *self.down, self.logits]
-
-    def current(self, model: Any) -> bool:
-        """Whether ``model`` is the traced model with every parameter unchanged since."""
-        return self._model() is model and _versions(model) == self._versions
-
-    def clear_after(self, rows: torch.Tensor, t: int) -> None:
-        """Zero what ``rows`` never computed: layer columns ``>= t``, logits ``> t``."""
-        if rows.numel() == 0:
-            return
-        for x in self.buffers():
-            x[rows, t + (x is self.logits) :] = 0.0
-
-
-def _versions(model: Any) -> tuple[int, ...]:
-    return tuple(p._version for p in model.parameters())
-
-
-@dataclass
-class TraceRow:
-    """Row ``row`` of a :class:`Trace` (one sampled completion)."""
-
-    trace: Trace
-    row: int
-
-
-@dataclass
-class Replay:
-    """Recorded outputs for a micro-batch, ``(n, R, ·)`` per tensor, in :class:`Trace` layout."""
-
-    qkv: list[torch.Tensor]
-    o: list[torch.Tensor]
-    gate_up: list[torch.Tensor]
-    down: list[torch.Tensor]
-    logits: torch.Tensor
-
-
-def replay_rows(model: Any, rows: list[TraceRow | None], length: int) -> Replay | None:
-    """The recorded outputs of ``rows``' first ``length`` tokens, or ``None`` when a row has no
-    trace or ``model`` changed since it was recorded.
-
-    Consecutive rows of one trace are sliced (no copy); otherwise rows are gathered.
-    """
-    if not rows or any(r is None for r in rows):
-        return None
-    traces = {id(r.trace): r.trace for r in rows}  # type: ignore[union-attr]
-    if not all(tr.current(model) for tr in traces.values()):
-        return None
-    runs: list[tuple[Trace, int, int]] = []  # (trace, first row, end row) of contiguous runs
-    for r in rows:
-        assert r is not None
-        if runs and runs[-1][0] is r.trace and runs[-1][2] == r.row:
-            runs[-1] = (r.trace, runs[-1][1], r.row + 1)
-        else:
-            runs.append((r.trace, r.row, r.row + 1))
-    per_run = [[x[a:e, :length] for x in tr.buffers()] for tr, a, e in runs]
-    columns = (
-        per_run[0] if len(per_run) == 1 else [torch.cat(c) for c in zip(*per_run, strict=True)]
-    )
-    n = len(runs[0][0].qkv)
-    return Replay(
-        columns[:n], columns[n : 2 * n], columns[2 * n : 3 * n], columns[3 * n : 4 * n], columns[-1]
-    )
-
-
-class _Replay(torch.autograd.Function):
-    """``F.linear(x, weight, bias)`` whose value was recorded: returns ``out``, and back-
-    propagates as the linear layer would (``out`` must be that layer's output for ``x``)."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: Any, out: torch.Tensor):
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
-        return out
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor):
-        x, weight = ctx.saved_tensors
-        g = grad.to(weight.dtype)
-        gx = (g @ weight).to(x.dtype) if ctx.needs_input_grad[0] else None
-        g2 = g.reshape(-1, g.shape[-1])
-        gw = (
-            g2.t() @ x.reshape(-1, x.shape[-1]).to(weight.dtype)
-            if ctx.needs_input_grad[1]
-            else None
-        )
-        gb = g2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        return gx, gw, gb, None
-
-
-def _linear(module: Any, x: torch.Tensor, recorded: torch.Tensor | None) -> torch.Tensor:
-    """``module(x)``, or its recorded output replayed."""
-    if recorded is None:
-        return module(x)
-    return _Replay.apply(x, module.weight, module.bias, recorded)
+    return tokens, logps, lengths
 
 
 @dataclass
 class _FusedLayer:
     """One layer's weights rearranged for decoding (built per :func:`decode` call).
 
-    ``qkv`` stacks ``[q, k, v, rot(q), rot(k)]`` projections, where ``rot`` permutes and
-    negates rows so that the projection yields ``rotate_half`` of its output: rotary
-    embedding becomes ``q·cos + q'·sin`` with no slicing (the first three blocks are the
-    model's own projections, which a :class:`Trace` records). ``gate_up`` stacks the MLP's
+    ``qkv`` stacks ``[q·scale, rot(q)·scale, k, rot(k), v]`` projections, where ``rot``
+    permutes and negates rows so that the projection yields ``rotate_half`` of its output:
+    rotary embedding becomes ``q·cos + q'·sin`` with no slicing. ``gate_up`` stacks the MLP's
     two input projections; ``o_t``/``down_t`` are transposed for ``addmm`` with the residual.
     """
 
@@ -450,7 +249,6 @@ class _FusedLayer:
     qkv: torch.Tensor
     qkv_bias: torch.Tensor | None
     splits: list[int]
-    scaling: float
     o_t: torch.Tensor
     o_bias: torch.Tensor | None
     norm2: Any
@@ -477,23 +275,22 @@ def _fuse(model: Any) -> list[_FusedLayer] | None:
     fused = []
     for layer in layers:
         a, mlp = layer.self_attn, layer.mlp
-        d = a.head_dim
+        d, sc = a.head_dim, a.scaling
         q, k, v = a.q_proj, a.k_proj, a.v_proj
-        weights = [q.weight, k.weight, v.weight, rot(q.weight, d), rot(k.weight, d)]
+        weights = [q.weight * sc, rot(q.weight, d) * sc, k.weight, rot(k.weight, d), v.weight]
         bias = None
         if q.bias is not None or k.bias is not None or v.bias is not None:
             bq, bk, bv = (
                 m.bias if m.bias is not None else m.weight.new_zeros(m.out_features)
                 for m in (q, k, v)
             )
-            bias = torch.cat([bq, bk, bv, rot(bq, d), rot(bk, d)])
+            bias = torch.cat([bq * sc, rot(bq, d) * sc, bk, rot(bk, d), bv])
         fused.append(
             _FusedLayer(
                 layer.input_layernorm,
                 torch.cat(weights),
                 bias,
                 [w.shape[0] for w in weights],
-                a.scaling,
                 a.o_proj.weight.t().contiguous(),
                 a.o_proj.bias,
                 layer.post_attention_layernorm,
@@ -513,14 +310,11 @@ def _decode_step(
     caches: list[tuple[torch.Tensor, torch.Tensor]],
     bias: torch.Tensor,
     rep: int,
-    rec: tuple[Trace, torch.Tensor | slice, int] | None = None,
 ) -> torch.Tensor:
     """One token per row at cache column ``col``; returns next-token logits ``(B, V)``.
 
     ``caches`` hold keys transposed ``(B, Hkv, D, W)`` and values ``(B, Hkv, W, D)``;
-    ``bias (B, Hkv, 1, W)`` masks padding and columns not written yet. ``rec = (trace,
-    rows, t)`` writes the layers' outputs into ``trace`` rows ``rows``, column ``t``
-    (fused weights only).
+    ``bias (B, Hkv, 1, W)`` masks padding and columns not written yet.
     """
     x = model.model.embed_tokens(tok)  # (B, hidden)
     cos, sin = _rope(model, pos, x.dtype)  # (B, D)
@@ -528,7 +322,7 @@ def _decode_step(
         if fused is None:
             x = _decode_layer(model.model.layers[i], x, cos, sin, col, kc, vc, bias, rep)
         else:
-            x = _decode_layer_fused(fused[i], x, cos, sin, col, kc, vc, bias, rep, rec, i)
+            x = _decode_layer_fused(fused[i], x, cos, sin, col, kc, vc, bias, rep)
     return model.lm_head(_rms(x, model.model.norm))
 
 
@@ -542,39 +336,23 @@ def _decode_layer_fused(
     vc: torch.Tensor,
     bias: torch.Tensor,
     rep: int,
-    rec: tuple[Trace, torch.Tensor | slice, int] | None,
-    layer: int,
 ) -> torch.Tensor:
     """A layer on :func:`_fuse`'s weights: about a third of :func:`_decode_layer`'s ops."""
     b, d = x.shape[0], kc.shape[2]
     cos, sin = cos[:, None], sin[:, None]  # (B, 1, D)
-    qkv = F.linear(_rms(x, f.norm1), f.qkv, f.qkv_bias)
-    q, k, v, q2, k2 = qkv.split(f.splits, dim=-1)
-    q = torch.addcmul(q.view(b, -1, d) * cos, q2.view(b, -1, d), sin)  # (B, H, D)
+    q, q2, k, k2, v = F.linear(_rms(x, f.norm1), f.qkv, f.qkv_bias).split(f.splits, dim=-1)
+    q = torch.addcmul(q.view(b, -1, d) * cos, q2.view(b, -1, d), sin)  # (B, H, D), scaled
     kc[..., col] = torch.addcmul(k.view(b, -1, d) * cos, k2.view(b, -1, d), sin)
     vc[:, :, col] = v.view(b, -1, d)
-    # one batched product per (row, KV head): scores = bias + scaling * q @ k
+    # one batched product per (row, KV head): scores = bias + q @ k
     bias3 = bias.view(-1, 1, bias.shape[-1])  # (B * Hkv, 1, W)
-    kc3 = kc.view(-1, d, kc.shape[-1])
-    scores = torch.baddbmm(bias3, q.reshape(-1, rep, d), kc3, alpha=f.scaling)
+    scores = torch.baddbmm(bias3, q.reshape(-1, rep, d), kc.view(-1, d, kc.shape[-1]))
     out = torch.bmm(torch.softmax(scores, dim=-1), vc.view(-1, *vc.shape[2:])).view(b, -1)
-    if rec is None:
-        x = torch.addmm(x, out, f.o_t)
-        if f.o_bias is not None:
-            x = x + f.o_bias
-        gate, up = F.linear(_rms(x, f.norm2), f.gate_up).chunk(2, dim=-1)
-        return torch.addmm(x, F.silu(gate) * up, f.down_t)
-    trace, rows, t = rec
-    o = out @ f.o_t if f.o_bias is None else torch.addmm(f.o_bias, out, f.o_t)
-    x = x + o
-    gate_up = F.linear(_rms(x, f.norm2), f.gate_up)
-    gate, up = gate_up.chunk(2, dim=-1)
-    down = (F.silu(gate) * up) @ f.down_t
-    trace.qkv[layer][rows, t] = qkv[:, : trace.qkv[layer].shape[-1]]
-    trace.o[layer][rows, t] = o
-    trace.gate_up[layer][rows, t] = gate_up
-    trace.down[layer][rows, t] = down
-    return x + down
+    x = torch.addmm(x, out, f.o_t)
+    if f.o_bias is not None:
+        x = x + f.o_bias
+    gate, up = F.linear(_rms(x, f.norm2), f.gate_up).chunk(2, dim=-1)
+    return torch.addmm(x, F.silu(gate) * up, f.down_t)
 
 
 def _decode_layer(
@@ -619,7 +397,6 @@ def prefix_shared_logits(
     prompt_valid: torch.Tensor,
     prompt_index: torch.Tensor,
     response_ids: torch.Tensor,
-    replay: Replay | None = None,
 ) -> torch.Tensor:
     """Logits predicting each response token, computing every distinct prompt once.
 
@@ -630,8 +407,6 @@ def prefix_shared_logits(
         prompt_index: ``(N,)`` which prompt each row continues.
         response_ids: ``(N, R)`` response tokens (right-padded; padding only affects
             positions after it).
-        replay: the rows' recorded linear outputs (:func:`replay_rows`, same weights):
-            the response part's matrix products are replayed instead of computed.
 
     Returns:
         ``(N, R, V)`` logits: row ``i``, column ``t`` predicts ``response_ids[i, t]``.
@@ -654,20 +429,13 @@ def prefix_shared_logits(
         dim=-1,
     )  # (N, 1, R, P + R)
     x = emb(response_ids)
-    for i, (layer, (k_p, v_p)) in enumerate(zip(model.model.layers, kv_p, strict=True)):
+    for layer, (k_p, v_p) in zip(model.model.layers, kv_p, strict=True):
         attn = layer.self_attn
-        rec = (
-            (None,) * 4
-            if replay is None
-            else (replay.qkv[i], replay.o[i], replay.gate_up[i], replay.down[i])
-        )
-        q, k, v = _qkv(attn, _rms(x, layer.input_layernorm), cos, sin, rec[0])
+        q, k, v = _qkv(attn, _rms(x, layer.input_layernorm), cos, sin)
         k = torch.cat((k_p[prompt_index], k), dim=2)
         v = torch.cat((v_p[prompt_index], v), dim=2)
-        x = x + _linear(attn.o_proj, _merge_heads(_attend(q, k, v, mask, attn.scaling)), rec[1])
-        x = x + _mlp(layer.mlp, _rms(x, layer.post_attention_layernorm), rec[2], rec[3])
+        x = x + attn.o_proj(_merge_heads(_attend(q, k, v, mask, attn.scaling)))
+        x = x + _mlp(layer.mlp, _rms(x, layer.post_attention_layernorm))
     # the prompt's last position predicts response token 0; response t predicts t + 1
     h = torch.cat((x_p[:, -1][prompt_index][:, None], x[:, :-1]), dim=1)  # (N, R, hidden)
-    return _linear(
-        model.lm_head, _rms(h, model.model.norm), None if replay is None else replay.logits
-    )
+    return model.lm_head(_rms(h, model.model.norm))

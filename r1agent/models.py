@@ -9,8 +9,6 @@ automatically: CUDA with bfloat16 when a GPU is visible, otherwise CPU with floa
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -25,7 +23,6 @@ __all__ = [
     "load_model",
     "load_tokenizer",
     "resolve_dtype",
-    "retain_freed_memory",
     "small_model_threads",
 ]
 
@@ -183,24 +180,3 @@ def cpu_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def retain_freed_memory(largest: int = 32 << 20, keep: int = 1 << 30) -> bool:
-    """Keep memory freed by tensors of up to ``largest`` bytes in the process (glibc): up to
-    ``keep`` bytes of free heap stay mapped.
-
-    By default glibc serves large blocks with ``mmap`` and returns freed heap tops to the
-    kernel, so every training step page-faults its activations back in (on the 2-core
-    benchmark machine about a tenth of a small model's step). Called by the trainer on CPU;
-    the resident size stays at its peak instead of shrinking between steps. Returns whether
-    the allocator accepted the settings (``False`` off glibc).
-    """
-    name = ctypes.util.find_library("c")
-    if not name or os.name != "posix":
-        return False
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(mallopt(m_mmap_threshold, largest)) and bool(mallopt(m_trim_threshold, keep))

@@ -49,8 +49,6 @@ class Completion:
         logprobs: per ``completion_ids`` token, log-probability under the sampling
             distribution (temperature applied, before top-p), or ``None``.
         truncated: ``True`` when ``max_new_tokens`` was reached without an eos token.
-        trace: the decode's recorded activations for this row (``generate(record=True)``
-            on a small Llama-family model), which the GRPO update replays.
     """
 
     prompt_ids: list[int]
@@ -58,7 +56,6 @@ class Completion:
     text: str
     logprobs: list[float] | None
     truncated: bool
-    trace: fastlm.TraceRow | None = None
 
 
 def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
@@ -122,6 +119,7 @@ def sample_tokens(
     return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
 
 
+@torch.inference_mode()
 def _decode_batch(
     model: Any,
     batch: list[list[int]],
@@ -133,16 +131,14 @@ def _decode_batch(
     temperature: float,
     top_p: float,
     generator: torch.Generator | None,
-    record: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, fastlm.Trace | None]:
-    """Decode one batch; returns ``(tokens (B,N), logprobs (B,N), lengths (B,), trace)``.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Decode one batch; returns ``(tokens (B,N), logprobs (B,N), lengths (B,))``.
 
     Llama-family models run on :mod:`r1agent.fastlm` (static KV cache, shared prompts
-    pre-filled once; ``record`` keeps a :class:`~r1agent.fastlm.Trace` for small ones);
-    any other causal LM through its Hugging Face forward (no trace).
+    pre-filled once); any other causal LM through its Hugging Face forward.
     """
     if fastlm.supports(model):
-        tokens, logps, lengths, trace = fastlm.decode(
+        tokens, logps, lengths = fastlm.decode(
             model,
             batch,
             pad_id=pad_id,
@@ -152,37 +148,8 @@ def _decode_batch(
             sample=lambda x: sample_tokens(
                 x, temperature=temperature, top_p=top_p, generator=generator
             ),
-            record=record,
         )
-        return tokens.cpu(), logps.cpu(), lengths.cpu(), trace
-    tokens, logps, lengths = _decode_batch_hf(
-        model,
-        batch,
-        pad_id=pad_id,
-        eos=eos,
-        max_new_tokens=max_new_tokens,
-        min_new_tokens=min_new_tokens,
-        temperature=temperature,
-        top_p=top_p,
-        generator=generator,
-    )
-    return tokens, logps, lengths, None
-
-
-@torch.inference_mode()
-def _decode_batch_hf(
-    model: Any,
-    batch: list[list[int]],
-    *,
-    pad_id: int,
-    eos: torch.Tensor,
-    max_new_tokens: int,
-    min_new_tokens: int,
-    temperature: float,
-    top_p: float,
-    generator: torch.Generator | None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`_decode_batch` through the model's Hugging Face forward and cache."""
+        return tokens.cpu(), logps.cpu(), lengths.cpu()
     from transformers import DynamicCache
 
     device = next(model.parameters()).device
@@ -244,7 +211,6 @@ def generate(
     min_new_tokens: int = 0,
     seed: int | None = None,
     batch_size: int = 64,
-    record: bool = False,
 ) -> list[Completion]:
     """Sample one completion per prompt (repeat a prompt to get several).
 
@@ -258,8 +224,6 @@ def generate(
         min_new_tokens: eos is forbidden before this many tokens.
         seed: seeds the sampler (``None``: torch's global RNG).
         batch_size: prompts decoded together.
-        record: keep each completion's activations (:class:`~r1agent.fastlm.Trace`, small
-            Llama-family models only) so that an update on unchanged weights replays them.
 
     Returns:
         One :class:`Completion` per prompt, in order.
@@ -286,9 +250,7 @@ def generate(
     eos_list = eos_token_ids(model, tokenizer)
     eos = torch.tensor(eos_list, dtype=torch.long, device=device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_list[0]
-    order = list(range(len(ids)))
-    if len(ids) > batch_size:  # chunks of similar lengths pad less
-        order.sort(key=lambda i: len(ids[i]))
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     results: list[Completion | None] = [None] * len(ids)
     with cpu_threads(small_model_threads(model)):
         _generate_sorted(
@@ -306,7 +268,6 @@ def generate(
             temperature=temperature,
             top_p=top_p,
             generator=generator,
-            record=record,
         )
     return results  # type: ignore[return-value]
 
@@ -325,7 +286,7 @@ def _generate_sorted(
 ) -> None:
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        tokens, logps, lengths, trace = _decode_batch(
+        tokens, logps, lengths = _decode_batch(
             model, [ids[i] for i in chunk], pad_id=pad_id, eos=eos, **sampling
         )
         texts_ids = []
@@ -333,8 +294,7 @@ def _generate_sorted(
             n = int(lengths[row])
             comp = tokens[row, :n].tolist()
             truncated = not (n and comp[-1] in eos_list)
-            rec = None if trace is None else fastlm.TraceRow(trace, row)
-            results[i] = Completion(ids[i], comp, "", logps[row, :n].tolist(), truncated, rec)
+            results[i] = Completion(ids[i], comp, "", logps[row, :n].tolist(), truncated)
             texts_ids.append(comp if truncated else comp[:-1])
         for row, text in enumerate(tokenizer.batch_decode(texts_ids, skip_special_tokens=False)):
             results[chunk[row]].text = text  # type: ignore[union-attr]
@@ -355,8 +315,7 @@ class Episode:
 
     ``response_ids`` holds every token after the prompt (policy turns and env turns);
     ``loss_mask`` is 1 on policy tokens, 0 on env tokens; ``gen_logprobs`` are the engine's
-    log-probs (0 on env tokens). ``trace``: the decode's recorded activations of a
-    single-turn episode (``collect_episodes(record=True)``), for the update to replay.
+    log-probs (0 on env tokens).
     """
 
     group: int
@@ -377,7 +336,6 @@ class Episode:
     done: bool = False
     info: dict[str, Any] = field(default_factory=dict)
     env: Any = None
-    trace: fastlm.TraceRow | None = None
 
     @property
     def text(self) -> str:
@@ -509,19 +467,15 @@ def collect_episodes(
     batch_size: int = 64,
     reward_fn: RewardFn | None = None,
     generate_fn: Callable[..., list[Completion]] | None = None,
-    record: bool = False,
 ) -> list[Episode]:
     """Run ``group_size`` episodes on each ``(env_id, env_seed)`` problem.
 
     Every turn of every live episode is sampled in one batched call; an env that does not
     terminate answers with an observation, appended as the next user turn (masked from the
     loss). Env failures (exception, ``info["error"]``, non-finite reward) end the episode
-    with ``error`` set. Groups are contiguous in the returned list. ``record`` asks
-    :func:`generate` for activation traces (single-turn episodes keep theirs; not passed to
-    a custom ``generate_fn``).
+    with ``error`` set. Groups are contiguous in the returned list.
     """
     gen = generate_fn or generate
-    extra_args = {"record": True} if record and generate_fn is None else {}
     episodes: list[Episode] = []
     for g, (env_id, env_seed) in enumerate(problems):
         try:
@@ -555,7 +509,6 @@ def collect_episodes(
             min_new_tokens=min_new_tokens,
             seed=None if seed is None else seed + 7919 * turn,
             batch_size=batch_size,
-            **extra_args,
         )
         for ep, out in zip(live, outs, strict=True):
             ep.response_ids += out.completion_ids
@@ -566,7 +519,6 @@ def collect_episodes(
             obs, finished = _step_env(pool, ep, out.text)
             if finished or turn == max_turns - 1:
                 ep.done = True
-                ep.trace = out.trace if turn == 0 else None  # env tokens were not traced
                 if ep.env is not None:
                     pool.release(ep.env_id, ep.env, broken=ep.error is not None)
                     ep.env = None

@@ -53,12 +53,7 @@ from r1agent.distributed import (
     unwrap,
 )
 from r1agent.metrics import MetricsLogger, StepStats, plot_metrics, step_metrics
-from r1agent.models import (
-    default_device,
-    load_model,
-    retain_freed_memory,
-    small_model_threads,
-)
+from r1agent.models import default_device, load_model, small_model_threads
 from r1agent.rollout import EnvPool, Episode, RewardFn, collect_episodes
 
 log = logging.getLogger(__name__)
@@ -105,8 +100,7 @@ class Batch:
     Shapes: ``input_ids``/``attention_mask``/``position_ids`` ``(N, P + R)``; ``response_ids``,
     ``mask`` (policy tokens × episode weight), ``gen_logprobs`` ``(N, R)``; ``advantages`` ``(N,)``.
     The distinct prompts, for the prefix-shared forward: ``prompt_ids``/``prompt_valid``
-    ``(U, P)`` (left-padded) and ``prompt_index`` ``(N,)`` (row -> its prompt). ``traces``:
-    per row, the rollout's recorded activations (:class:`r1agent.fastlm.TraceRow`) or ``None``.
+    ``(U, P)`` (left-padded) and ``prompt_index`` ``(N,)`` (row -> its prompt).
     """
 
     input_ids: torch.Tensor
@@ -121,12 +115,11 @@ class Batch:
     prompt_index: torch.Tensor
     old_logprobs: torch.Tensor | None = None
     ref_logprobs: torch.Tensor | None = None
-    traces: list[fastlm.TraceRow | None] | None = None
 
     def rows(self, s: slice) -> Batch:
         """A micro-batch (rows ``s``), keeping only the prompts its rows use."""
         per_row = {
-            k: (v[s] if isinstance(v, torch.Tensor | list) else v)
+            k: (v[s] if isinstance(v, torch.Tensor) else v)
             for k, v in vars(self).items()
             if k not in ("prompt_ids", "prompt_valid", "prompt_index")
         }
@@ -177,7 +170,6 @@ def build_batch(
         prompt_ids,
         prompt_valid,
         torch.tensor(index),
-        traces=[e.trace for e in episodes],
     )
 
 
@@ -185,15 +177,12 @@ def response_logits(model: Any, b: Batch) -> torch.Tensor:
     """``(n, R, V)`` logits predicting each response token (only the response is projected).
 
     Llama-family models use :func:`r1agent.fastlm.prefix_shared_logits` (each distinct
-    prompt computed once per micro-batch; the rollout's recorded linear outputs replayed
-    when every row has a trace of the current weights); others (and DDP/FSDP-wrapped
-    models) the Hugging Face forward over ``[prompt | response]``.
+    prompt computed once per micro-batch); others (and DDP/FSDP-wrapped models) the Hugging
+    Face forward over ``[prompt | response]``.
     """
     if fastlm.supports(model):
-        r = b.response_ids.shape[1]
-        replay = fastlm.replay_rows(model, b.traces, r) if b.traces else None
         return fastlm.prefix_shared_logits(
-            model, b.prompt_ids, b.prompt_valid, b.prompt_index, b.response_ids, replay
+            model, b.prompt_ids, b.prompt_valid, b.prompt_index, b.response_ids
         )
     r = b.response_ids.shape[1]
     out = model(
@@ -266,8 +255,6 @@ def train_grpo(
         model.load_state_dict(AutoModelForCausalLM.from_pretrained(resume_from).state_dict())
     if tokenizer is None:
         raise ValueError("train_grpo: a model was given without its tokenizer")
-    if device.type == "cpu":
-        retain_freed_memory()
     threads = c.threads or small_model_threads(model)
     if threads:
         torch.set_num_threads(threads)
@@ -330,9 +317,6 @@ def train_grpo(
         engine.sync_weights(model)  # a policy passed in may differ from the files
         generate_fn = engine
     pool = EnvPool(c.env_kwargs)
-    # the update's first forward replays the rollout's recorded activations (small models,
-    # one process, no autocast: the same weights compute the same values)
-    record = dd.world == 1 and autocast_dtype is None
     logger = (
         MetricsLogger(out_dir, tensorboard=c.tensorboard, resume_step=start_step)
         if dd.main
@@ -360,7 +344,7 @@ def train_grpo(
         gen_seed = (c.seed * 1_000_003 + step * 1009 + dd.rank) % 2**62
         with autocast(), fsdp_gathered(model, c.fsdp and dd.world > 1):
             episodes, n_dropped = _collect(
-                c, model, tokenizer, pool, step, dd.rank, gen_seed, reward_fn, generate_fn, record
+                c, model, tokenizer, pool, step, dd.rank, gen_seed, reward_fn, generate_fn
             )
         t_gen = time.perf_counter() - t0
         g = c.group_size
@@ -444,10 +428,6 @@ def train_grpo(
             stats.loss += loss_total
             stats.grad_norm += float(grad_norm)
         scheduler.step()
-        # the rollout's traces (about 30 KB per token for the tiny model) go before the next one
-        del batch, mb, logits, logp
-        for e in episodes:
-            e.trace = None
         if engine is not None:
             engine.sync_weights(model)
         step += 1
@@ -513,7 +493,6 @@ def _collect(
     gen_seed: int,
     reward_fn: RewardFn | None,
     generate_fn: Callable[..., Any] | None,
-    record: bool,
 ) -> tuple[list[Episode], int]:
     """Episodes for one batch; with dynamic sampling, all-equal groups are replaced."""
     g, want = c.group_size, c.prompts_per_step
@@ -542,7 +521,6 @@ def _collect(
             batch_size=c.rollout.batch_size,
             reward_fn=reward_fn,
             generate_fn=generate_fn,
-            record=record,
         )
         groups = [eps[i : i + g] for i in range(0, len(eps), g)]
         if not c.dynamic_sampling:

@@ -94,7 +94,7 @@ def test_decode_matches_a_full_forward_per_token(arch, fused, monkeypatch):
     if not fused:  # large models decode on the unfused weights
         monkeypatch.setattr(models, "SMALL_MODEL_PARAMS", 0)
     eos = torch.tensor([1])
-    tokens, logps, lengths, _ = fastlm.decode(
+    tokens, logps, lengths = fastlm.decode(
         model, PROMPTS, pad_id=0, eos=eos, max_new_tokens=7, min_new_tokens=7, sample=greedy
     )
     assert lengths.tolist() == [7] * len(PROMPTS)
@@ -118,7 +118,7 @@ def test_decode_stops_rows_at_eos_and_pads_after():
     with torch.no_grad():
         first = int(model(input_ids=torch.tensor([PROMPTS[0]])).logits[0, -1].argmax())
     eos = torch.tensor([first])
-    tokens, _, lengths, _ = fastlm.decode(
+    tokens, _, lengths = fastlm.decode(
         model, PROMPTS, pad_id=0, eos=eos, max_new_tokens=5, min_new_tokens=0, sample=greedy
     )
     assert lengths[0] == 1 and tokens[0, 0] == first and (tokens[0, 1:] == 0).all()
@@ -206,15 +206,15 @@ def test_finished_rows_leave_the_batch_without_changing_the_others(monkeypatch):
     model = make("llama")
     prompts = [[5, 6, 7], [8, 9, 10, 11, 12], [3], [4, 4], [9, 8, 7, 6], [2, 13], [5, 6, 7], [1]]
     kw = {"pad_id": 0, "max_new_tokens": 12, "min_new_tokens": 0, "sample": greedy}
-    free, _, _, _ = fastlm.decode(model, prompts, eos=torch.tensor([60]), **kw)
+    free, _, _ = fastlm.decode(model, prompts, eos=torch.tensor([60]), **kw)
     # an eos most rows reach at different steps, so the batch shrinks several times
     eos_id = int(torch.mode(free[:, :6].flatten()).values)
     eos = torch.tensor([eos_id])
-    tokens, logps, lengths, _ = fastlm.decode(model, prompts, eos=eos, **kw)
+    tokens, logps, lengths = fastlm.decode(model, prompts, eos=eos, **kw)
     assert len(set(lengths.tolist())) > 2
 
     monkeypatch.setattr(rollout.fastlm, "supports", lambda m: False)  # Hugging Face reference
-    ref_t, ref_lp, ref_len, _ = rollout._decode_batch(
+    ref_t, ref_lp, ref_len = rollout._decode_batch(
         model,
         prompts,
         pad_id=0,
@@ -241,7 +241,7 @@ def test_bfloat16_weights_and_autocast_run_and_match(arch):
     assert fast.dtype == torch.bfloat16
     torch.testing.assert_close(fast.float(), ref.float(), atol=0.05, rtol=0.05)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        tokens, logps, lengths, _ = fastlm.decode(
+        tokens, logps, lengths = fastlm.decode(
             make(arch),
             PROMPTS,
             pad_id=0,
@@ -251,73 +251,3 @@ def test_bfloat16_weights_and_autocast_run_and_match(arch):
             sample=greedy,
         )
     assert tokens.shape == (len(PROMPTS), 4) and torch.isfinite(logps).all()
-
-
-def _sampled_with_trace(model, prompts, eos, n=8, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return fastlm.decode(
-        model,
-        prompts,
-        pad_id=0,
-        eos=eos,
-        max_new_tokens=n,
-        min_new_tokens=0,
-        sample=lambda x: sample_tokens(x, temperature=1.0, top_p=1.0, generator=g),
-        record=True,
-    )
-
-
-@pytest.mark.parametrize("arch", ["qwen2", "llama"])
-def test_replayed_update_matches_the_recomputed_one(arch):
-    model = make(arch)
-    prompts = [[5, 6, 7]] * 4 + [[8, 9, 10, 11, 12]] * 4 + [[3]] * 4
-    free, *_ = _sampled_with_trace(model, prompts, torch.tensor([60]))
-    eos = torch.tensor([int(torch.mode(free[:, :4].flatten()).values)])  # rows end at various steps
-    tokens, logps, lengths, trace = _sampled_with_trace(model, prompts, eos)
-    assert trace is not None and len(set(lengths.tolist())) > 1
-    tokens = tokens.clone()  # a normal tensor, as the trainer's batch holds
-    distinct, index = fastlm.unique_prompts(prompts)
-    p_ids, p_valid, _ = fastlm.left_pad(distinct, 0, torch.device("cpu"))
-    index = torch.tensor(index)
-    valid = torch.arange(tokens.shape[1]) < lengths[:, None]
-    weights = torch.randn(tokens.shape, generator=torch.Generator().manual_seed(3)) * valid
-    params = list(model.parameters())
-
-    def loss_and_grads(replay):
-        logits = fastlm.prefix_shared_logits(model, p_ids, p_valid, index, tokens, replay)
-        logp = torch.log_softmax(logits, -1).gather(-1, tokens[..., None]).squeeze(-1)
-        return logp, torch.autograd.grad((logp * weights).sum(), params)
-
-    rows = [fastlm.TraceRow(trace, i) for i in range(len(prompts))]
-    replay = fastlm.replay_rows(model, rows, tokens.shape[1])
-    assert replay is not None
-    lp_replay, g_replay = loss_and_grads(replay)
-    lp_ref, g_ref = loss_and_grads(None)
-    torch.testing.assert_close(lp_replay[valid], lp_ref[valid], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(lp_replay[valid], logps[valid], atol=1e-5, rtol=1e-5)
-    for a, b in zip(g_replay, g_ref, strict=True):
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
-    # rows in another order (a micro-batch of a reordered batch) are gathered
-    order = [5, 0, 11, 6]
-    picked = fastlm.replay_rows(model, [rows[i] for i in order], 3)
-    torch.testing.assert_close(picked.logits, trace.logits[order, :3])
-    torch.testing.assert_close(picked.gate_up[1], trace.gate_up[1][order, :3])
-
-
-def test_a_trace_is_refused_once_the_weights_change():
-    model = make("qwen2")
-    *_, trace = _sampled_with_trace(model, PROMPTS, torch.tensor([60]), n=3)
-    rows = [fastlm.TraceRow(trace, i) for i in range(len(PROMPTS))]
-    assert fastlm.replay_rows(model, rows, 3) is not None
-    assert fastlm.replay_rows(make("qwen2"), rows, 3) is None  # another model
-    assert fastlm.replay_rows(model, [*rows[:-1], None], 3) is None  # a row without trace
-    with torch.no_grad():
-        model.model.layers[0].mlp.up_proj.weight.add_(1e-3)  # what an optimizer step does
-    assert fastlm.replay_rows(model, rows, 3) is None
-
-
-def test_only_small_models_on_fused_weights_record(monkeypatch):
-    model = make("qwen3")  # q/k norms: the unfused path
-    assert _sampled_with_trace(model, PROMPTS, torch.tensor([60]), n=2)[3] is None
-    monkeypatch.setattr(models, "SMALL_MODEL_PARAMS", 0)
-    assert _sampled_with_trace(make("qwen2"), PROMPTS, torch.tensor([60]), n=2)[3] is None
