@@ -415,10 +415,16 @@ def prefix_shared_logits(
     positions = (prompt_valid.long().cumsum(-1) - 1).clamp(min=0)
     x_p, kv_p = _layers_full(model, emb(prompt_ids), positions, _padded_causal(prompt_valid))
 
-    n, r = response_ids.shape
+    # the prompt's last position predicts response token 0 and response token t predicts
+    # t + 1, so the last response token is never an input
+    inputs = response_ids[:, :-1]
+    n, r = inputs.shape
+    last = x_p[:, -1][prompt_index][:, None]  # (N, 1, hidden)
+    if r == 0:
+        return model.lm_head(_rms(last, model.model.norm))
     p = prompt_ids.shape[1]
     start = prompt_valid.sum(-1)[prompt_index]  # (N,) first response position
-    pos_r = start[:, None] + torch.arange(r, device=start.device)  # (N, R)
+    pos_r = start[:, None] + torch.arange(r, device=start.device)  # (N, R - 1)
     cos, sin = _rope(model, pos_r, x_p.dtype)
     causal = torch.ones(r, r, dtype=torch.bool, device=start.device).tril()
     mask = torch.cat(
@@ -427,8 +433,8 @@ def prefix_shared_logits(
             causal.expand(n, 1, r, r),
         ),
         dim=-1,
-    )  # (N, 1, R, P + R)
-    x = emb(response_ids)
+    )  # (N, 1, R - 1, P + R - 1)
+    x = emb(inputs)
     for layer, (k_p, v_p) in zip(model.model.layers, kv_p, strict=True):
         attn = layer.self_attn
         q, k, v = _qkv(attn, _rms(x, layer.input_layernorm), cos, sin)
@@ -436,6 +442,5 @@ def prefix_shared_logits(
         v = torch.cat((v_p[prompt_index], v), dim=2)
         x = x + attn.o_proj(_merge_heads(_attend(q, k, v, mask, attn.scaling)))
         x = x + _mlp(layer.mlp, _rms(x, layer.post_attention_layernorm))
-    # the prompt's last position predicts response token 0; response t predicts t + 1
-    h = torch.cat((x_p[:, -1][prompt_index][:, None], x[:, :-1]), dim=1)  # (N, R, hidden)
+    h = torch.cat((last, x), dim=1)  # (N, R, hidden)
     return model.lm_head(_rms(h, model.model.norm))

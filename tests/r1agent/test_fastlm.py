@@ -83,6 +83,18 @@ def test_prefix_shared_logits_and_gradients_match_hugging_face(arch):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
 
 
+def test_one_token_responses_need_only_the_prompts():
+    model = make("qwen2")
+    distinct, index = fastlm.unique_prompts(PROMPTS)
+    p_ids, p_valid, _ = fastlm.left_pad(distinct, 0, torch.device("cpu"))
+    response = torch.tensor([[9], [4], [7], [2], [30]])
+    fast = fastlm.prefix_shared_logits(model, p_ids, p_valid, torch.tensor(index), response)
+    ids, attn, pos, p = hf_rows(PROMPTS, response)
+    ref = model(input_ids=ids, attention_mask=attn, position_ids=pos).logits[:, p - 1 : -1]
+    assert fast.shape == (len(PROMPTS), 1, 61)
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
+
+
 def greedy(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return sample_tokens(logits, temperature=0.0, top_p=1.0, generator=None)
 
