@@ -95,18 +95,17 @@ def sample_problems(
 
 @dataclass
 class Batch:
-    """Padded tensors of a batch of episodes: ``[left-padded prompt | right-padded response]``.
+    """Padded tensors of a batch of episodes.
 
-    Shapes: ``input_ids``/``attention_mask``/``position_ids`` ``(N, P + R)``; ``response_ids``,
-    ``mask`` (policy tokens × episode weight), ``gen_logprobs`` ``(N, R)``; ``advantages`` ``(N,)``.
-    The distinct prompts, for the prefix-shared forward: ``prompt_ids``/``prompt_valid``
-    ``(U, P)`` (left-padded) and ``prompt_index`` ``(N,)`` (row -> its prompt).
+    Per row: ``response_ids``, ``response_valid`` (real tokens, policy or env), ``mask``
+    (policy tokens × episode weight) and ``gen_logprobs``, each ``(N, R)`` and right-padded;
+    ``advantages (N,)``. The distinct prompts: ``prompt_ids``/``prompt_valid`` ``(U, P)``
+    (left-padded) and ``prompt_index (N,)`` (row -> its prompt); :meth:`full_rows` joins
+    them into ``[prompt | response]`` rows for a forward that cannot share prompts.
     """
 
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    position_ids: torch.Tensor
     response_ids: torch.Tensor
+    response_valid: torch.Tensor
     mask: torch.Tensor
     gen_logprobs: torch.Tensor
     advantages: torch.Tensor
@@ -137,33 +136,34 @@ class Batch:
             **{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in vars(self).items()}
         )
 
+    def full_rows(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``input_ids``, ``attention_mask`` and ``position_ids``, each ``(N, P + R)``."""
+        ids = torch.cat((self.prompt_ids[self.prompt_index], self.response_ids), dim=1)
+        valid = torch.cat((self.prompt_valid[self.prompt_index], self.response_valid), dim=1)
+        attn = valid.long()
+        return ids, attn, (attn.cumsum(-1) - 1).clamp(min=0)
+
 
 def build_batch(
     episodes: Sequence[Episode], advantages: torch.Tensor, weights: torch.Tensor, pad_id: int
 ) -> Batch:
     """Pad episodes into a :class:`Batch` (responses padded to the batch max, not the cap)."""
     n = len(episodes)
-    p = max(len(e.prompt_ids) for e in episodes)
     r = max(max(len(e.response_ids) for e in episodes), 1)
-    ids = torch.full((n, p + r), pad_id, dtype=torch.long)
-    attn = torch.zeros((n, p + r), dtype=torch.long)
+    response = torch.full((n, r), pad_id, dtype=torch.long)
     mask = torch.zeros((n, r))
     gen_lp = torch.zeros((n, r))
     for i, e in enumerate(episodes):
-        lp, lr = len(e.prompt_ids), len(e.response_ids)
-        ids[i, p - lp : p] = torch.tensor(e.prompt_ids)
-        ids[i, p : p + lr] = torch.tensor(e.response_ids, dtype=torch.long)
-        attn[i, p - lp : p + lr] = 1
-        mask[i, :lr] = torch.tensor(e.loss_mask) * weights[i]
-        gen_lp[i, :lr] = torch.tensor(e.gen_logprobs)
-    positions = (attn.cumsum(-1) - 1).clamp(min=0)
+        k = len(e.response_ids)
+        response[i, :k] = torch.tensor(e.response_ids, dtype=torch.long)
+        mask[i, :k] = torch.tensor(e.loss_mask) * weights[i]
+        gen_lp[i, :k] = torch.tensor(e.gen_logprobs)
+    lengths = torch.tensor([len(e.response_ids) for e in episodes])
     distinct, index = fastlm.unique_prompts([e.prompt_ids for e in episodes])
     prompt_ids, prompt_valid, _ = fastlm.left_pad(distinct, pad_id, torch.device("cpu"))
     return Batch(
-        ids,
-        attn,
-        positions,
-        ids[:, p:],
+        response,
+        torch.arange(r) < lengths[:, None],
         mask,
         gen_lp,
         advantages.float(),
@@ -184,12 +184,12 @@ def response_logits(model: Any, b: Batch) -> torch.Tensor:
         return fastlm.prefix_shared_logits(
             model, b.prompt_ids, b.prompt_valid, b.prompt_index, b.response_ids
         )
-    r = b.response_ids.shape[1]
+    ids, attn, positions = b.full_rows()
     out = model(
-        input_ids=b.input_ids,
-        attention_mask=b.attention_mask,
-        position_ids=b.position_ids,
-        logits_to_keep=r + 1,
+        input_ids=ids,
+        attention_mask=attn,
+        position_ids=positions,
+        logits_to_keep=b.response_ids.shape[1] + 1,
         use_cache=False,
     )
     return out.logits[:, :-1]
@@ -199,7 +199,7 @@ def response_logits(model: Any, b: Batch) -> torch.Tensor:
 def batch_logprobs(model: Any, b: Batch, micro: int, temperature: float) -> torch.Tensor:
     """``(N, R)`` log-probs of the response tokens under ``model`` (no grad)."""
     out = []
-    for s in range(0, b.input_ids.shape[0], micro):
+    for s in range(0, b.response_ids.shape[0], micro):
         mb = b.rows(slice(s, s + micro))
         out.append(
             grpo.token_logprobs(
@@ -357,7 +357,7 @@ def train_grpo(
         if c.mask_truncated:
             weights = weights * grpo.truncation_mask(torch.tensor([e.truncated for e in episodes]))
         batch = build_batch(episodes, advantages, weights, pad_id).to(device)
-        n_eps = batch.input_ids.shape[0]
+        n_eps = batch.response_ids.shape[0]
         num_tokens = float(batch.mask.sum())
         if dd.world > 1:  # gradients are averaged over ranks: divide by the mean token count
             count = torch.tensor([num_tokens], dtype=torch.float64, device=device)

@@ -203,9 +203,9 @@ def test_trainer_batches_share_prompts_and_micro_batches_keep_theirs():
     assert mb.prompt_ids.shape[0] == 2 and mb.prompt_index.tolist() == [0, 1]
     r = batch.response_ids.shape[1]
     for b in (batch, mb):
-        out = model(
-            input_ids=b.input_ids, attention_mask=b.attention_mask, position_ids=b.position_ids
-        ).logits[:, -r - 1 : -1]
+        ids, attn, pos = b.full_rows()
+        assert ids.shape == attn.shape == (len(b.response_ids), b.prompt_ids.shape[1] + r)
+        out = model(input_ids=ids, attention_mask=attn, position_ids=pos).logits[:, -r - 1 : -1]
         valid = b.mask > 0  # positions after a response's end are padding
         torch.testing.assert_close(
             response_logits(model, b)[valid], out[valid], atol=1e-5, rtol=1e-5
