@@ -39,7 +39,6 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from r1agent import fastlm
 from r1agent.checkpoint import atomic_save_pretrained
 from r1agent.models import cpu_threads, small_model_threads
 from r1envs.loaders import iter_jsonl
@@ -226,27 +225,19 @@ def response_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Ten
     """Token-mean cross-entropy of next-token predictions where labels are set.
 
     Args:
-        logits: ``(B, T, V)``; position ``t`` predicts token ``t + 1``.
+        logits: ``(B, T, V)``.
         labels: ``(B, T)`` with :data:`IGNORE_INDEX` where no loss applies.
 
     Returns:
         ``(loss, number of target tokens)``.
     """
-    return target_loss(logits[:, :-1], labels[:, 1:])
-
-
-def target_loss(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Token-mean cross-entropy where ``logits[:, t]`` predicts ``targets[:, t]`` (no shift);
-    :data:`IGNORE_INDEX` targets are skipped. Returns ``(loss, number of target tokens)``."""
-    flat = targets.reshape(-1)
-    n = int((flat != IGNORE_INDEX).sum())
+    shift_logits = logits[:, :-1].reshape(-1, logits.size(-1))  # (B*(T-1), V)
+    shift_labels = labels[:, 1:].reshape(-1)  # (B*(T-1),)
+    n = int((shift_labels != IGNORE_INDEX).sum())
     if n == 0:
         return logits.sum() * 0.0, 0
     loss = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.size(-1)).float(),
-        flat,
-        ignore_index=IGNORE_INDEX,
-        reduction="sum",
+        shift_logits.float(), shift_labels, ignore_index=IGNORE_INDEX, reduction="sum"
     )
     return loss / n, n
 
@@ -305,9 +296,8 @@ def prefix_shared_loss(
 ) -> tuple[torch.Tensor, int] | None:
     """Summed response loss of ``segments`` that all start with ``prefix``, prefix run once.
 
-    Llama-family models run :func:`r1agent.fastlm.prefix_shared_logits` (the prefix as the
-    one shared prompt, each segment's remaining tokens as its continuation); other models
-    repeat the prefix's Hugging Face key/value cache over the segments.
+    The prefix's key/value cache (batch 1) is repeated over the segments; their remaining
+    tokens run on top of it (right-padded, 2D mask, positions continuing after the prefix).
 
     Returns:
         ``(summed loss, number of target tokens)``, or ``None`` when the model returns no
@@ -315,6 +305,11 @@ def prefix_shared_loss(
     """
     device = next(model.parameters()).device
     n = len(prefix)
+    out = model(input_ids=torch.tensor([list(prefix)], device=device), use_cache=True)
+    past = getattr(out, "past_key_values", None)
+    if not hasattr(past, "batch_repeat_interleave"):
+        return None  # the model keeps no repeatable cache: the caller runs the plain forward
+    past.batch_repeat_interleave(len(segments))
     width = max(len(ids) - n for ids, _ in segments)
     b = len(segments)
     input_ids = torch.full((b, width), pad_id, dtype=torch.long)
@@ -326,31 +321,15 @@ def prefix_shared_loss(
         input_ids[r, :k] = torch.tensor(ids[n:])
         labels[r, :k] = torch.tensor(lab[n:])
         mask[r, n : n + k] = 1
-    input_ids, labels = input_ids.to(device), labels.to(device)
-    prefix_ids = torch.tensor([list(prefix)], device=device)
-    if fastlm.supports(model):
-        logits = fastlm.prefix_shared_logits(
-            model,
-            prefix_ids,
-            torch.ones_like(prefix_ids, dtype=torch.bool),
-            torch.zeros(b, dtype=torch.long, device=device),
-            input_ids,
-        )  # (B, width, V): column t predicts remaining token t
-        loss, count = target_loss(logits, labels)
-        return loss * count, count
-    past = getattr(model(input_ids=prefix_ids, use_cache=True), "past_key_values", None)
-    if not hasattr(past, "batch_repeat_interleave"):
-        return None  # the model keeps no repeatable cache: the caller runs the plain forward
-    past.batch_repeat_interleave(b)
     positions = torch.arange(n, n + width).expand(b, width)
     logits = model(
-        input_ids=input_ids,
+        input_ids=input_ids.to(device),
         attention_mask=mask.to(device),
         position_ids=positions.to(device),
         past_key_values=past,
         use_cache=True,
-    ).logits  # (B, width, V); position t predicts remaining token t + 1
-    loss, count = response_loss(logits, labels)
+    ).logits  # (B, width, V); position 0 predicts a prompt token (no loss)
+    loss, count = response_loss(logits, labels.to(device))
     return loss * count, count
 
 

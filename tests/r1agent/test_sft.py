@@ -88,12 +88,7 @@ def test_shared_prefix_is_the_biggest_groups_common_prompt_start():
     assert shared_prefix([(template, template)]) == []  # loss on every token: no prompt
 
 
-@pytest.mark.parametrize("lean", [True, False], ids=["fastlm", "hf-cache"])
-def test_prefix_shared_loss_and_gradient_equal_the_packed_ones(lean, monkeypatch):
-    from r1agent import sft
-
-    if not lean:  # the Hugging Face cache path other architectures take
-        monkeypatch.setattr(sft.fastlm, "supports", lambda model: False)
+def test_prefix_shared_loss_and_gradient_equal_the_packed_ones():
     model = small_model(layers=2).train()
     template = list(range(10, 22))
     encoded = [
