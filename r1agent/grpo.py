@@ -17,6 +17,7 @@ counts in the loss, 0 = padding or environment text).
   over micro-batches equals the full-batch value.
 * :func:`varied_groups` — dynamic sampling's filter (groups whose rewards are not all equal).
 * :func:`truncation_mask` — zero weight for episodes cut at the length limit.
+* :func:`contributing_rows` — the episodes whose loss terms are not identically zero.
 * :func:`token_logprobs` / :func:`token_entropy` — log-softmax gathered in chunks.
 """
 
@@ -30,6 +31,7 @@ __all__ = [
     "AGGREGATIONS",
     "clipped_surrogate",
     "constant_normalizer",
+    "contributing_rows",
     "group_advantages",
     "kl_k3",
     "sequence_mean",
@@ -181,6 +183,29 @@ def varied_groups(rewards: torch.Tensor, group_size: int, *, tol: float = 1e-6) 
 def truncation_mask(truncated: torch.Tensor) -> torch.Tensor:
     """``(N,)`` float weights: 0 for episodes cut at the length limit, 1 otherwise."""
     return (~truncated.bool()).float()
+
+
+def contributing_rows(advantages: torch.Tensor, mask: torch.Tensor, *, beta: float) -> torch.Tensor:
+    """Indices of the episodes that can move the loss.
+
+    A row with no counted token (a failed episode, weight 0) adds nothing; with ``beta == 0``
+    neither does a row whose advantage is 0 (a group whose rewards are all equal): the
+    clipped surrogate ``-min(r·A, clip(r)·A)`` is then 0 for any ratio, and so is its
+    gradient. With global aggregation denominators the update on the other rows alone is
+    the full batch's.
+
+    Args:
+        advantages: ``(N,)``.
+        mask: ``(N, T)`` token weights.
+        beta: the KL coefficient.
+
+    Returns:
+        ``(M,)`` long indices, ascending.
+    """
+    keep = (mask != 0).any(dim=-1)
+    if beta == 0:
+        keep &= advantages != 0
+    return keep.nonzero().squeeze(-1)
 
 
 def token_logprobs(

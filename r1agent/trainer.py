@@ -13,7 +13,10 @@ One step:
 3. group-relative advantages; failed episodes (env exception, ``info["error"]``, NaN
    reward) and, optionally, truncated ones get zero weight;
 4. ``updates_per_batch`` optimizer steps on the batch: clipped surrogate (clip-higher)
-   + ``beta`` × k3 KL to the reference model, aggregated by ``loss_aggregation``.
+   + ``beta`` × k3 KL to the reference model, aggregated by ``loss_aggregation``. Rows
+   whose terms are identically zero (failed episodes; with ``beta == 0``, advantage 0) are
+   left out of the forward and backward passes (one process only) — the update is the same,
+   and per-token statistics (entropy, clip fraction, mismatch) cover the rows it used.
    Old log-probs are the current ones detached when ``updates_per_batch == 1`` (one forward
    saved); the reference model only exists when ``beta > 0``;
 5. log metrics (JSONL, TensorBoard, progress bar), checkpoint every ``save_every`` steps.
@@ -115,8 +118,8 @@ class Batch:
     old_logprobs: torch.Tensor | None = None
     ref_logprobs: torch.Tensor | None = None
 
-    def rows(self, s: slice) -> Batch:
-        """A micro-batch (rows ``s``), keeping only the prompts its rows use."""
+    def rows(self, s: slice | torch.Tensor) -> Batch:
+        """A micro-batch (rows ``s``: a slice or indices), keeping only the prompts it uses."""
         per_row = {
             k: (v[s] if isinstance(v, torch.Tensor) else v)
             for k, v in vars(self).items()
@@ -370,14 +373,18 @@ def train_grpo(
             "constant": {"num_sequences": n_eps, "max_len": c.max_new_tokens * c.max_turns},
         }[c.loss_aggregation]
 
-        # ---- 4. policy update(s)
+        # ---- 4. policy update(s) on the rows whose loss terms are not identically zero
+        # (all of them under DDP, where every rank must run the same micro-batches)
+        if dd.world == 1:
+            batch = batch.rows(grpo.contributing_rows(batch.advantages, batch.mask, beta=c.beta))
+        n_rows = batch.response_ids.shape[0]
         model.train()
         with autocast():
-            if c.updates_per_batch > 1:
+            if c.updates_per_batch > 1 and n_rows:
                 batch.old_logprobs = batch_logprobs(
                     policy, batch, c.micro_batch_size, c.temperature
                 )
-            if ref_model is not None:
+            if ref_model is not None and n_rows:
                 batch.ref_logprobs = batch_logprobs(
                     ref_model, batch, c.micro_batch_size, c.temperature
                 )
@@ -385,7 +392,7 @@ def train_grpo(
         skipped = 0
         for update in range(c.updates_per_batch):
             optimizer.zero_grad(set_to_none=True)
-            starts = list(range(0, n_eps, c.micro_batch_size))
+            starts = list(range(0, n_rows, c.micro_batch_size))
             loss_total = 0.0
             for j, s in enumerate(starts):
                 mb = batch.rows(slice(s, s + c.micro_batch_size))
@@ -408,6 +415,9 @@ def train_grpo(
                 loss.backward()
                 loss_total += float(loss.detach())
                 stats.add(mb, logits, logp, clipped, kl, c.temperature, first=update == 0)
+            if not starts:  # nothing to learn from: a zero gradient (weight decay still applies)
+                for p in model.parameters():
+                    p.grad = torch.zeros_like(p)
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c.max_grad_norm)
             if hasattr(grad_norm, "full_tensor"):  # FSDP2: a DTensor
                 grad_norm = grad_norm.full_tensor()

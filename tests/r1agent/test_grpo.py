@@ -109,3 +109,19 @@ def test_token_logprobs_and_entropy_match_reference(temperature):
     assert_close(
         grpo.token_entropy(logits, temperature=temperature, chunk=3), -(p * p.log()).sum(-1)
     )
+
+
+def test_contributing_rows_drop_rows_whose_terms_are_zero():
+    adv = torch.tensor([0.5, 0.0, -1.0, 0.0, 2.0])
+    mask = torch.tensor([[1.0, 1.0], [1.0, 0.0], [0.0, 0.0], [1.0, 1.0], [0.5, 0.0]])
+    # row 2 has no counted token; rows 1 and 3 have advantage 0
+    assert grpo.contributing_rows(adv, mask, beta=0.0).tolist() == [0, 4]
+    # with a KL term a zero-advantage row still pulls towards the reference
+    assert grpo.contributing_rows(adv, mask, beta=0.04).tolist() == [0, 1, 3, 4]
+    # and its surrogate really is flat: zero loss and zero gradient at any ratio
+    logp = torch.tensor([[-1.0, -2.0]], requires_grad=True)
+    per_tok, _ = grpo.clipped_surrogate(
+        logp, torch.tensor([[-1.5, -1.0]]), torch.tensor([0.0]), eps_low=0.2, eps_high=0.28
+    )
+    (grad,) = torch.autograd.grad(per_tok.sum(), logp)
+    assert per_tok.abs().sum() == 0 and grad.abs().sum() == 0

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+import gymnasium as gym
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
@@ -173,3 +174,73 @@ def test_vllm_engine_without_vllm_names_the_extra(model_dir, tmp_path):
     cfg = base_config(model_dir, tmp_path / "run", rollout={"engine": "vllm"})
     with pytest.raises(ImportError, match="vllm"):
         train_grpo(cfg)
+
+
+class _HalfConstantEnv(gym.Env):
+    """Even seeds: reward 1 whatever the answer (all-equal groups); odd: a graded reward."""
+
+    def __init__(self) -> None:
+        from r1envs.spaces import UnicodeText
+
+        self.observation_space = UnicodeText(1000)
+        self.action_space = UnicodeText(100_000)
+        self.constant = True
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.constant = (seed or 0) % 2 == 0
+        return "Write letters:", {}
+
+    def step(self, action):
+        score = (
+            1.0 if self.constant else sum("a" <= ch <= "m" for ch in action) / max(1, len(action))
+        )
+        return "", score, True, False, {"rewards": {"score": score}, "error": None}
+
+
+@pytest.mark.parametrize("loss_aggregation", ["token_mean", "sequence_mean"])
+def test_rows_that_cannot_move_the_loss_are_skipped_without_changing_the_update(
+    model_dir, tmp_path, monkeypatch, loss_aggregation
+):
+    from r1agent import trainer as trainer_mod
+
+    if "test/HalfConstant-v0" not in gym.registry:
+        gym.register("test/HalfConstant-v0", entry_point=_HalfConstantEnv)
+    kw = {
+        "envs": {"test/HalfConstant-v0": 1.0},
+        "prompts_per_step": 4,
+        "seed_range": 1000,
+        "loss_aggregation": loss_aggregation,
+        "micro_batch_size": 8,
+    }
+    rows_seen = []
+    real = trainer_mod.response_logits
+
+    def counting(model, b):
+        rows_seen.append(b.response_ids.shape[0])
+        return real(model, b)
+
+    monkeypatch.setattr(trainer_mod, "response_logits", counting)
+    train_grpo(base_config(model_dir, tmp_path / "skipping", **kw))
+    skipped_rows = sum(rows_seen)
+    assert 0 < skipped_rows < 2 * 4 * 4  # some, not all, of 2 steps x 16 episodes
+    monkeypatch.setattr(
+        grpo, "contributing_rows", lambda adv, mask, *, beta: torch.arange(len(adv))
+    )
+    rows_seen.clear()
+    train_grpo(base_config(model_dir, tmp_path / "all", **kw))
+    assert sum(rows_seen) == 2 * 4 * 4
+    a, b = _params(tmp_path / "skipping"), _params(tmp_path / "all")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5)
+
+
+def test_a_step_with_nothing_to_learn_still_runs(model_dir, tmp_path):
+    if "test/HalfConstant-v0" not in gym.registry:
+        gym.register("test/HalfConstant-v0", entry_point=_HalfConstantEnv)
+    # seed_range 1 -> seed 0 only: every group is all-equal, every advantage 0
+    cfg = base_config(model_dir, tmp_path / "run", envs={"test/HalfConstant-v0": 1.0}, seed_range=1)
+    summary = train_grpo(cfg)
+    assert summary["steps"] == 2
+    final = summary["final"]
+    assert final["losses/policy"] == 0.0 and final["losses/grad_norm"] == 0.0
