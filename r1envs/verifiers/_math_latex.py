@@ -64,43 +64,11 @@ _FUNCS = {
     "exp",
     "lg",
 }
-_GREEK = {
-    "alpha",
-    "beta",
-    "gamma",
-    "delta",
-    "epsilon",
-    "varepsilon",
-    "zeta",
-    "eta",
-    "theta",
-    "vartheta",
-    "iota",
-    "kappa",
-    "lambda",
-    "mu",
-    "nu",
-    "xi",
-    "rho",
-    "sigma",
-    "tau",
-    "upsilon",
-    "phi",
-    "varphi",
-    "chi",
-    "psi",
-    "omega",
-    "Gamma",
-    "Delta",
-    "Theta",
-    "Lambda",
-    "Xi",
-    "Sigma",
-    "Phi",
-    "Psi",
-    "Omega",
-    "ell",
-}
+_GREEK = set(
+    "alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu xi "
+    "rho sigma tau upsilon phi varphi chi psi omega Gamma Delta Theta Lambda Xi Sigma Phi Psi "
+    "Omega ell".split()
+)
 _MUL_CMDS = {"\\cdot", "\\times", "\\ast"}
 
 
@@ -313,14 +281,29 @@ class _Parser:
                 self.i += 1
                 power = self.group_or_atom()
             self.enter()
-            tok = self.peek()
-            arg = self.atom() if tok is not None and tok[1] in ("(", "{") else self.postfix()
+            arg = self.function_argument()
             self.depth -= 1
             node: Ast = ("func", name, arg)
             if base is not None:
                 node = ("div", ("func", "ln", arg), ("func", "ln", base))
             return ("pow", node, power) if power is not None else node
         raise ParseError(f"unsupported command {text}")
+
+    def function_argument(self) -> Ast:
+        """A function's argument: bracketed, or a factor and the letters juxtaposed after it.
+
+        ``\\sin 2x`` is ``sin(2x)`` and ``\\cos \\pi t`` is ``cos(pi t)``, while
+        ``\\sin x \\cos x`` is a product of two functions.
+        """
+        tok = self.peek()
+        if tok is not None and tok[1] in ("(", "{"):
+            return self.atom()
+        factors = [self.postfix()]
+        while (tok := self.peek()) is not None and (
+            tok[0] == "sym" or tok[0] == "cmd" and (tok[1] == "\\pi" or tok[1][1:] in _GREEK)
+        ):
+            factors.append(self.postfix())
+        return _product(factors)
 
 
 def _name(node: Ast) -> str:

@@ -12,16 +12,22 @@ Kinds:
 * ``"expr"``: two scalar ASTs; equal when their difference is exactly 0, or numerically 0
   at 100 digits (constants), or 0 at several random points (expressions with symbols).
   Decimal literals follow the rounding rules of :mod:`r1envs.verifiers._math_compare`.
+  When the two sides name different symbols (``\\sin^2 x + \\cos^2 x`` and ``1``), the
+  difference must also be proved 0 by ``sympy.simplify`` within :data:`PROOF_SECONDS`.
 * ``"equation"``: ``(lhs, rhs)`` pairs; equal when one is a non-zero multiple of the other.
 * ``"rel"``: ``(lhs, op, rhs)`` inequalities; equal when, written as ``e < 0`` (or ``<=``,
   ``!=``), one ``e`` is a positive multiple of the other.
 * ``"latex"``: two LaTeX strings our parser does not read; parsed with latex2sympy2_extended.
+* ``"realset"``: two descriptions of sets of reals (:mod:`r1envs.verifiers._math_sets`);
+  inequalities are solved with ``solveset`` over the reals, and the sets are equal when
+  neither has a point the other lacks (open and closed endpoints matter).
 * ``"clear_cache"``: empty sympy's cache (benchmarks).
 """
 
 from __future__ import annotations
 
 import pickle
+import signal
 import struct
 import sys
 from fractions import Fraction
@@ -33,6 +39,8 @@ from r1envs.verifiers._math_compare import MIN_SIG_DIGITS, round_to
 from r1envs.verifiers._math_latex import Ast, decimal_places, is_absurd, significant_digits
 
 MEMORY_LIMIT_BYTES = 3 * 1024**3
+PROOF_SECONDS = 1.5
+"""Budget of one ``simplify`` / ``solveset`` attempt (this process's main thread: a timer)."""
 _PREC = 100
 _POINTS = (Fraction(37, 100), Fraction(123, 100), Fraction(271, 100), Fraction(59, 100))
 
@@ -154,11 +162,37 @@ def exprs_equal(pa: Ast, ga: Ast) -> bool:
             return True
         return _approx_rules(pa, ga, a, b)
     if a.free_symbols != b.free_symbols:
-        return False
+        return _zero_at_points(a - b, strict=True) and _proved_zero(a - b)
     return _zero_at_points(a - b)
 
 
-def _zero_at_points(d: sympy.Expr) -> bool:
+class _OutOfTime(Exception):
+    """A bounded sympy attempt ran past its budget."""
+
+
+def _bounded(fn: Any, seconds: float = PROOF_SECONDS) -> Any:
+    """Run ``fn()``; raise :class:`_OutOfTime` after ``seconds`` (an interval timer)."""
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise _OutOfTime
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        return fn()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _proved_zero(d: sympy.Expr) -> bool:
+    try:
+        return bool(_bounded(lambda: sympy.simplify(d)) == 0)
+    except _OutOfTime:
+        return False
+
+
+def _zero_at_points(d: sympy.Expr, strict: bool = False) -> bool:
     syms = sorted(d.free_symbols, key=str)
     seen = 0
     for pt in _points(syms):
@@ -170,7 +204,7 @@ def _zero_at_points(d: sympy.Expr) -> bool:
             return False
     if seen >= 2:
         return True
-    return sympy.simplify(d) == 0
+    return not strict and sympy.simplify(d) == 0
 
 
 def _ratio_constant(e1: sympy.Expr, e2: sympy.Expr, positive: bool) -> bool:
@@ -238,6 +272,78 @@ def latex_equal(p: str, g: str) -> bool:
     return _zero_at_points(a - b)
 
 
+_RELATIONS = {
+    "<": sympy.Lt,
+    ">": sympy.Gt,
+    "\\leq": sympy.Le,
+    "\\geq": sympy.Ge,
+    "\\neq": sympy.Ne,
+    "=": sympy.Eq,
+}
+
+
+def _real_constant(node: Ast) -> sympy.Expr:
+    v = to_sympy(node)
+    if v.free_symbols or not (v.is_extended_real or v in (sympy.oo, -sympy.oo)):
+        raise ValueError(f"not a real constant: {v}")
+    return v
+
+
+def _solve(asts: list[Ast], ops: list[str], var: str) -> sympy.Set:
+    x = sympy.Symbol(var, real=True)
+    sides = [to_sympy(a) for a in asts]
+    out: sympy.Set = sympy.S.Reals
+    for k, op in enumerate(ops):
+        rel = _RELATIONS[op](sides[k], sides[k + 1])
+        out = sympy.Intersection(out, sympy.solveset(rel, x, sympy.S.Reals))
+    return out
+
+
+def real_set(desc: tuple[Any, ...]) -> sympy.Set:
+    """The sympy set a :mod:`r1envs.verifiers._math_sets` description denotes."""
+    kind = desc[0]
+    if kind == "empty":
+        return sympy.S.EmptySet
+    if kind == "interval":
+        lo, hi = _real_constant(desc[1]), _real_constant(desc[2])
+        if not (lo < hi or (lo == hi and not desc[3] and not desc[4])):
+            raise ValueError(f"not an interval: {lo}, {hi}")
+        return sympy.Interval(lo, hi, bool(desc[3]), bool(desc[4]))
+    if kind == "points":
+        return sympy.FiniteSet(*[_real_constant(a) for a in desc[1]])
+    if kind == "rel":
+        return _solve(desc[1], desc[2], desc[3])
+    if kind in ("union", "inter"):
+        parts = [real_set(d) for d in desc[1]]
+        return sympy.Union(*parts) if kind == "union" else sympy.Intersection(*parts)
+    if kind == "diff":
+        return sympy.Complement(real_set(desc[1]), real_set(desc[2]))
+    raise ValueError(f"unknown set kind {kind!r}")
+
+
+def _plain_set(s: sympy.Set) -> bool:
+    """Only intervals and finite sets of numbers (no unsolved ``ConditionSet``)."""
+    if isinstance(s, (sympy.Union, sympy.Intersection, sympy.Complement)):
+        return all(_plain_set(a) for a in s.args)
+    if isinstance(s, (sympy.Interval, sympy.FiniteSet)):
+        return not s.free_symbols
+    return s in (sympy.S.EmptySet, sympy.S.Reals)
+
+
+def realsets_equal(p: tuple[Any, ...], g: tuple[Any, ...]) -> bool:
+    """Whether two set descriptions denote the same subset of the reals."""
+
+    def compare() -> bool:
+        a, b = real_set(p), real_set(g)
+        if not (_plain_set(a) and _plain_set(b)):
+            raise ValueError("a set sympy cannot write as intervals")
+        if a == b:
+            return True
+        return sympy.Complement(a, b) == sympy.S.EmptySet == sympy.Complement(b, a)
+
+    return bool(_bounded(compare))
+
+
 def handle(kind: str, pred: Any, gold: Any) -> bool:
     """Dispatch one request."""
     if kind == "expr":
@@ -248,6 +354,8 @@ def handle(kind: str, pred: Any, gold: Any) -> bool:
         return relations_equal(pred, gold)
     if kind == "latex":
         return latex_equal(pred, gold)
+    if kind == "realset":
+        return realsets_equal(pred, gold)
     if kind == "clear_cache":
         sympy.core.cache.clear_cache()
         return True

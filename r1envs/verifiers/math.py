@@ -30,10 +30,13 @@ Design:
 Equivalence policy, in short: bare lists (``1, 2``) and sets are order-insensitive, tuples
 and intervals are ordered and their brackets must match; ``a \\pm b`` is the list of both
 values; an equation equals another when one is a non-zero multiple of the other, an
-inequality when one is a positive multiple (``x > 3`` also equals ``(3, \\infty)``);
+inequality when one is a positive multiple; answers that denote sets of reals (intervals,
+unions, one-variable inequalities, set-builder notation, "no solution" / ``\\emptyset``) are
+compared as sets (:mod:`._math_sets`): ``|x| \\geq 1`` equals ``(-\\infty,-1]\\cup[1,\\infty)``;
 ``x = 3`` answers a gold ``3``; units, ``\\text{}`` annotations after a value and degree
-signs are ignored; words compare case-insensitively; a choice letter matches ``B``, ``(B)``,
-``\\text{(B)}`` or ``B) 12``.
+signs are ignored (``30^\\circ`` is ``30``), and an answer that states its angle unit is
+converted (``45^\\circ`` is ``\\pi/4``, :mod:`._math_angles`); words compare
+case-insensitively; a choice letter matches ``B``, ``(B)``, ``\\text{(B)}`` or ``B) 12``.
 
 ``MathResult.error`` is set only when the verifier itself failed (its time budget ran out
 in the helper process, or the helper could not be started) — never for a wrong answer.
@@ -56,10 +59,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from r1envs.verifiers._math_angles import angles_equal
 from r1envs.verifiers._math_compare import equal
 from r1envs.verifiers._math_extract import boxes, choice_in_text, clean_text, extract_parts
 from r1envs.verifiers._math_latex import MAX_EXPR_CHARS
 from r1envs.verifiers._math_normalize import normalize
+from r1envs.verifiers._math_sets import real_set, set_verdict
 from r1envs.verifiers._math_struct import Node, structure
 
 __all__ = ["MathResult", "check", "verify", "extract_answer", "parse_gold", "shutdown_workers"]
@@ -271,9 +276,13 @@ class _Symbolic:
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
-        self.cache: dict[bytes, bool] = {}
+        self.cache: dict[bytes, bool | None] = {}
 
     def __call__(self, kind: str, pred: Any, gold: Any) -> bool:
+        return bool(self.decide(kind, pred, gold))
+
+    def decide(self, kind: str, pred: Any, gold: Any) -> bool | None:
+        """The helper's verdict, or ``None`` when it could not decide (e.g. sympy failed)."""
         key = pickle.dumps((kind, pred, gold))
         if key in self.cache:
             return self.cache[key]
@@ -288,7 +297,7 @@ class _Symbolic:
             raise
         finally:
             pool.release(worker, healthy)
-        result = status == "ok" and bool(value)
+        result = bool(value) if status == "ok" else None
         self.cache[key] = result
         return result
 
@@ -354,9 +363,9 @@ def _normalized(text: str) -> str:
 
 
 @lru_cache(maxsize=16384)
-def _normalized_gold(gold: str) -> str | None:
+def _single_gold(gold: str) -> str | None:
     parts = _gold_text(gold)
-    return _normalized(parts[0]) if len(parts) == 1 else None
+    return parts[0] if len(parts) == 1 else None
 
 
 def _structure_of(parts: list[str]) -> Node:
@@ -441,8 +450,13 @@ def check(completion: str, gold: str, *, strict: bool = False, timeout: float = 
             if pred is None:
                 return MathResult(False, extracted)
         else:
-            if _normalized(parts[0]) == _normalized_gold(gold):
+            gold_one = _single_gold(gold)
+            if gold_one is not None and _normalized(parts[0]) == _normalized(gold_one):
                 return MathResult(True, extracted)
+            if gold_one is not None:
+                as_sets = set_verdict(parts[0], gold_one, symbolic.decide)  # x > 1 vs (1, \infty)
+                if as_sets is not None:
+                    return MathResult(as_sets, extracted)
             pred = _structure_one(parts[0])
         if g[0] == "choice" and pred[0] != "choice":
             letter = _choice_letter(parts[0])
@@ -452,7 +466,10 @@ def check(completion: str, gold: str, *, strict: bool = False, timeout: float = 
                 letter = choice_in_text(completion)
             if letter is not None:
                 pred = ("choice", letter)
-        return MathResult(bool(equal(pred, g, symbolic)), extracted)
+        ok = equal(pred, g, symbolic)
+        if not ok and len(parts) == 1 and (gold_one := _single_gold(gold)) is not None:
+            ok = angles_equal(parts[0], gold_one, pred, g, symbolic)  # 45^\circ vs \pi/4
+        return MathResult(bool(ok), extracted)
     except VerifierTimeout:
         return MathResult(False, extracted, f"math verifier timed out after {timeout:g} s")
     except VerifierUnavailable as exc:
@@ -484,4 +501,5 @@ def clear_caches() -> None:
     parse_gold.cache_clear()
     _structure_one.cache_clear()
     _normalized.cache_clear()
-    _normalized_gold.cache_clear()
+    _single_gold.cache_clear()
+    real_set.cache_clear()
