@@ -119,9 +119,12 @@ class Batch:
     ref_logprobs: torch.Tensor | None = None
 
     def rows(self, s: slice | torch.Tensor) -> Batch:
-        """A micro-batch (rows ``s``: a slice or indices), keeping only the prompts it uses."""
+        """A micro-batch (rows ``s``: a slice or indices), keeping only the prompts it uses
+        and the response columns up to its longest response."""
+        lengths = self.response_valid[s].sum(-1)
+        width = max(int(lengths.max()) if len(lengths) else 0, 1)
         per_row = {
-            k: (v[s] if isinstance(v, torch.Tensor) else v)
+            k: (v[s][:, :width] if v.dim() == 2 else v[s]) if isinstance(v, torch.Tensor) else v
             for k, v in vars(self).items()
             if k not in ("prompt_ids", "prompt_valid", "prompt_index")
         }
@@ -200,16 +203,15 @@ def response_logits(model: Any, b: Batch) -> torch.Tensor:
 
 @torch.no_grad()
 def batch_logprobs(model: Any, b: Batch, micro: int, temperature: float) -> torch.Tensor:
-    """``(N, R)`` log-probs of the response tokens under ``model`` (no grad)."""
-    out = []
+    """``(N, R)`` log-probs of the response tokens under ``model`` (no grad; 0 on padding)."""
+    out = torch.zeros(b.response_ids.shape, device=b.response_ids.device)
     for s in range(0, b.response_ids.shape[0], micro):
         mb = b.rows(slice(s, s + micro))
-        out.append(
-            grpo.token_logprobs(
-                response_logits(model, mb), mb.response_ids, temperature=temperature
-            )
+        lp = grpo.token_logprobs(
+            response_logits(model, mb), mb.response_ids, temperature=temperature
         )
-    return torch.cat(out)
+        out[s : s + micro, : lp.shape[1]] = lp
+    return out
 
 
 # --------------------------------------------------------------------------- the loop

@@ -201,6 +201,9 @@ def test_trainer_batches_share_prompts_and_micro_batches_keep_theirs():
     assert batch.prompt_ids.shape[0] == 3 and batch.prompt_index.tolist() == [0, 0, 1, 2, 0]
     mb = batch.rows(slice(2, 4))
     assert mb.prompt_ids.shape[0] == 2 and mb.prompt_index.tolist() == [0, 1]
+    # a micro-batch keeps the columns up to its own longest response
+    assert batch.response_ids.shape[1] == 3 and batch.rows(slice(3, 4)).mask.shape == (1, 1)
+    assert batch.rows(torch.tensor([0, 3])).response_ids.shape == (2, 1)
     r = batch.response_ids.shape[1]
     for b in (batch, mb):
         ids, attn, pos = b.full_rows()
