@@ -15,6 +15,7 @@ import re
 from fractions import Fraction
 
 from r1envs.verifiers._math_compare import Symbolic, equal
+from r1envs.verifiers._math_normalize import TRIG_DEGREES_RE
 from r1envs.verifiers._math_struct import Node
 
 _DEGREE_RE = re.compile(
@@ -28,6 +29,7 @@ _PI_OVER_180 = ("div", ("const", "pi"), ("num", Fraction(180), "180"))
 
 def angle_unit(text: str) -> str | None:
     """``"deg"`` or ``"rad"`` when ``text`` states that unit (and not the other), else ``None``."""
+    text = TRIG_DEGREES_RE.sub(" ", text)  # \\sin 30^\\circ is a number, not an angle
     deg, rad = bool(_DEGREE_RE.search(text)), bool(_RADIAN_RE.search(text))
     if deg == rad:
         return None

@@ -69,6 +69,11 @@ _SPACING_RE = re.compile(
     r"\\(?:left|right|bigl|bigr|Bigl|Bigr|biggl|biggr|big|Big|bigg|Bigg|displaystyle|"
     r"textstyle|limits|nolimits)(?![a-zA-Z])|(?<!\\)\\[!,;: ]|\\q?quad(?![a-zA-Z])|~|\\hspace\*?\{[^{}]*\}"
 )
+# A trigonometric function of a number of degrees: \sin 30^\circ is sin(pi/6).
+TRIG_DEGREES_RE = re.compile(
+    r"(\\(?:sin|cos|tan|sec|csc|cot)(?![a-zA-Z])\s*(?:\^\s*(?:\{[^{}]*\}|\d)\s*)?)"
+    r"(\(\s*)?(\d+(?:\.\d+)?)\s*\^\s*\{?\s*\\circ\s*\}?(\s*\))?"
+)
 _DEGREE_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ(?![a-zA-Z])|\\degree(?![a-zA-Z])")
 _PERCENT_RE = re.compile(r"\\%|\s*\b(?:per\s*cent(?:age)?|pct)\b\.?", re.IGNORECASE)
 # A plain word (or a few) after a number is a unit or a noun: "1/2 cup", "20 USD".
@@ -130,6 +135,14 @@ _REALS_RE = re.compile(r"\\mathbb\s*\{?R\}?|\ball real numbers\b", re.IGNORECASE
 _BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{([^{}]*(?:\{[^{}]*\}[^{}]*)*)\}")
 
 
+def _trig_degrees(match: re.Match[str]) -> str:
+    """``\\sin 30^\\circ`` -> ``\\sin(30\\pi/180)``; brackets must pair up to be moved."""
+    func, opened, value, closed = match.groups()
+    if bool(opened) != bool(closed):
+        return match.group(0)
+    return f"{func}({value}\\pi/180)"
+
+
 def _repeating(match: re.Match[str]) -> str:
     """``0.1\\overline{6}`` -> ``\\frac{1}{6}`` (exact)."""
     whole, fixed, rep = match.group(1) or "0", match.group(2), match.group(3)
@@ -171,6 +184,7 @@ def normalize(text: str) -> str:
     s = _THOUSANDS_RE.sub("", s)
     s = _SPACING_RE.sub(" ", s)
     s = re.sub(r"\\pmod\s*\{[^{}]*\}|\\(?:pmod|bmod|mod)\s*\d+", " ", s)
+    s = TRIG_DEGREES_RE.sub(_trig_degrees, s)
     s = _DEGREE_RE.sub(" ", s)
     s = _BOXED_RE.sub(r" \1 ", s)
     s = _REALS_RE.sub(r"(-\\infty,\\infty)", s)

@@ -57,6 +57,13 @@ _BUILDER_RE = re.compile(
 _OR_SEPS = ("\\cup", " or ", "\\lor", "\\vee")
 _AND_WORDS = (" and ", "\\land", "\\wedge")
 _INF = ("const", "oo")
+# What an unambiguous set shows somewhere (checked before reading: most answers are numbers).
+_SET_HINT_RE = re.compile(
+    "[<>=|:\\[\\]\u2205\u211d\u2208\u2223\u2260\u2264\u2265\u222a\u2229\u221e]"
+    r"|\\(?:l[et]|g[et]|ne|in|cup|cap|setminus|emptyset|varnothing|mathbb|mid|colon|lor|vee"
+    r"|wedge|land|\{)|\b(?:none|no|empty|all)\b",
+    re.IGNORECASE,
+)
 _APERIODIC = {"log", "ln", "lg", "exp", "binomial"}
 _REL_OPS = {"<", ">", "\\leq", "\\geq", "\\neq", "="}
 
@@ -254,6 +261,8 @@ def set_verdict(
         decide: ``decide("realset", pred_desc, gold_desc)`` compares in the helper process
             and returns ``None`` when sympy cannot write a set as intervals.
     """
+    if not (_SET_HINT_RE.search(pred_text) or _SET_HINT_RE.search(gold_text)):
+        return None  # neither side can be unambiguously a set: skip reading them
     p, g = real_set(pred_text), real_set(gold_text)
     if p is None or g is None or not (p.explicit or g.explicit):
         return None

@@ -223,3 +223,19 @@ def test_function_argument_takes_juxtaposed_letters() -> None:
     assert parse_expr(r"\sin 2x") == ("func", "sin", ("mul", [("num", 2, "2"), ("sym", "x")]))
     assert parse_expr(r"\sin x \cos x")[0] == "mul"
     assert parse_expr(r"\sin(x) y")[0] == "mul"
+
+
+@pytest.mark.parametrize(
+    ("answer", "gold", "expected"),
+    [
+        (r"\sin 30^\circ", r"\frac12", True),
+        ("\\cos 60\u00b0", r"\frac12", True),
+        (r"\tan\left(45^{\circ}\right)", "1", True),
+        (r"2\sin^2 45^\circ", "1", True),
+        (r"\sin 30", r"\frac12", False),  # 30 radians
+        (r"\sin 30^\circ", r"\frac{\sqrt3}{2}", False),
+        (r"\sin 30^\circ", r"\frac{\pi}{6}", False),  # a value, not an angle to convert
+    ],
+)
+def test_trigonometric_function_of_degrees(answer: str, gold: str, expected: bool) -> None:
+    assert verify(_boxed(answer), gold) is expected
