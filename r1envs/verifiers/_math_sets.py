@@ -234,8 +234,10 @@ def _relation(s: str, depth: int) -> RealSet:
     if "=" in kinds:  # only "x = value": an equation to solve is not a set answer
         if len(kinds) != 1 or not any(a == ("sym", var) for a in asts):
             raise _NotASet(s)
-        if any(_symbols(a, set()) for a in asts if a != ("sym", var)):
+        values = [a for a in asts if a != ("sym", var)]
+        if len(values) != 1 or _symbols(values[0], set()):
             raise _NotASet(s)
+        return RealSet(("points", values), var, True)  # the helper checks the value is real
     return RealSet(("rel", asts, kinds, var), var, True)
 
 

@@ -47,6 +47,8 @@ SET_ACCEPT = [
     (r"\{2, 3\}", r"x = 2 \text{ or } x = 3"),
     (r"2a \geq 2", r"a \geq 1"),
     (r"0 < \sin x", r"\sin x > 0"),
+    (r"x = i \text{ or } x = -i", r"x = -i \text{ or } x = i"),
+    (r"x<0 \lor x>1", r"(-\infty,0)\cup(1,\infty)"),
 ]
 
 SET_REJECT = [
@@ -70,6 +72,7 @@ SET_REJECT = [
     (r"\{2, 3\}", r"x = 2 \text{ or } x = 4"),
     (r"\sin x > 0", r"(0, \pi)"),  # sympy solves it over one period only: not read as a set
     (r"(3,1)", r"\emptyset"),  # not an interval
+    (r"x = i \text{ or } x = -i", r"x = 2i \text{ or } x = -2i"),  # no real points: not sets
 ]
 
 EMPTY_ACCEPT = [
