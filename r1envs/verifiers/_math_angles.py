@@ -3,10 +3,11 @@
 Normalisation drops degree signs, so ``30^\\circ`` already equals ``30``. This module adds
 the unit conversion, and only where the *answer* states its unit: an answer marked in
 degrees (``45^\\circ``, ``45^{\\circ}``, ``45°``, ``45\\text{ degrees}``) also equals a gold
-that is not in degrees once converted (``\\frac{\\pi}{4}``), and an answer marked in radians
-(``\\frac{\\pi}{2}\\text{ radians}``) equals a gold in degrees (``90^\\circ``). A bare answer
-is read in the gold's unit: ``45`` is not ``\\frac{\\pi}{4}`` and ``\\frac{\\pi}{6}`` is not
-``30^\\circ`` (the question asked for degrees).
+in radians once converted (``\\frac{\\pi}{4}``; such a gold shows ``\\pi``, an inverse
+trigonometric function or a radian unit, so ``30^\\circ`` is not a gold ``0.5``, which may be
+a sine), and an answer marked in radians (``\\frac{\\pi}{2}\\text{ radians}``) equals a gold
+in degrees (``90^\\circ``). A bare answer is read in the gold's unit: ``45`` is not
+``\\frac{\\pi}{4}`` and ``\\frac{\\pi}{6}`` is not ``30^\\circ`` (the question asked for degrees).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ _DEGREE_RE = re.compile(
     re.IGNORECASE,
 )
 _RADIAN_RE = re.compile(r"(?<![\\a-zA-Z])(?:radians?|rad)\b", re.IGNORECASE)
+_RADIAN_VALUE_RE = re.compile(  # what shows a gold is in radians
+    r"\\pi(?![a-zA-Z])|\u03c0|\\arc[a-z]+|\\(?:sin|cos|tan)\s*\^\s*\{\s*-1"
+)
 _PI_OVER_180 = ("div", ("const", "pi"), ("num", Fraction(180), "180"))
 
 
@@ -67,7 +71,7 @@ def angles_equal(
         symbolic: the comparison's symbolic callback.
     """
     pu, gu = angle_unit(pred_text), angle_unit(gold_text)
-    if pu == "deg" and gu != "deg":
+    if pu == "deg" and (gu == "rad" or gu is None and _RADIAN_VALUE_RE.search(gold_text)):
         converted = to_radians(pred)
         return converted is not None and equal(converted, gold, symbolic)
     if pu == "rad" and gu == "deg":

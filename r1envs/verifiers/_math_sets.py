@@ -204,6 +204,15 @@ def _builder(inner: str, depth: int) -> RealSet | None:
     return None
 
 
+def _applied(s: str, var: str) -> bool:
+    """Whether ``var`` is applied like a function to an argument without it: ``f(2)``."""
+    name = r"(?<![\\a-zA-Z])" + ("\\\\" if len(var) > 1 else "") + re.escape(var) + r"(?![a-zA-Z])"
+    for m in re.finditer(name + r"\s*\(([^()]*)\)", s):
+        if not re.search(name, m.group(1)):
+            return True
+    return False
+
+
 def _relation(s: str, depth: int) -> RealSet:
     ops = _top_rel_ops(s)
     pieces, kinds, start = [], [], 0
@@ -231,6 +240,8 @@ def _relation(s: str, depth: int) -> RealSet:
     var = names.pop()
     if any(_periodic(a) for a in asts):
         raise _NotASet(s)  # sympy solves trigonometric inequalities over one period only
+    if _applied(s, var):
+        raise _NotASet(s)  # f(2) < f(1) compares values of a function, not a variable
     if "=" in kinds:  # only "x = value": an equation to solve is not a set answer
         if len(kinds) != 1 or not any(a == ("sym", var) for a in asts):
             raise _NotASet(s)
@@ -248,6 +259,12 @@ def real_set(text: str) -> RealSet | None:
         return _read(normalize(text), 0)
     except (_NotASet, RecursionError):
         return None
+
+
+def _finite(desc: Desc) -> bool:
+    if desc[0] == "union":
+        return all(_finite(d) for d in desc[1])
+    return desc[0] == "points"
 
 
 def set_verdict(
@@ -272,6 +289,9 @@ def set_verdict(
         return False
     if p.desc == g.desc:
         return True
+    for a, b in ((p, g), (g, p)):
+        if not a.explicit and a.desc[0] == "interval" and _finite(b.desc):
+            return None  # (2, 3) against {2, 3}: a pair of values, as the structure reads it
     if p.desc == ("empty",) or g.desc == ("empty",):
         other = g.desc if p.desc == ("empty",) else p.desc
         if other[0] in ("points", "interval"):

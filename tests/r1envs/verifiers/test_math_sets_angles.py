@@ -73,6 +73,9 @@ SET_REJECT = [
     (r"\sin x > 0", r"(0, \pi)"),  # sympy solves it over one period only: not read as a set
     (r"(3,1)", r"\emptyset"),  # not an interval
     (r"x = i \text{ or } x = -i", r"x = 2i \text{ or } x = -2i"),  # no real points: not sets
+    (r"\emptyset", r"f(2) < f(1) < f(4)"),  # values of a function, not a variable
+    (r"|x|<1", r"x < 1"),
+    (r"-x > -1", r"|x|<1"),
 ]
 
 EMPTY_ACCEPT = [
@@ -121,6 +124,8 @@ def test_different_set_is_rejected(answer: str, gold: str) -> None:
         (r"x^2-5x+6=0", r"(x-2)(x-3)=0", True),
         (r"(x-2)^2(x-3)=0", r"(x-2)(x-3)=0", False),  # same roots, different equation
         (r"y = 2x + 3", "2x+3", True),
+        (r"(2,3)", r"x=2 \text{ or } x=3", True),  # a pair of values, as before
+        (r"x(x-1) > 0", r"(-\infty,0)\cup(1,\infty)", True),
     ],
 )
 def test_point_lists_and_equations_keep_their_meaning(answer: str, gold: str, expected: bool):
@@ -166,7 +171,8 @@ ANGLE_ACCEPT = [
     ("30", r"30^\circ"),
     (r"30^\circ, 150^\circ", r"\frac{\pi}{6}, \frac{5\pi}{6}"),
     (r"\theta = 45^\circ", r"\frac{\pi}{4}"),
-    (r"45^\circ", "0.785398"),
+    (r"90^\circ", r"\frac{\pi}{2}\text{ rad}"),
+    (r"60^\circ", r"\arccos \frac{1}{2}"),
 ]
 
 ANGLE_REJECT = [
@@ -177,6 +183,7 @@ ANGLE_REJECT = [
     (r"60^\circ", r"\frac{\pi}{4}"),
     (r"\frac{\pi}{3} \text{ radians}", r"90^\circ"),
     (r"45^\circ", "45\\pi"),
+    (r"30^\circ", "0.5"),  # a gold without pi need not be an angle (sin 30 = 0.5)
 ]
 
 
