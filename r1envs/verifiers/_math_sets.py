@@ -261,6 +261,30 @@ def real_set(text: str) -> RealSet | None:
         return None
 
 
+def _plain_bounds(desc: Desc) -> bool:
+    """Whether ``desc`` only has intervals, points and bounds on the bare variable."""
+    kind = desc[0]
+    if kind in ("union", "inter"):
+        return all(_plain_bounds(d) for d in desc[1])
+    if kind == "rel":
+        return all(a == ("sym", desc[3]) or not _symbols(a, set()) for a in desc[1])
+    return kind in ("empty", "interval", "points")
+
+
+def _decimal_bounds(desc: Desc) -> bool:
+    """Whether ``desc`` is :func:`_plain_bounds` and has a decimal literal (``0.333333``)."""
+    if not _plain_bounds(desc):
+        return False
+    stack: list[Any] = [desc]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, tuple) and node and node[0] == "num" and "." in str(node[2]):
+            return True
+        if isinstance(node, (tuple, list)):
+            stack.extend(c for c in node if isinstance(c, (tuple, list)))
+    return False
+
+
 def _finite(desc: Desc) -> bool:
     if desc[0] == "union":
         return all(_finite(d) for d in desc[1])
@@ -296,4 +320,7 @@ def set_verdict(
         other = g.desc if p.desc == ("empty",) else p.desc
         if other[0] in ("points", "interval"):
             return False
-    return decide("realset", p.desc, g.desc)
+    verdict = decide("realset", p.desc, g.desc)
+    if verdict is False and _decimal_bounds(p.desc) and _plain_bounds(g.desc):
+        return None  # x > 0.333333 vs (1/3, oo): the structural reading rounds decimals
+    return verdict

@@ -126,6 +126,12 @@ def test_different_set_is_rejected(answer: str, gold: str) -> None:
         (r"y = 2x + 3", "2x+3", True),
         (r"(2,3)", r"x=2 \text{ or } x=3", True),  # a pair of values, as before
         (r"x(x-1) > 0", r"(-\infty,0)\cup(1,\infty)", True),
+        # decimal bounds keep the rounding rules of plain numbers
+        (r"x > 0.333333", r"(\frac13,\infty)", True),
+        (r"x \geq 1.41421", r"[\sqrt2,\infty)", True),
+        (r"x > 0.33", r"(\frac13,\infty)", False),
+        (r"x \le 0.333333", r"(-\infty, \frac13)", False),
+        (r"|x| < 1.5", r"x < 1.5", False),
     ],
 )
 def test_point_lists_and_equations_keep_their_meaning(answer: str, gold: str, expected: bool):
