@@ -110,13 +110,14 @@ def sample_tokens(
         cum = sorted_p.cumsum(dim=-1)
         sorted_p = sorted_p.masked_fill(cum - sorted_p > top_p, 0.0)  # keep the nucleus
         probs = torch.zeros_like(probs).scatter_(-1, idx, sorted_p)
-    # inverse-CDF sampling: one uniform per row (torch.multinomial draws one per vocab entry)
+    # inverse-CDF sampling: one uniform per row (torch.multinomial draws one per vocab entry).
+    # The first index whose cumulative sum exceeds x has p > 0 (a zero adds nothing), and x
+    # stays below the total: u < 1 and the total is shrunk by more than a rounding step.
     cdf = probs.double().cumsum(dim=-1)  # (B, V)
     u = torch.rand((probs.shape[0], 1), generator=generator, device=probs.device, dtype=cdf.dtype)
-    tokens = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).clamp_(max=probs.shape[-1] - 1)
-    picked = probs.gather(-1, tokens)  # rounding at the top end must not pick a p=0 token
-    tokens = torch.where(picked > 0, tokens, probs.argmax(-1, keepdim=True)).squeeze(-1)  # (B,)
-    return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
+    x = u * (cdf[:, -1:] * (1.0 - 2.0**-50))
+    tokens = torch.searchsorted(cdf, x, right=True)  # (B, 1)
+    return tokens.squeeze(-1), logp.gather(-1, tokens).squeeze(-1)
 
 
 @torch.inference_mode()

@@ -160,6 +160,16 @@ def test_inverse_cdf_sampling_follows_the_distribution():
     assert torch.equal(tokens, again)
 
 
+def test_inverse_cdf_sampling_never_picks_trailing_zero_probabilities(monkeypatch):
+    logits = torch.tensor([[0.2, 1.3, float("-inf"), float("-inf")]]).expand(4, 4).clone()
+    # the largest uniform torch.rand can return, where rounding at the top end bites
+    top = torch.tensor([[1.0 - 2.0**-53]] * 4, dtype=torch.float64)
+    monkeypatch.setattr(torch, "rand", lambda *a, **k: top)
+    tokens, logp = sample_tokens(logits, temperature=1.0, top_p=1.0, generator=None)
+    assert tokens.tolist() == [1, 1, 1, 1]
+    torch.testing.assert_close(logp, torch.log_softmax(logits, -1)[:, 1])
+
+
 def test_small_models_use_the_cores_idle_at_start(monkeypatch):
     model = make("qwen2")
     assert 0.0 <= models._busy_cores(0.05) <= (os.cpu_count() or 1) + 0.01
