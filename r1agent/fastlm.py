@@ -215,20 +215,26 @@ def decode(
     live = torch.arange(b, device=device)  # output row of each row still decoded
     done = torch.zeros(b, dtype=torch.bool, device=device)
     for t in range(max_new_tokens):
-        if t < min_new_tokens:
+        if t < min_new_tokens:  # eos is banned, so no row has ended yet
             logits[:, eos] = float("-inf")
-        tok, lp = sample(logits)
-        tok = tok.masked_fill(done, pad_id)
-        tokens[live, t], logps[live, t] = tok, lp.masked_fill(done, 0.0)
-        ended = torch.isin(tok, eos) & ~done
-        lengths[live] = torch.where(ended, t + 1, lengths[live])
-        done |= ended
-        if t + 1 == max_new_tokens or bool(done.all()):
-            break
-        if 4 * int(done.sum()) >= done.numel():  # a quarter finished: stop computing them
-            keep = (~done).nonzero().squeeze(-1)
-            live, tok, pos, bias, done = live[keep], tok[keep], pos[keep], bias[keep], done[keep]
-            caches = [(kc[keep], vc[keep]) for kc, vc in caches]
+            tokens[:, t], logps[:, t] = sample(logits)
+            tok = tokens[:, t]
+            if t + 1 == max_new_tokens:
+                break
+        else:
+            tok, lp = sample(logits)
+            tok = tok.masked_fill(done, pad_id)
+            tokens[live, t], logps[live, t] = tok, lp.masked_fill(done, 0.0)
+            ended = torch.isin(tok, eos) & ~done
+            lengths[live] = torch.where(ended, t + 1, lengths[live])
+            done |= ended
+            if t + 1 == max_new_tokens or bool(done.all()):
+                break
+            if 4 * int(done.sum()) >= done.numel():  # a quarter finished: stop computing them
+                keep = (~done).nonzero().squeeze(-1)
+                live, tok, pos, bias = live[keep], tok[keep], pos[keep], bias[keep]
+                done = done[keep]
+                caches = [(kc[keep], vc[keep]) for kc, vc in caches]
         bias[..., p + t] = 0.0  # the column this step writes becomes visible
         logits = _decode_step(model, fused, tok, pos, p + t, caches, bias, rep).float()
         pos = pos + 1

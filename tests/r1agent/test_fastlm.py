@@ -137,6 +137,18 @@ def test_decode_stops_rows_at_eos_and_pads_after():
     assert (lengths >= 1).all() and (lengths <= 5).all()
 
 
+def test_eos_is_banned_before_min_new_tokens_then_ends_rows():
+    model = make("qwen2")
+    with torch.no_grad():
+        first = int(model(input_ids=torch.tensor([PROMPTS[0]])).logits[0, -1].argmax())
+    eos = torch.tensor([first])
+    kw = {"pad_id": 0, "eos": eos, "max_new_tokens": 6, "sample": greedy}
+    tokens, _, lengths = fastlm.decode(model, PROMPTS, min_new_tokens=2, **kw)
+    assert (tokens[:, :2] != first).all() and (lengths >= 3).all()
+    for row, n in zip(tokens, lengths.tolist(), strict=True):
+        assert n == 6 or (row[n - 1] == first and (row[n:] == 0).all())
+
+
 def test_supports_only_plain_llama_family_models():
     gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50))
     assert not fastlm.supports(gpt2)
