@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 __all__ = [
     "AGGREGATIONS",
@@ -227,8 +228,10 @@ def token_logprobs(
         lg = logits[s : s + chunk].float()
         if temperature != 1.0:
             lg = lg / temperature
-        tgt = targets[s : s + chunk, :, None]
-        out.append(lg.gather(-1, tgt).squeeze(-1) - torch.logsumexp(lg, dim=-1))
+        tgt = targets[s : s + chunk]
+        # cross-entropy is -log_softmax at the target, one fused op forward and backward
+        nll = F.cross_entropy(lg.flatten(0, 1), tgt.flatten(), reduction="none")
+        out.append(-nll.view(tgt.shape))
     return torch.cat(out, dim=0)
 
 
