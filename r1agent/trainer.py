@@ -280,7 +280,12 @@ def train_grpo(
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             policy = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=c.lr,
+        weight_decay=c.weight_decay,
+        fused=not (c.fsdp and dd.world > 1),  # one kernel per step (sharded DTensors: foreach)
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / (c.warmup_steps + 1)) if c.warmup_steps else 1.0
     )
