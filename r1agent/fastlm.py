@@ -197,9 +197,12 @@ def decode(
     head_dim = kvs[0][0].shape[-1]
     width = p + max_new_tokens
     caches = []  # keys stored transposed, (B, Hkv, D, W), so q @ k needs no copy
+    fused = _fuse(model)
     for k, v in kvs:
         kc = k.new_zeros((b, n_kv, head_dim, width))
         vc = v.new_zeros((b, n_kv, width, head_dim))
+        if fused is not None:  # the fused layers keep each key head interleaved
+            k = _interleave(k, head_dim, dim=-1)
         kc[..., :p], vc[:, :, :p] = k[row_index].transpose(-1, -2), v[row_index]
         caches.append((kc, vc))
     bias = torch.full((b, width), float("-inf"), dtype=x.dtype, device=device)
@@ -207,7 +210,6 @@ def decode(
     bias = bias[:, None, None, :].expand(b, n_kv, 1, width).contiguous()  # (B, Hkv, 1, W)
     pos = positions[row_index, -1] + 1  # (B,)
     rep = cfg.num_attention_heads // n_kv
-    fused = _fuse(model)
 
     tokens = torch.full((b, max_new_tokens), pad_id, dtype=torch.long, device=device)
     logps = torch.zeros((b, max_new_tokens), dtype=torch.float32, device=device)
@@ -245,10 +247,13 @@ def decode(
 class _FusedLayer:
     """One layer's weights rearranged for decoding (built per :func:`decode` call).
 
-    ``qkv`` stacks ``[q·scale, rot(q)·scale, k, rot(k), v]`` projections, where ``rot``
-    permutes and negates rows so that the projection yields ``rotate_half`` of its output:
-    rotary embedding becomes ``q·cos + q'·sin`` with no slicing. ``gate_up`` stacks the MLP's
-    two input projections; ``o_t``/``down_t`` are transposed for ``addmm`` with the residual.
+    ``qkv`` stacks the ``q`` (times the attention scaling), ``k`` and ``v`` projections with
+    the rows of every ``q``/``k`` head interleaved (``0, d/2, 1, d/2 + 1, ...``): rotary
+    embedding's pairs ``(i, i + d/2)`` become adjacent, so it is one complex product per
+    tensor; a consistent permutation of both ``q`` and ``k`` leaves ``q · k`` unchanged, and
+    the KV cache holds keys in that order (:func:`_interleave`). ``gate_up`` stacks the
+    MLP's two input projections; ``o_t``/``down_t`` are transposed for ``addmm`` with the
+    residual.
     """
 
     norm1: Any
@@ -272,25 +277,19 @@ def _fuse(model: Any) -> list[_FusedLayer] | None:
     if sum(p.numel() for p in model.parameters()) >= SMALL_MODEL_PARAMS:
         return None  # per-op overhead is negligible there; do not copy the weights
 
-    def rot(w: torch.Tensor | None, d: int) -> torch.Tensor | None:
-        if w is None:
-            return None
-        heads = w.reshape(-1, d, *w.shape[1:])
-        return torch.cat((-heads[:, d // 2 :], heads[:, : d // 2]), dim=1).reshape(w.shape)
-
     fused = []
     for layer in layers:
         a, mlp = layer.self_attn, layer.mlp
         d, sc = a.head_dim, a.scaling
         q, k, v = a.q_proj, a.k_proj, a.v_proj
-        weights = [q.weight * sc, rot(q.weight, d) * sc, k.weight, rot(k.weight, d), v.weight]
+        weights = [_interleave(q.weight, d) * sc, _interleave(k.weight, d), v.weight]
         bias = None
         if q.bias is not None or k.bias is not None or v.bias is not None:
             bq, bk, bv = (
                 m.bias if m.bias is not None else m.weight.new_zeros(m.out_features)
                 for m in (q, k, v)
             )
-            bias = torch.cat([bq * sc, rot(bq, d) * sc, bk, rot(bk, d), bv])
+            bias = torch.cat([_interleave(bq, d) * sc, _interleave(bk, d), bv])
         fused.append(
             _FusedLayer(
                 layer.input_layernorm,
@@ -305,6 +304,27 @@ def _fuse(model: Any) -> list[_FusedLayer] | None:
             )
         )
     return fused
+
+
+def _interleave(x: torch.Tensor, d: int, dim: int = 0) -> torch.Tensor:
+    """Reorder each head's ``d`` entries along ``dim`` as ``0, d/2, 1, d/2 + 1, ...``."""
+    x = x.movedim(dim, 0)
+    heads = x.reshape(-1, 2, d // 2, *x.shape[1:])  # (heads, halves, d/2, ...)
+    return heads.transpose(1, 2).reshape(x.shape).movedim(0, dim)
+
+
+def _rope_pairs(model: Any, positions: torch.Tensor) -> torch.Tensor:
+    """``exp(i · position · inv_freq)`` (times the rope's attention scaling), complex ``(B, d/2)``."""
+    rot = model.model.rotary_emb
+    angle = positions[:, None].float() * rot.inv_freq.float()
+    scale = torch.full_like(angle, getattr(rot, "attention_scaling", 1.0))
+    return torch.polar(scale, angle)
+
+
+def _rotate_pairs(x: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding of interleaved ``x (B, heads, d)`` by ``pairs (B, 1, d/2)``."""
+    z = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
+    return torch.view_as_real(z * pairs).flatten(-2).to(x.dtype)
 
 
 def _decode_step(
@@ -323,20 +343,21 @@ def _decode_step(
     ``bias (B, Hkv, 1, W)`` masks padding and columns not written yet.
     """
     x = model.model.embed_tokens(tok)  # (B, hidden)
-    cos, sin = _rope(model, pos, x.dtype)  # (B, D)
-    for i, (kc, vc) in enumerate(caches):
-        if fused is None:
-            x = _decode_layer(model.model.layers[i], x, cos, sin, col, kc, vc, bias, rep)
-        else:
-            x = _decode_layer_fused(fused[i], x, cos, sin, col, kc, vc, bias, rep)
+    if fused is None:
+        cos, sin = _rope(model, pos, x.dtype)  # (B, D)
+        for layer, (kc, vc) in zip(model.model.layers, caches, strict=True):
+            x = _decode_layer(layer, x, cos, sin, col, kc, vc, bias, rep)
+    else:
+        pairs = _rope_pairs(model, pos)[:, None]  # (B, 1, D/2)
+        for f, (kc, vc) in zip(fused, caches, strict=True):
+            x = _decode_layer_fused(f, x, pairs, col, kc, vc, bias, rep)
     return model.lm_head(_rms(x, model.model.norm))
 
 
 def _decode_layer_fused(
     f: _FusedLayer,
     x: torch.Tensor,
-    cos: torch.Tensor,
-    sin: torch.Tensor,
+    pairs: torch.Tensor,
     col: int,
     kc: torch.Tensor,
     vc: torch.Tensor,
@@ -345,10 +366,9 @@ def _decode_layer_fused(
 ) -> torch.Tensor:
     """A layer on :func:`_fuse`'s weights: about a third of :func:`_decode_layer`'s ops."""
     b, d = x.shape[0], kc.shape[2]
-    cos, sin = cos[:, None], sin[:, None]  # (B, 1, D)
-    q, q2, k, k2, v = F.linear(_rms(x, f.norm1), f.qkv, f.qkv_bias).split(f.splits, dim=-1)
-    q = torch.addcmul(q.view(b, -1, d) * cos, q2.view(b, -1, d), sin)  # (B, H, D), scaled
-    kc[..., col] = torch.addcmul(k.view(b, -1, d) * cos, k2.view(b, -1, d), sin)
+    q, k, v = F.linear(_rms(x, f.norm1), f.qkv, f.qkv_bias).split(f.splits, dim=-1)
+    q = _rotate_pairs(q.view(b, -1, d), pairs)  # (B, H, D), scaled, interleaved
+    kc[..., col] = _rotate_pairs(k.view(b, -1, d), pairs)
     vc[:, :, col] = v.view(b, -1, d)
     # one batched product per (row, KV head): scores = bias + q @ k
     bias3 = bias.view(-1, 1, bias.shape[-1])  # (B * Hkv, 1, W)
