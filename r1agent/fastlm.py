@@ -72,17 +72,20 @@ def _rms(x: torch.Tensor, norm: Any) -> torch.Tensor:
 
 
 def _rope(model: Any, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
-    """``(cos, sin)`` of shape ``positions.shape + (head_dim,)``."""
+    """``(cos, signed sin)`` of shape ``positions.shape + (head_dim,)``; the sine's first
+    half is negated, as :func:`_rotate` wants it."""
     rot = model.model.rotary_emb
     freqs = positions[..., None].float() * rot.inv_freq.float()
-    emb = torch.cat((freqs, freqs), dim=-1)
     scale = getattr(rot, "attention_scaling", 1.0)
-    return (emb.cos() * scale).to(dtype), (emb.sin() * scale).to(dtype)
+    cos = torch.cat((freqs, freqs), dim=-1).cos() * scale
+    sin = torch.cat((-freqs, freqs), dim=-1).sin() * scale  # sin is odd: -sin(f) = sin(-f)
+    return cos.to(dtype), sin.to(dtype)
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding, ``x·cos + rotate_half(x)·sin``: ``rotate_half(x)`` is ``x`` rolled
+    by half a head with its first half negated, the sign carried by ``signed_sin``."""
+    return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), signed_sin)
 
 
 def _qkv(
