@@ -381,7 +381,7 @@ def _decode_layer_fused(
     if f.o_bias is not None:
         x = x + f.o_bias
     gate, up = F.linear(_rms(x, f.norm2), f.gate_up).chunk(2, dim=-1)
-    return torch.addmm(x, F.silu(gate) * up, f.down_t)
+    return torch.addmm(x, F.silu(gate, inplace=True).mul_(up), f.down_t)
 
 
 def _decode_layer(
