@@ -424,7 +424,8 @@ def train_grpo(
                 stats.add(mb, logits, logp, clipped, kl, c.temperature, first=update == 0)
             if not starts:  # nothing to learn from: a zero gradient (weight decay still applies)
                 for p in model.parameters():
-                    p.grad = torch.zeros_like(p)
+                    if p.requires_grad:
+                        p.grad = torch.zeros_like(p)
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c.max_grad_norm)
             if hasattr(grad_norm, "full_tensor"):  # FSDP2: a DTensor
                 grad_norm = grad_norm.full_tensor()

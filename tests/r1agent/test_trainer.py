@@ -239,8 +239,24 @@ def test_a_step_with_nothing_to_learn_still_runs(model_dir, tmp_path):
     if "test/HalfConstant-v0" not in gym.registry:
         gym.register("test/HalfConstant-v0", entry_point=_HalfConstantEnv)
     # seed_range 1 -> seed 0 only: every group is all-equal, every advantage 0
-    cfg = base_config(model_dir, tmp_path / "run", envs={"test/HalfConstant-v0": 1.0}, seed_range=1)
-    summary = train_grpo(cfg)
+    cfg = base_config(
+        model_dir,
+        tmp_path / "run",
+        envs={"test/HalfConstant-v0": 1.0},
+        seed_range=1,
+        weight_decay=0.5,
+    )
+    from r1agent.models import load_model
+
+    model, tok = load_model(model_dir)
+    model.model.embed_tokens.requires_grad_(False)  # frozen parameters stay untouched
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    summary = train_grpo(cfg, model=model, tokenizer=tok)
     assert summary["steps"] == 2
     final = summary["final"]
     assert final["losses/policy"] == 0.0 and final["losses/grad_norm"] == 0.0
+    after = model.state_dict()
+    assert torch.equal(before["model.embed_tokens.weight"], after["model.embed_tokens.weight"])
+    # the trainable ones took the optimizer step of a zero gradient: weight decay only
+    w = "model.layers.0.mlp.up_proj.weight"
+    torch.testing.assert_close(after[w], before[w] * (1 - 1e-3 * 0.5) ** 2)
