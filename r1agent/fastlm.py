@@ -71,12 +71,18 @@ def _rms(x: torch.Tensor, norm: Any) -> torch.Tensor:
     return norm.weight * xf.to(x.dtype)
 
 
+def _rope_angles(model: Any, positions: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """``positions × inv_freq`` of shape ``positions.shape + (head_dim / 2,)``, and the
+    rope's attention scaling."""
+    rot = model.model.rotary_emb
+    freqs = positions[..., None].float() * rot.inv_freq.float()
+    return freqs, getattr(rot, "attention_scaling", 1.0)
+
+
 def _rope(model: Any, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
     """``(cos, signed sin)`` of shape ``positions.shape + (head_dim,)``; the sine's first
     half is negated, as :func:`_rotate` wants it."""
-    rot = model.model.rotary_emb
-    freqs = positions[..., None].float() * rot.inv_freq.float()
-    scale = getattr(rot, "attention_scaling", 1.0)
+    freqs, scale = _rope_angles(model, positions)
     cos = torch.cat((freqs, freqs), dim=-1).cos() * scale
     sin = torch.cat((-freqs, freqs), dim=-1).sin() * scale  # sin is odd: -sin(f) = sin(-f)
     return cos.to(dtype), sin.to(dtype)
@@ -318,10 +324,8 @@ def _interleave(x: torch.Tensor, d: int, dim: int = 0) -> torch.Tensor:
 
 def _rope_pairs(model: Any, positions: torch.Tensor) -> torch.Tensor:
     """``exp(i · position · inv_freq)`` (times the rope's attention scaling), complex ``(B, d/2)``."""
-    rot = model.model.rotary_emb
-    angle = positions[:, None].float() * rot.inv_freq.float()
-    scale = torch.full_like(angle, getattr(rot, "attention_scaling", 1.0))
-    return torch.polar(scale, angle)
+    angle, scale = _rope_angles(model, positions)
+    return torch.polar(torch.full_like(angle, scale), angle)
 
 
 def _rotate_pairs(x: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:

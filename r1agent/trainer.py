@@ -387,11 +387,11 @@ def train_grpo(
         n_rows = batch.response_ids.shape[0]
         model.train()
         with autocast():
-            if c.updates_per_batch > 1 and n_rows:
+            if c.updates_per_batch > 1:
                 batch.old_logprobs = batch_logprobs(
                     policy, batch, c.micro_batch_size, c.temperature
                 )
-            if ref_model is not None and n_rows:
+            if ref_model is not None:
                 batch.ref_logprobs = batch_logprobs(
                     ref_model, batch, c.micro_batch_size, c.temperature
                 )
