@@ -451,9 +451,9 @@ def check(completion: str, gold: str, *, strict: bool = False, timeout: float = 
                 return MathResult(False, extracted)
         else:
             gold_one = _single_gold(gold)
-            if gold_one is not None and _normalized(parts[0]) == _normalized(gold_one):
-                return MathResult(True, extracted)
             if gold_one is not None:
+                if _normalized(parts[0]) == _normalized(gold_one):
+                    return MathResult(True, extracted)
                 as_sets = set_verdict(parts[0], gold_one, symbolic.decide)  # x > 1 vs (1, \infty)
                 if as_sets is not None:
                     return MathResult(as_sets, extracted)
