@@ -32,6 +32,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from r1agent import native
+
 __all__ = ["decode", "left_pad", "prefix_shared_logits", "supports", "unique_prompts"]
 
 _ARCHS = {"Qwen2ForCausalLM", "LlamaForCausalLM", "MistralForCausalLM", "Qwen3ForCausalLM"}
@@ -111,7 +113,10 @@ def _qkv(
 
 
 def _mlp(mlp: Any, h: torch.Tensor) -> torch.Tensor:
-    return mlp.down_proj(F.silu(mlp.gate_proj(h)) * mlp.up_proj(h))
+    gate, up = mlp.gate_proj(h), mlp.up_proj(h)
+    if native.usable(gate, up):  # one pass forward and backward instead of three ops each
+        return mlp.down_proj(native.swiglu(gate, up))
+    return mlp.down_proj(F.silu(gate) * up)
 
 
 def _attend(
@@ -207,6 +212,8 @@ def decode(
     width = p + max_new_tokens
     caches = []  # keys stored transposed, (B, Hkv, D, W), so q @ k needs no copy
     fused = _fuse(model)
+    # the fused attention step in native.c (float32 only, so not under autocast)
+    kernel = fused is not None and native.usable(x) and not torch.is_autocast_enabled("cpu")
     for k, v in kvs:
         kc = k.new_zeros((b, n_kv, head_dim, width))
         vc = v.new_zeros((b, n_kv, width, head_dim))
@@ -247,7 +254,7 @@ def decode(
                 done = done[keep]
                 caches = [(kc[keep], vc[keep]) for kc, vc in caches]
         bias[..., p + t] = 0.0  # the column this step writes becomes visible
-        logits = _decode_step(model, fused, tok, pos, p + t, caches, bias, rep).float()
+        logits = _decode_step(model, fused, kernel, tok, pos, p + t, caches, bias, rep).float()
         pos = pos + 1
     return tokens, logps, lengths
 
@@ -322,10 +329,11 @@ def _interleave(x: torch.Tensor, d: int, dim: int = 0) -> torch.Tensor:
     return heads.transpose(1, 2).reshape(x.shape).movedim(0, dim)
 
 
-def _rope_pairs(model: Any, positions: torch.Tensor) -> torch.Tensor:
-    """``exp(i · position · inv_freq)`` (times the rope's attention scaling), complex ``(B, d/2)``."""
+def _rope_pairs(model: Any, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cos``, ``sin`` of ``position · inv_freq`` times the rope's attention scaling, each
+    ``(B, d/2)``: the rotation of each interleaved pair."""
     angle, scale = _rope_angles(model, positions)
-    return torch.polar(torch.full_like(angle, scale), angle)
+    return angle.cos().mul_(scale), angle.sin().mul_(scale)
 
 
 def _rotate_pairs(x: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
@@ -337,6 +345,7 @@ def _rotate_pairs(x: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
 def _decode_step(
     model: Any,
     fused: list[_FusedLayer] | None,
+    kernel: bool,
     tok: torch.Tensor,
     pos: torch.Tensor,
     col: int,
@@ -347,7 +356,8 @@ def _decode_step(
     """One token per row at cache column ``col``; returns next-token logits ``(B, V)``.
 
     ``caches`` hold keys transposed ``(B, Hkv, D, W)`` and values ``(B, Hkv, W, D)``;
-    ``bias (B, Hkv, 1, W)`` masks padding and columns not written yet.
+    ``bias (B, Hkv, 1, W)`` masks padding and columns not written yet. ``kernel``: the
+    fused layers attend with :func:`r1agent.native.decode_attention`.
     """
     x = model.model.embed_tokens(tok)  # (B, hidden)
     if fused is None:
@@ -355,32 +365,41 @@ def _decode_step(
         for layer, (kc, vc) in zip(model.model.layers, caches, strict=True):
             x = _decode_layer(layer, x, cos, sin, col, kc, vc, bias, rep)
     else:
-        pairs = _rope_pairs(model, pos)[:, None]  # (B, 1, D/2)
+        cos, sin = _rope_pairs(model, pos)  # (B, D/2)
+        rot = (cos, sin) if kernel else torch.complex(cos, sin)[:, None]
         for f, (kc, vc) in zip(fused, caches, strict=True):
-            x = _decode_layer_fused(f, x, pairs, col, kc, vc, bias, rep)
+            x = _decode_layer_fused(f, x, rot, col, kc, vc, bias, rep)
     return model.lm_head(_rms(x, model.model.norm))
 
 
 def _decode_layer_fused(
     f: _FusedLayer,
     x: torch.Tensor,
-    pairs: torch.Tensor,
+    rot: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
     col: int,
     kc: torch.Tensor,
     vc: torch.Tensor,
     bias: torch.Tensor,
     rep: int,
 ) -> torch.Tensor:
-    """A layer on :func:`_fuse`'s weights: about a third of :func:`_decode_layer`'s ops."""
+    """A layer on :func:`_fuse`'s weights: about a third of :func:`_decode_layer`'s ops.
+
+    ``rot``: ``(cos, sin)`` for the native attention kernel, else the complex rotations
+    ``(B, 1, D/2)``.
+    """
     b, d = x.shape[0], kc.shape[2]
-    q, k, v = F.linear(_rms(x, f.norm1), f.qkv, f.qkv_bias).split(f.splits, dim=-1)
-    q = _rotate_pairs(q.view(b, -1, d), pairs)  # (B, H, D), scaled, interleaved
-    kc[..., col] = _rotate_pairs(k.view(b, -1, d), pairs)
-    vc[:, :, col] = v.view(b, -1, d)
-    # one batched product per (row, KV head): scores = bias + q @ k
-    bias3 = bias.view(-1, 1, bias.shape[-1])  # (B * Hkv, 1, W)
-    scores = torch.baddbmm(bias3, q.reshape(-1, rep, d), kc.view(-1, d, kc.shape[-1]))
-    out = torch.bmm(torch.softmax(scores, dim=-1), vc.view(-1, *vc.shape[2:])).view(b, -1)
+    qkv = F.linear(_rms(x, f.norm1), f.qkv, f.qkv_bias)
+    if isinstance(rot, tuple):
+        out = native.decode_attention(qkv, *rot, kc, vc, bias, col, rep)
+    else:
+        q, k, v = qkv.split(f.splits, dim=-1)
+        q = _rotate_pairs(q.view(b, -1, d), rot)  # (B, H, D), scaled, interleaved
+        kc[..., col] = _rotate_pairs(k.view(b, -1, d), rot)
+        vc[:, :, col] = v.view(b, -1, d)
+        # one batched product per (row, KV head): scores = bias + q @ k
+        bias3 = bias.view(-1, 1, bias.shape[-1])  # (B * Hkv, 1, W)
+        scores = torch.baddbmm(bias3, q.reshape(-1, rep, d), kc.view(-1, d, kc.shape[-1]))
+        out = torch.bmm(torch.softmax(scores, dim=-1), vc.view(-1, *vc.shape[2:])).view(b, -1)
     x = torch.addmm(x, out, f.o_t)
     if f.o_bias is not None:
         x = x + f.o_bias

@@ -17,7 +17,7 @@ from transformers import (
     Qwen3ForCausalLM,
 )
 
-from r1agent import fastlm, models
+from r1agent import fastlm, models, native
 from r1agent.rollout import sample_tokens
 
 SIZES = {
@@ -99,11 +99,15 @@ def greedy(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return sample_tokens(logits, temperature=0.0, top_p=1.0, generator=None)
 
 
-@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("path", ["native", "fused", "unfused"])
 @pytest.mark.parametrize("arch", sorted(ARCHS))
-def test_decode_matches_a_full_forward_per_token(arch, fused, monkeypatch):
+def test_decode_matches_a_full_forward_per_token(arch, path, monkeypatch):
     model = make(arch)
-    if not fused:  # large models decode on the unfused weights
+    if path == "native" and native.library() is None:
+        pytest.skip("no C compiler for the native kernels")
+    if path != "native":  # the torch ops the kernels replace
+        monkeypatch.setattr(native, "usable", lambda *tensors: False)
+    if path == "unfused":  # large models decode on the unfused weights
         monkeypatch.setattr(models, "SMALL_MODEL_PARAMS", 0)
     eos = torch.tensor([1])
     tokens, logps, lengths = fastlm.decode(

@@ -1,0 +1,122 @@
+/* Fused CPU kernels for small models (see native.py, which compiles and loads this file).
+ *
+ * For a model of a few million parameters every tensor op costs more in dispatch and memory
+ * traffic than in arithmetic; these loops do in one pass what takes several ops in torch.
+ * All tensors are float32 and contiguous; parallel over rows with OpenMP (the runtime torch
+ * itself uses, so both share one thread pool).
+ */
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* exp(x) for float32 within ~2 ulp (Cephes' range reduction and polynomial); written as
+ * plain arithmetic so that the compiler vectorises the loops calling it. Inputs below
+ * -87.3 give exp(-87.3) (1.2e-38), above 88.7 give exp(88.7); NaN stays NaN. */
+static inline float fast_exp(float x) {
+    x = x < -87.3f ? -87.3f : x;
+    x = x > 88.7f ? 88.7f : x;
+    float k = floorf(x * 1.44269504088896341f + 0.5f);
+    float r = fmaf(k, -0.693359375f, x);
+    r = fmaf(k, 2.12194440e-4f, r);
+    float p = 1.9875691500e-4f;
+    p = fmaf(p, r, 1.3981999507e-3f);
+    p = fmaf(p, r, 8.3334519073e-3f);
+    p = fmaf(p, r, 4.1665795894e-2f);
+    p = fmaf(p, r, 1.6666665459e-1f);
+    p = fmaf(p, r, 5.0000001201e-1f);
+    float y = fmaf(p, r * r, r) + 1.0f;
+    union { float f; int32_t i; } scale;
+    scale.i = ((int32_t)k + 127) << 23;
+    return y * scale.f;
+}
+
+/* One decoding step of attention for B rows, all KV heads:
+ *   qkv  (B, (H + 2 Hkv) D): the fused projection's output, query heads (already scaled by
+ *        the attention scaling) then key heads then value heads; query and key heads hold
+ *        their rotary pairs interleaved (0, D/2, 1, D/2 + 1, ...);
+ *   cos, sin (B, D/2): the rotary angles of each row's position (times the rope scaling);
+ *   kc (B, Hkv, D, W) keys transposed and vc (B, Hkv, W, D) values: the rotated key and the
+ *        value are written at column `col`, then columns 0..col are attended;
+ *   bias: row b's additive mask at bias[b * bias_stride + w] (0 or -inf);
+ *   out (B, H D): the attention output, heads in order (head j reads KV head j / rep).
+ */
+void decode_attention(int B, int Hkv, int rep, int D, int W, int col, const float *qkv,
+                      const float *cos_, const float *sin_, float *kc, float *vc,
+                      const float *bias, int bias_stride, float *out) {
+    const int H = Hkv * rep, half = D / 2, n = col + 1;
+#pragma omp parallel
+    {
+        float *scores = malloc(sizeof(float) * (size_t)rep * n);
+        float *q = malloc(sizeof(float) * (size_t)rep * D);
+#pragma omp for schedule(static)
+        for (int bh = 0; bh < B * Hkv; bh++) {
+            const int b = bh / Hkv, h = bh % Hkv;
+            const float *row = qkv + (size_t)b * (H + 2 * Hkv) * D;
+            const float *c = cos_ + (size_t)b * half, *s = sin_ + (size_t)b * half;
+            const float *k = row + (size_t)(H + h) * D, *v = row + (size_t)(H + Hkv + h) * D;
+            float *K = kc + (size_t)bh * D * W, *V = vc + (size_t)bh * W * D;
+            for (int i = 0; i < half; i++) {
+                K[(size_t)(2 * i) * W + col] = k[2 * i] * c[i] - k[2 * i + 1] * s[i];
+                K[(size_t)(2 * i + 1) * W + col] = k[2 * i] * s[i] + k[2 * i + 1] * c[i];
+            }
+            memcpy(V + (size_t)col * D, v, sizeof(float) * D);
+            for (int r = 0; r < rep; r++) {
+                const float *qh = row + (size_t)(h * rep + r) * D;
+                for (int i = 0; i < half; i++) {
+                    q[r * D + 2 * i] = qh[2 * i] * c[i] - qh[2 * i + 1] * s[i];
+                    q[r * D + 2 * i + 1] = qh[2 * i] * s[i] + qh[2 * i + 1] * c[i];
+                }
+            }
+            const float *mask = bias + (size_t)b * bias_stride;
+            for (int r = 0; r < rep; r++) {
+                float *sc = scores + (size_t)r * n;
+                memcpy(sc, mask, sizeof(float) * n);
+                for (int d = 0; d < D; d++) {
+                    const float qd = q[r * D + d], *Kd = K + (size_t)d * W;
+                    for (int w = 0; w < n; w++) sc[w] += qd * Kd[w];
+                }
+                float m = -INFINITY;
+                for (int w = 0; w < n; w++) m = sc[w] > m ? sc[w] : m;
+                float total = 0.0f;
+                for (int w = 0; w < n; w++) {
+                    const float e = mask[w] == -INFINITY ? 0.0f : fast_exp(sc[w] - m);
+                    sc[w] = e;
+                    total += e;
+                }
+                const float inv = 1.0f / total;
+                float *o = out + (size_t)b * H * D + (size_t)(h * rep + r) * D;
+                for (int d = 0; d < D; d++) o[d] = 0.0f;
+                for (int w = 0; w < n; w++) {
+                    const float e = sc[w] * inv, *Vw = V + (size_t)w * D;
+                    for (int d = 0; d < D; d++) o[d] += e * Vw[d];
+                }
+            }
+        }
+        free(scores);
+        free(q);
+    }
+}
+
+static inline float sigmoid(float x) { return 1.0f / (1.0f + fast_exp(-x)); }
+
+/* SwiGLU, out = silu(gate) * up, over n elements. */
+void swiglu_forward(int64_t n, const float *restrict gate, const float *restrict up,
+                    float *restrict out) {
+#pragma omp parallel for schedule(static)
+    for (int64_t j = 0; j < n; j++) out[j] = gate[j] * sigmoid(gate[j]) * up[j];
+}
+
+/* Its gradient: d gate = grad * up * s * (1 + gate (1 - s)) with s = sigmoid(gate) and
+ * d up = grad * silu(gate). */
+void swiglu_backward(int64_t n, const float *restrict gate, const float *restrict up,
+                     const float *restrict grad, float *restrict grad_gate,
+                     float *restrict grad_up) {
+#pragma omp parallel for schedule(static)
+    for (int64_t j = 0; j < n; j++) {
+        const float s = sigmoid(gate[j]);
+        grad_up[j] = grad[j] * gate[j] * s;
+        grad_gate[j] = grad[j] * up[j] * s * (1.0f + gate[j] * (1.0f - s));
+    }
+}

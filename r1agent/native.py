@@ -1,0 +1,182 @@
+"""Fused CPU kernels for small float32 models, compiled on first use.
+
+``native.c`` holds two loops that replace chains of small torch ops on the hot path of a
+small model on a CPU: one decoding step of attention (rotary embedding, KV-cache write,
+scores, softmax and the weighted sum in one pass over the cache) and SwiGLU's forward and
+backward. :func:`library` compiles the file with the system C compiler (``cc -O3
+-march=native -fopenmp``) into a per-user cache keyed by the source, the compiler and the
+CPU, and loads it with :mod:`ctypes`; it links against the OpenMP runtime torch already
+loaded, so both share one thread pool. Without a compiler, on other dtypes or devices, or
+with ``R1_NATIVE=0``, callers use their torch code, which computes the same values (tests
+compare the two).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+__all__ = ["decode_attention", "library", "swiglu", "usable"]
+
+log = logging.getLogger(__name__)
+_SOURCE = Path(__file__).with_name("native.c")
+_FLAGS = [
+    "-O3",
+    "-march=native",
+    "-fno-math-errno",
+    "-fno-trapping-math",
+    "-fopenmp",
+    "-shared",
+    "-fPIC",
+]
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("R1_NATIVE_CACHE") or os.environ.get("XDG_CACHE_HOME")
+    return Path(root or Path.home() / ".cache") / "r1" / "native"
+
+
+def _cpu_flags() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor()
+    return next((ln for ln in text.splitlines() if ln.startswith(("flags", "Features"))), "")
+
+
+@functools.cache
+def library() -> ctypes.CDLL | None:
+    """The compiled kernels, or ``None`` when they cannot be built (the reason is logged once)."""
+    if os.environ.get("R1_NATIVE", "1") == "0" or platform.system() != "Linux":
+        return None
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        log.info("no C compiler found; using the torch implementation of the fused kernels")
+        return None
+    try:
+        version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
+        key = hashlib.sha256(
+            "\0".join([_SOURCE.read_text(), version, " ".join(_FLAGS), _cpu_flags()]).encode()
+        ).hexdigest()[:16]
+        path = _cache_dir() / f"r1native-{key}.so"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+                built = Path(tmp) / path.name
+                subprocess.run(
+                    [cc, *_FLAGS, "-o", str(built), str(_SOURCE)],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                os.replace(built, path)  # atomic: concurrent builders each write a whole file
+        lib = ctypes.CDLL(str(path))
+    except (OSError, subprocess.CalledProcessError) as e:
+        detail = getattr(e, "stderr", "") or str(e)
+        log.warning("could not build the fused CPU kernels (%s); using torch ops", detail[-500:])
+        return None
+    i32, i64, ptr = ctypes.c_int, ctypes.c_int64, ctypes.c_void_p
+    lib.decode_attention.argtypes = [i32] * 6 + [ptr] * 6 + [i32, ptr]
+    lib.swiglu_forward.argtypes = [i64, ptr, ptr, ptr]
+    lib.swiglu_backward.argtypes = [i64] + [ptr] * 5
+    for fn in (lib.decode_attention, lib.swiglu_forward, lib.swiglu_backward):
+        fn.restype = None
+    return lib
+
+
+def usable(*tensors: torch.Tensor) -> bool:
+    """Whether the kernels can run on these tensors (float32 on the CPU) and were built."""
+    return all(t.dtype == torch.float32 and t.device.type == "cpu" for t in tensors) and (
+        library() is not None
+    )
+
+
+def decode_attention(
+    qkv: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    kc: torch.Tensor,
+    vc: torch.Tensor,
+    bias: torch.Tensor,
+    col: int,
+    rep: int,
+) -> torch.Tensor:
+    """One decoding step of attention; writes the step's key and value into the cache.
+
+    Args:
+        qkv: ``(B, (H + 2 Hkv) D)`` scaled query, key and value heads, rotary pairs of the
+            query and key heads interleaved.
+        cos: ``(B, D/2)`` cosines of each row's rotary angles (times the rope scaling).
+        sin: ``(B, D/2)`` their sines.
+        kc: ``(B, Hkv, D, W)`` keys, transposed.
+        vc: ``(B, Hkv, W, D)`` values.
+        bias: ``(B, ..., W)`` additive mask, 0 or -inf, the same for every head.
+        col: the cache column this step writes; columns ``0..col`` are attended.
+        rep: query heads per KV head.
+
+    Returns:
+        ``(B, H D)`` attention output.
+    """
+    b, hkv, d, w = kc.shape
+    tensors = (qkv, cos, sin, kc, vc, bias)
+    if not all(t.is_contiguous() and t.dtype == torch.float32 for t in tensors):
+        raise ValueError("decode_attention needs contiguous float32 tensors")
+    if qkv.shape != (b, (hkv * rep + 2 * hkv) * d) or vc.shape != (b, hkv, w, d):
+        raise ValueError(
+            f"decode_attention: qkv {tuple(qkv.shape)} and vc {tuple(vc.shape)} "
+            f"do not match kc {tuple(kc.shape)} with rep={rep}"
+        )
+    if cos.shape != (b, d // 2) or sin.shape != cos.shape or bias.shape[-1] != w:
+        raise ValueError(
+            f"decode_attention: cos {tuple(cos.shape)}, sin {tuple(sin.shape)} or "
+            f"bias {tuple(bias.shape)} do not match kc {tuple(kc.shape)}"
+        )
+    if not 0 <= col < w:
+        raise ValueError(f"decode_attention: col={col} outside the cache width {w}")
+    out = qkv.new_empty((b, hkv * rep * d))
+    library().decode_attention(
+        b, hkv, rep, d, w, col,
+        qkv.data_ptr(), cos.data_ptr(), sin.data_ptr(), kc.data_ptr(), vc.data_ptr(),
+        bias.data_ptr(), bias[0].numel(), out.data_ptr(),
+    )  # fmt: skip
+    return out
+
+
+class _SwiGLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        gate, up = gate.contiguous(), up.contiguous()
+        out = torch.empty_like(gate)
+        library().swiglu_forward(gate.numel(), gate.data_ptr(), up.data_ptr(), out.data_ptr())
+        ctx.save_for_backward(gate, up)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: D102
+        gate, up = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_gate, grad_up = torch.empty_like(gate), torch.empty_like(up)
+        library().swiglu_backward(
+            gate.numel(), gate.data_ptr(), up.data_ptr(), grad.data_ptr(),
+            grad_gate.data_ptr(), grad_up.data_ptr(),
+        )  # fmt: skip
+        return grad_gate, grad_up
+
+
+def swiglu(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """``silu(gate) * up`` (same shapes), differentiable."""
+    if gate.shape != up.shape:
+        raise ValueError(
+            f"swiglu needs equal shapes, got {tuple(gate.shape)} and {tuple(up.shape)}"
+        )
+    return _SwiGLU.apply(gate, up)
