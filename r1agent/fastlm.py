@@ -66,6 +66,8 @@ def supports(model: Any) -> bool:
 
 def _rms(x: torch.Tensor, norm: Any) -> torch.Tensor:
     """RMSNorm as Hugging Face computes it (statistics in float32)."""
+    if native.usable(x, norm.weight):  # one pass (torch's fused op is several on a CPU)
+        return native.rms_norm(x, norm.weight, norm.variance_epsilon)
     if x.dtype == torch.float32:  # one fused op, bitwise the same result in float32
         return F.rms_norm(x, x.shape[-1:], norm.weight, norm.variance_epsilon)
     xf = x.float()

@@ -80,6 +80,7 @@ void decode_attention(int B, int Hkv, int rep, int D, int W, int col, const floa
                 float m = -INFINITY;
                 for (int w = 0; w < n; w++) m = sc[w] > m ? sc[w] : m;
                 float total = 0.0f;
+#pragma omp simd reduction(+ : total)
                 for (int w = 0; w < n; w++) {
                     const float e = mask[w] == -INFINITY ? 0.0f : fast_exp(sc[w] - m);
                     sc[w] = e;
@@ -118,5 +119,51 @@ void swiglu_backward(int64_t n, const float *restrict gate, const float *restric
         const float s = sigmoid(gate[j]);
         grad_up[j] = grad[j] * gate[j] * s;
         grad_gate[j] = grad[j] * up[j] * s * (1.0f + gate[j] * (1.0f - s));
+    }
+}
+
+/* RMSNorm of x (N, H): out = x / sqrt(mean(x^2) + eps) * weight; rstd (N,) receives each
+ * row's 1 / sqrt(mean(x^2) + eps) for the backward pass (may be NULL). */
+void rms_norm_forward(int64_t N, int H, const float *restrict x, const float *restrict weight,
+                      float eps, float *restrict out, float *restrict rstd) {
+#pragma omp parallel for schedule(static) if (N * H > 16384)
+    for (int64_t i = 0; i < N; i++) {
+        const float *xi = x + i * H;
+        float *oi = out + i * H;
+        float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
+        for (int j = 0; j < H; j++) ss += xi[j] * xi[j];
+        const float r = 1.0f / sqrtf(ss / (float)H + eps);
+        for (int j = 0; j < H; j++) oi[j] = xi[j] * r * weight[j];
+        if (rstd) rstd[i] = r;
+    }
+}
+
+/* Its gradient: with xhat = x * rstd and g = grad * weight,
+ * d x = rstd * (g - xhat * mean(g * xhat)) per row; d weight = sum over rows of grad * xhat
+ * (accumulated into grad_weight, which the caller zeroes). */
+void rms_norm_backward(int64_t N, int H, const float *restrict x, const float *restrict weight,
+                       const float *restrict rstd, const float *restrict grad,
+                       float *restrict grad_x, float *restrict grad_weight) {
+#pragma omp parallel
+    {
+        float *dw = calloc((size_t)H, sizeof(float));
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < N; i++) {
+            const float *xi = x + i * H, *gi = grad + i * H;
+            float *dxi = grad_x + i * H;
+            const float r = rstd[i];
+            float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+            for (int j = 0; j < H; j++) {
+                dot += gi[j] * weight[j] * xi[j];
+                dw[j] += gi[j] * xi[j] * r;
+            }
+            const float c = dot * r * r / (float)H;
+            for (int j = 0; j < H; j++) dxi[j] = r * (gi[j] * weight[j] - xi[j] * c);
+        }
+#pragma omp critical
+        for (int j = 0; j < H; j++) grad_weight[j] += dw[j];
+        free(dw);
     }
 }

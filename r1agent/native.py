@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["decode_attention", "library", "swiglu", "usable"]
+__all__ = ["decode_attention", "library", "rms_norm", "swiglu", "usable"]
 
 log = logging.getLogger(__name__)
 _SOURCE = Path(__file__).with_name("native.c")
@@ -89,7 +89,16 @@ def library() -> ctypes.CDLL | None:
     lib.decode_attention.argtypes = [i32] * 6 + [ptr] * 6 + [i32, ptr]
     lib.swiglu_forward.argtypes = [i64, ptr, ptr, ptr]
     lib.swiglu_backward.argtypes = [i64] + [ptr] * 5
-    for fn in (lib.decode_attention, lib.swiglu_forward, lib.swiglu_backward):
+    f32 = ctypes.c_float
+    lib.rms_norm_forward.argtypes = [i64, i32, ptr, ptr, f32, ptr, ptr]
+    lib.rms_norm_backward.argtypes = [i64, i32] + [ptr] * 6
+    for fn in (
+        lib.decode_attention,
+        lib.swiglu_forward,
+        lib.swiglu_backward,
+        lib.rms_norm_forward,
+        lib.rms_norm_backward,
+    ):
         fn.restype = None
     return lib
 
@@ -180,3 +189,45 @@ def swiglu(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
             f"swiglu needs equal shapes, got {tuple(gate.shape)} and {tuple(up.shape)}"
         )
     return _SwiGLU.apply(gate, up)
+
+
+class _RMSNorm(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:  # noqa: D102
+        x = x.contiguous()
+        out = torch.empty_like(x)
+        n, h = x.numel() // x.shape[-1], x.shape[-1]
+        rstd = x.new_empty(n)
+        library().rms_norm_forward(
+            n, h, x.data_ptr(), weight.data_ptr(), eps, out.data_ptr(), rstd.data_ptr()
+        )
+        ctx.save_for_backward(x, weight, rstd)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:  # noqa: D102
+        x, weight, rstd = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_x, grad_w = torch.empty_like(x), torch.zeros_like(weight)
+        library().rms_norm_backward(
+            x.numel() // x.shape[-1], x.shape[-1], x.data_ptr(), weight.data_ptr(),
+            rstd.data_ptr(), grad.data_ptr(), grad_x.data_ptr(), grad_w.data_ptr(),
+        )  # fmt: skip
+        return grad_x, grad_w, None
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm over the last dim, ``x / sqrt(mean(x²) + eps) * weight``, differentiable."""
+    if weight.shape != x.shape[-1:] or not weight.is_contiguous():
+        raise ValueError(
+            f"rms_norm: weight {tuple(weight.shape)} does not match x {tuple(x.shape)}"
+        )
+    if not torch.is_grad_enabled() or not (x.requires_grad or weight.requires_grad):
+        x = x.contiguous()
+        out = torch.empty_like(x)
+        library().rms_norm_forward(
+            x.numel() // x.shape[-1], x.shape[-1], x.data_ptr(), weight.data_ptr(), eps,
+            out.data_ptr(), None,
+        )  # fmt: skip
+        return out
+    return _RMSNorm.apply(x, weight, eps)

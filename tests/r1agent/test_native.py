@@ -102,3 +102,23 @@ def test_fallback_without_a_compiler(monkeypatch, tmp_path):
         assert native.library() is None
     finally:
         native.library.cache_clear()
+
+
+@needs_kernels
+def test_rms_norm_matches_torch_forward_and_backward():
+    g = torch.Generator().manual_seed(3)
+    x = (torch.randn(4, 5, 24, generator=g) * 3).requires_grad_()
+    w = torch.randn(24, generator=g).requires_grad_()
+    grad = torch.randn(4, 5, 24, generator=g)
+    out = native.rms_norm(x, w, 1e-6)
+    out.backward(grad)
+    x_ref, w_ref = x.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    ref = F.rms_norm(x_ref, (24,), w_ref, 1e-6)
+    ref.backward(grad)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(x.grad, x_ref.grad, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(w.grad, w_ref.grad, atol=1e-4, rtol=1e-5)
+    with torch.no_grad():  # no autograd node, same values
+        torch.testing.assert_close(native.rms_norm(x, w, 1e-6), out.detach(), atol=0, rtol=0)
+    with pytest.raises(ValueError, match=r"weight \(23,\)"):
+        native.rms_norm(x, w[:23], 1e-6)
