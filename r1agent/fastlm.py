@@ -217,8 +217,9 @@ def decode(
     # the fused attention step in native.c (float32 only, so not under autocast)
     kernel = fused is not None and native.usable(x) and not torch.is_autocast_enabled("cpu")
     for k, v in kvs:
-        kc = k.new_zeros((b, n_kv, head_dim, width))
-        vc = v.new_zeros((b, n_kv, width, head_dim))
+        # the kernel reads only columns already written; batched products read them all
+        empty = k.new_empty if kernel else k.new_zeros
+        kc, vc = empty((b, n_kv, head_dim, width)), empty((b, n_kv, width, head_dim))
         if fused is not None:  # the fused layers keep each key head interleaved
             k = _interleave(k, head_dim, dim=-1)
         kc[..., :p], vc[:, :, :p] = k[row_index].transpose(-1, -2), v[row_index]
@@ -370,13 +371,14 @@ def _decode_step(
         cos, sin = _rope_pairs(model, pos)  # (B, D/2)
         rot = (cos, sin) if kernel else torch.complex(cos, sin)[:, None]
         for f, (kc, vc) in zip(fused, caches, strict=True):
-            x = _decode_layer_fused(f, x, rot, col, kc, vc, bias, rep)
+            x = _decode_layer_fused(f, x, kernel, rot, col, kc, vc, bias, rep)
     return model.lm_head(_rms(x, model.model.norm))
 
 
 def _decode_layer_fused(
     f: _FusedLayer,
     x: torch.Tensor,
+    kernel: bool,
     rot: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
     col: int,
     kc: torch.Tensor,
@@ -386,12 +388,12 @@ def _decode_layer_fused(
 ) -> torch.Tensor:
     """A layer on :func:`_fuse`'s weights: about a third of :func:`_decode_layer`'s ops.
 
-    ``rot``: ``(cos, sin)`` for the native attention kernel, else the complex rotations
-    ``(B, 1, D/2)``.
+    ``rot``: ``(cos, sin)`` for the native kernels (``kernel``), else the complex
+    rotations ``(B, 1, D/2)``.
     """
     b, d = x.shape[0], kc.shape[2]
     qkv = F.linear(_rms(x, f.norm1), f.qkv, f.qkv_bias)
-    if isinstance(rot, tuple):
+    if kernel:
         out = native.decode_attention(qkv, *rot, kc, vc, bias, col, rep)
     else:
         q, k, v = qkv.split(f.splits, dim=-1)
@@ -405,7 +407,10 @@ def _decode_layer_fused(
     x = torch.addmm(x, out, f.o_t)
     if f.o_bias is not None:
         x = x + f.o_bias
-    gate, up = F.linear(_rms(x, f.norm2), f.gate_up).chunk(2, dim=-1)
+    gate_up = F.linear(_rms(x, f.norm2), f.gate_up)
+    if kernel:
+        return torch.addmm(x, native.swiglu_halves(gate_up), f.down_t)
+    gate, up = gate_up.chunk(2, dim=-1)
     return torch.addmm(x, F.silu(gate, inplace=True).mul_(up), f.down_t)
 
 

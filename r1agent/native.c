@@ -109,6 +109,16 @@ void swiglu_forward(int64_t n, const float *restrict gate, const float *restrict
     for (int64_t j = 0; j < n; j++) out[j] = gate[j] * sigmoid(gate[j]) * up[j];
 }
 
+/* The same for rows of gate_up (N, 2I) = [gate | up], into out (N, I). */
+void swiglu_halves(int64_t N, int I, const float *restrict gate_up, float *restrict out) {
+#pragma omp parallel for schedule(static) if (N * I > 16384)
+    for (int64_t i = 0; i < N; i++) {
+        const float *g = gate_up + i * 2 * I, *u = g + I;
+        float *o = out + i * I;
+        for (int j = 0; j < I; j++) o[j] = g[j] * sigmoid(g[j]) * u[j];
+    }
+}
+
 /* Its gradient: d gate = grad * up * s * (1 + gate (1 - s)) with s = sigmoid(gate) and
  * d up = grad * silu(gate). */
 void swiglu_backward(int64_t n, const float *restrict gate, const float *restrict up,

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["decode_attention", "library", "rms_norm", "swiglu", "usable"]
+__all__ = ["decode_attention", "library", "rms_norm", "swiglu", "swiglu_halves", "usable"]
 
 log = logging.getLogger(__name__)
 _SOURCE = Path(__file__).with_name("native.c")
@@ -89,6 +89,7 @@ def library() -> ctypes.CDLL | None:
     lib.decode_attention.argtypes = [i32] * 6 + [ptr] * 6 + [i32, ptr]
     lib.swiglu_forward.argtypes = [i64, ptr, ptr, ptr]
     lib.swiglu_backward.argtypes = [i64] + [ptr] * 5
+    lib.swiglu_halves.argtypes = [i64, i32, ptr, ptr]
     f32 = ctypes.c_float
     lib.rms_norm_forward.argtypes = [i64, i32, ptr, ptr, f32, ptr, ptr]
     lib.rms_norm_backward.argtypes = [i64, i32] + [ptr] * 6
@@ -96,6 +97,7 @@ def library() -> ctypes.CDLL | None:
         lib.decode_attention,
         lib.swiglu_forward,
         lib.swiglu_backward,
+        lib.swiglu_halves,
         lib.rms_norm_forward,
         lib.rms_norm_backward,
     ):
@@ -231,3 +233,15 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
         )  # fmt: skip
         return out
     return _RMSNorm.apply(x, weight, eps)
+
+
+def swiglu_halves(gate_up: torch.Tensor) -> torch.Tensor:
+    """``silu(gate) * up`` of ``gate_up = [gate | up]`` (halves of the last dim); no autograd."""
+    if not gate_up.is_contiguous() or gate_up.shape[-1] % 2:
+        raise ValueError(
+            f"swiglu_halves needs a contiguous even-width tensor, got {tuple(gate_up.shape)}"
+        )
+    i = gate_up.shape[-1] // 2
+    out = gate_up.new_empty((*gate_up.shape[:-1], i))
+    library().swiglu_halves(gate_up.numel() // (2 * i), i, gate_up.data_ptr(), out.data_ptr())
+    return out

@@ -81,6 +81,8 @@ def test_swiglu_matches_torch_forward_and_backward():
     torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(gate.grad, g_ref.grad, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(up.grad, u_ref.grad, atol=1e-6, rtol=1e-5)
+    halves = native.swiglu_halves(torch.cat((gate, up), dim=-1).detach())
+    torch.testing.assert_close(halves, out.detach(), atol=0, rtol=0)
     assert native.swiglu(torch.tensor([math.nan]), torch.tensor([1.0])).isnan().all()
     with pytest.raises(ValueError, match=r"\(7, 33\) and \(7, 32\)"):
         native.swiglu(gate, up[:, :32])
