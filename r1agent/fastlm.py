@@ -109,6 +109,10 @@ def _qkv(
     v = attn.v_proj(h).view(shape)
     if hasattr(attn, "q_norm"):  # Qwen3
         q, k = _rms(q, attn.q_norm), _rms(k, attn.k_norm)
+    if native.usable(q, k, cos, sin):  # rotation and head transpose in one pass
+        half = d // 2  # cos's halves are equal, and signed_sin's second half is +sin
+        c, s = cos[..., :half], sin[..., half:]
+        return native.rope(q, c, s), native.rope(k, c, s), v.transpose(-3, -2)
     q, k, v = q.transpose(-3, -2), k.transpose(-3, -2), v.transpose(-3, -2)
     cos, sin = cos.unsqueeze(-3), sin.unsqueeze(-3)  # broadcast over heads
     return _rotate(q, cos, sin), _rotate(k, cos, sin), v

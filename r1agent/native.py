@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["decode_attention", "library", "rms_norm", "swiglu", "swiglu_halves", "usable"]
+__all__ = ["decode_attention", "library", "rms_norm", "rope", "swiglu", "swiglu_halves", "usable"]
 
 log = logging.getLogger(__name__)
 _SOURCE = Path(__file__).with_name("native.c")
@@ -90,6 +90,8 @@ def library() -> ctypes.CDLL | None:
     lib.swiglu_forward.argtypes = [i64, ptr, ptr, ptr]
     lib.swiglu_backward.argtypes = [i64] + [ptr] * 5
     lib.swiglu_halves.argtypes = [i64, i32, ptr, ptr]
+    lib.rope_forward.argtypes = [i64, i32, i32, i32, ptr, ptr, ptr, i64, ptr]
+    lib.rope_backward.argtypes = lib.rope_forward.argtypes
     f32 = ctypes.c_float
     lib.rms_norm_forward.argtypes = [i64, i32, ptr, ptr, f32, ptr, ptr]
     lib.rms_norm_backward.argtypes = [i64, i32] + [ptr] * 6
@@ -98,6 +100,8 @@ def library() -> ctypes.CDLL | None:
         lib.swiglu_forward,
         lib.swiglu_backward,
         lib.swiglu_halves,
+        lib.rope_forward,
+        lib.rope_backward,
         lib.rms_norm_forward,
         lib.rms_norm_backward,
     ):
@@ -245,3 +249,58 @@ def swiglu_halves(gate_up: torch.Tensor) -> torch.Tensor:
     out = gate_up.new_empty((*gate_up.shape[:-1], i))
     library().swiglu_halves(gate_up.numel() // (2 * i), i, gate_up.data_ptr(), out.data_ptr())
     return out
+
+
+class _Rope(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        *lead, t, h, d = x.shape
+        b = x.numel() // (t * h * d)
+        out = x.new_empty((*lead, h, t, d))
+        library().rope_forward(
+            b, t, h, d, x.data_ptr(), cos.data_ptr(), sin.data_ptr(), cos.stride(-2), out.data_ptr()
+        )
+        ctx.save_for_backward(cos, sin)
+        ctx.dims = (b, t, h, d)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # noqa: D102
+        cos, sin = ctx.saved_tensors
+        b, t, h, d = ctx.dims
+        grad = grad.contiguous()
+        grad_x = grad.new_empty((*grad.shape[:-3], t, h, d))
+        library().rope_backward(
+            b, t, h, d, grad.data_ptr(), cos.data_ptr(), sin.data_ptr(), cos.stride(-2),
+            grad_x.data_ptr(),
+        )  # fmt: skip
+        return grad_x, None, None
+
+
+def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding of ``x (..., T, H, D)`` returned as ``(..., H, T, D)``, differentiable.
+
+    ``cos``/``sin`` ``(..., T, D/2)`` (the rotate-half form's first half; rows may be strided,
+    e.g. a slice of full-width tables).
+    """
+    *lead, t, h, d = x.shape
+    want = (*lead, t, d // 2)
+    if not x.is_contiguous() or d % 2 or cos.shape != want or sin.shape != want:
+        raise ValueError(
+            f"rope needs a contiguous x (..., T, H, D) and cos/sin (..., T, D/2); got x "
+            f"{tuple(x.shape)}, cos {tuple(cos.shape)}, sin {tuple(sin.shape)}"
+        )
+    for c in (cos, sin):
+        if c.stride(-1) != 1 or c.stride(-2) != cos.stride(-2) or not _rows_packed(c):
+            raise ValueError("rope: cos and sin rows must share one stride")
+    return _Rope.apply(x, cos, sin)
+
+
+def _rows_packed(c: torch.Tensor) -> bool:
+    """Whether the rows of ``c (..., T, n)`` follow each other at one stride."""
+    expected = c.stride(-2)
+    for size, stride in zip(reversed(c.shape[:-1]), reversed(c.stride()[:-1]), strict=True):
+        if size > 1 and stride != expected:
+            return False
+        expected *= size
+    return True

@@ -124,3 +124,25 @@ def test_rms_norm_matches_torch_forward_and_backward():
         torch.testing.assert_close(native.rms_norm(x, w, 1e-6), out.detach(), atol=0, rtol=0)
     with pytest.raises(ValueError, match=r"weight \(23,\)"):
         native.rms_norm(x, w[:23], 1e-6)
+
+
+@needs_kernels
+def test_rope_matches_the_torch_rotation_and_transpose():
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(3, 5, 4, 8, generator=g).requires_grad_()  # (B, T, H, D)
+    angle = torch.rand(3, 5, 4, generator=g) * 30
+    freqs = torch.cat((angle, angle), dim=-1)
+    cos, signed_sin = freqs.cos(), torch.cat((-angle, angle), dim=-1).sin()
+    grad = torch.randn(3, 4, 5, 8, generator=g)
+    out = native.rope(x, cos[..., :4], signed_sin[..., 4:])  # strided halves of full tables
+    out.backward(grad)
+    x_ref = x.detach().clone().requires_grad_()
+    ref = fastlm._rotate(x_ref.transpose(1, 2), cos[:, None], signed_sin[:, None])
+    ref.backward(grad)
+    assert out.shape == (3, 4, 5, 8)
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(x.grad, x_ref.grad, atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"cos \(3, 5, 3\)"):
+        native.rope(x, cos[..., :3], signed_sin[..., 5:])
+    with pytest.raises(ValueError, match="one stride"):
+        native.rope(x, cos[:1, :, :4].expand(3, 5, 4), signed_sin[..., 4:])
