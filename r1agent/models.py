@@ -9,6 +9,7 @@ automatically: CUDA with bfloat16 when a GPU is visible, otherwise CPU with floa
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +24,7 @@ __all__ = [
     "load_model",
     "load_tokenizer",
     "resolve_dtype",
+    "retain_freed_memory",
     "small_model_threads",
 ]
 
@@ -166,6 +168,31 @@ def small_model_threads(model: Any) -> int | None:
     if n >= SMALL_MODEL_PARAMS:
         return None
     return max(1, min(idle_cores(), torch.get_num_threads()))
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+
+
+def retain_freed_memory() -> bool:
+    """Let glibc keep freed memory for reuse; returns whether the setting applied.
+
+    A CPU training step allocates the same large buffers every step (activations saved for
+    the backward pass, gradients). By default glibc maps blocks above a moving threshold
+    freshly and trims the heap's free top, so every step faults those pages in again, each
+    4 KiB page zero-filled by the kernel: on the bench model the forward's gate/up products
+    ran at half the speed of the same products writing into reused memory. With the mmap
+    threshold at its maximum (32 MiB) and the trim threshold at 1 GiB, buffers come from
+    the heap and freed ones are reused, as torch's caching allocator does on CUDA; peak
+    memory is unchanged. A no-op off glibc or with ``R1_MALLOC=0``.
+    """
+    if os.environ.get("R1_MALLOC", "1") == "0":
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
 
 
 @contextlib.contextmanager

@@ -40,7 +40,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from r1agent.checkpoint import atomic_save_pretrained
-from r1agent.models import cpu_threads, small_model_threads
+from r1agent.models import cpu_threads, retain_freed_memory, small_model_threads
 from r1envs.loaders import iter_jsonl
 
 log = logging.getLogger(__name__)
@@ -418,6 +418,8 @@ def train_sft(
     total = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     model.train()
+    if next(model.parameters()).device.type == "cpu":
+        retain_freed_memory()
     t0, loss_val, tokens, order = time.time(), float("nan"), 0, []
     # small models train faster single-threaded on CPU (OpenMP barriers cost more than they save)
     with cpu_threads(small_model_threads(model)), metrics_file.open("a", encoding="utf-8") as mf:

@@ -56,7 +56,7 @@ from r1agent.distributed import (
     unwrap,
 )
 from r1agent.metrics import MetricsLogger, StepStats, plot_metrics, step_metrics
-from r1agent.models import default_device, load_model, small_model_threads
+from r1agent.models import default_device, load_model, retain_freed_memory, small_model_threads
 from r1agent.rollout import EnvPool, Episode, RewardFn, collect_episodes
 
 log = logging.getLogger(__name__)
@@ -263,6 +263,8 @@ def train_grpo(
     threads = c.threads or small_model_threads(model)
     if threads:
         torch.set_num_threads(threads)
+    if device.type == "cpu":
+        retain_freed_memory()
     autocast_dtype = torch.bfloat16 if device.type == "cuda" and c.dtype == "auto" else None
     ref_model = None
     if c.beta > 0:  # the reference is the starting policy, never a resumed one

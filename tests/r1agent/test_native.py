@@ -146,3 +146,23 @@ def test_rope_matches_the_torch_rotation_and_transpose():
         native.rope(x, cos[..., :3], signed_sin[..., 5:])
     with pytest.raises(ValueError, match="one stride"):
         native.rope(x, cos[:1, :, :4].expand(3, 5, 4), signed_sin[..., 4:])
+
+
+def test_retained_freed_memory_is_reused_without_page_faults(monkeypatch):
+    import resource
+
+    from r1agent.models import retain_freed_memory
+
+    monkeypatch.setenv("R1_MALLOC", "0")
+    assert retain_freed_memory() is False
+    monkeypatch.delenv("R1_MALLOC")
+    if not retain_freed_memory():
+        pytest.skip("not glibc")
+
+    def faults_of_a_fresh_buffer():
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        torch.ones(4 << 20)  # 16 MiB, filled then freed
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    faults_of_a_fresh_buffer()  # the heap grows once
+    assert faults_of_a_fresh_buffer() < 256  # 4096 pages of 4 KiB when mapped afresh
