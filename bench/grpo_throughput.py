@@ -16,6 +16,10 @@ Threads: for small CPU models the trainer uses the cores that were idle when it 
 (``r1agent.models.small_model_threads``: all of them on an idle machine, fewer when other
 work holds cores); the baseline uses torch's default unless given ``--threads``. Compare on
 an idle machine, or give both the same ``--threads``.
+
+On a CPU the trainer runs fastlm's fused loops from ``r1agent/native.c`` when a C compiler
+is present and keeps freed memory for reuse (``r1agent.models.retain_freed_memory``);
+``R1_NATIVE=0`` and ``R1_MALLOC=0`` measure without them.
 """
 
 from __future__ import annotations
