@@ -17,6 +17,9 @@ forward with plain tensor ops:
   shared prompt computation). With 8 episodes per prompt this removes 7/8 of the prompt
   tokens from the update's forward and backward passes.
 
+On a CPU in float32 the attention decoding step, RMSNorm, SwiGLU and rotary embedding run
+as fused loops from :mod:`r1agent.native` (torch ops otherwise, computing the same thing).
+
 :func:`supports` says whether a model can use it; callers fall back to the Hugging Face
 forward otherwise (other architectures, rope types that depend on the sequence length,
 sliding-window attention, wrapped models). Tests check logits, sampled log-probs and

@@ -1,15 +1,15 @@
 """Fused CPU kernels for small float32 models, compiled on first use.
 
-``native.c`` holds two loops that replace chains of small torch ops on the hot path of a
-small model on a CPU: one decoding step of attention (rotary embedding, KV-cache write,
-scores, softmax and the weighted sum in one pass over the cache) and SwiGLU's forward and
-backward. :func:`library` compiles the file with the system C compiler (``cc -O3
--march=native -fopenmp``) into a per-user cache keyed by the source, the compiler and the
-CPU, and loads it with :mod:`ctypes`; it links against the OpenMP runtime torch already
-loaded, so both share one thread pool. Without a compiler, on other dtypes or devices, or
-with ``R1_NATIVE=0``, callers use their torch code, which computes the same values (tests
-compare the two).
-"""
+``native.c`` holds loops that replace chains of small torch ops on the hot path of a small
+model on a CPU: one decoding step of attention (rotary embedding, KV-cache write, scores,
+softmax and the weighted sum in one pass over the cache), RMSNorm, SwiGLU and rotary
+embedding fused with the head transpose (each with its backward pass where training needs
+it). :func:`library` compiles the file with the system C compiler (``cc -O3 -march=native
+-fopenmp``) into a per-user cache keyed by the source, the compiler and the CPU, and loads
+it with :mod:`ctypes`; it links against the OpenMP runtime torch already loaded, so both
+share one thread pool. Without a compiler, on other dtypes or devices, or with
+``R1_NATIVE=0``, callers use their torch code, which computes the same (up to float rounding; tests
+compare the two)."""
 
 from __future__ import annotations
 
