@@ -8,8 +8,9 @@ it). :func:`library` compiles the file with the system C compiler (``cc -O3 -mar
 -fopenmp``) into a per-user cache keyed by the source, the compiler and the CPU, and loads
 it with :mod:`ctypes`; it links against the OpenMP runtime torch already loaded, so both
 share one thread pool. Without a compiler, on other dtypes or devices, or with
-``R1_NATIVE=0``, callers use their torch code, which computes the same (up to float rounding; tests
-compare the two)."""
+``R1_NATIVE=0``, callers use their torch code, which computes the same up to float
+rounding (tests compare the two).
+"""
 
 from __future__ import annotations
 
