@@ -181,41 +181,25 @@ void rms_norm_backward(int64_t N, int H, const float *restrict x, const float *r
 /* Rotary embedding (rotate-half form) fused with the head transpose: x (B, T, H, D), as a
  * projection leaves it, to out (B, H, T, D), as attention wants it:
  *   out[.., i] = x[i] cos[i] - x[i + D/2] sin[i],  out[.., i + D/2] = x[i + D/2] cos[i] + x[i] sin[i]
- * with row (b, t)'s angles at cos[(b T + t) * stride + i] and sin[...] (i < D/2). */
-void rope_forward(int64_t B, int T, int H, int D, const float *restrict x,
-                  const float *restrict cos_, const float *restrict sin_, int64_t stride,
-                  float *restrict out) {
+ * with row (b, t)'s angles at cos[(b T + t) * stride + i] and sin[...] (i < D/2).
+ * inverse != 0 is its gradient: the inverse rotation (sin negated) from (B, H, T, D) back to
+ * (B, T, H, D). */
+void rope(int64_t B, int T, int H, int D, const float *restrict src, const float *restrict cos_,
+          const float *restrict sin_, int64_t stride, float *restrict dst, int inverse) {
     const int half = D / 2;
+    const float sign = inverse ? -1.0f : 1.0f;
 #pragma omp parallel for schedule(static) if (B * T * H * D > 16384)
     for (int64_t bt = 0; bt < B * T; bt++) {
         const int64_t b = bt / T, t = bt % T;
         const float *c = cos_ + bt * stride, *s = sin_ + bt * stride;
         for (int h = 0; h < H; h++) {
-            const float *xi = x + (bt * H + h) * D;
-            float *o = out + ((b * H + h) * T + t) * D;
+            const int64_t by_time = (bt * H + h) * D, by_head = ((b * H + h) * T + t) * D;
+            const float *x = src + (inverse ? by_head : by_time);
+            float *o = dst + (inverse ? by_time : by_head);
             for (int i = 0; i < half; i++) {
-                o[i] = xi[i] * c[i] - xi[i + half] * s[i];
-                o[i + half] = xi[i + half] * c[i] + xi[i] * s[i];
-            }
-        }
-    }
-}
-
-/* Its gradient (the inverse rotation and transpose): grad (B, H, T, D) to grad_x (B, T, H, D). */
-void rope_backward(int64_t B, int T, int H, int D, const float *restrict grad,
-                   const float *restrict cos_, const float *restrict sin_, int64_t stride,
-                   float *restrict grad_x) {
-    const int half = D / 2;
-#pragma omp parallel for schedule(static) if (B * T * H * D > 16384)
-    for (int64_t bt = 0; bt < B * T; bt++) {
-        const int64_t b = bt / T, t = bt % T;
-        const float *c = cos_ + bt * stride, *s = sin_ + bt * stride;
-        for (int h = 0; h < H; h++) {
-            const float *g = grad + ((b * H + h) * T + t) * D;
-            float *o = grad_x + (bt * H + h) * D;
-            for (int i = 0; i < half; i++) {
-                o[i] = g[i] * c[i] + g[i + half] * s[i];
-                o[i + half] = g[i + half] * c[i] - g[i] * s[i];
+                const float si = sign * s[i];
+                o[i] = x[i] * c[i] - x[i + half] * si;
+                o[i + half] = x[i + half] * c[i] + x[i] * si;
             }
         }
     }

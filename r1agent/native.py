@@ -91,8 +91,7 @@ def library() -> ctypes.CDLL | None:
     lib.swiglu_forward.argtypes = [i64, ptr, ptr, ptr]
     lib.swiglu_backward.argtypes = [i64] + [ptr] * 5
     lib.swiglu_halves.argtypes = [i64, i32, ptr, ptr]
-    lib.rope_forward.argtypes = [i64, i32, i32, i32, ptr, ptr, ptr, i64, ptr]
-    lib.rope_backward.argtypes = lib.rope_forward.argtypes
+    lib.rope.argtypes = [i64, i32, i32, i32, ptr, ptr, ptr, i64, ptr, i32]
     f32 = ctypes.c_float
     lib.rms_norm_forward.argtypes = [i64, i32, ptr, ptr, f32, ptr, ptr]
     lib.rms_norm_backward.argtypes = [i64, i32] + [ptr] * 6
@@ -101,8 +100,7 @@ def library() -> ctypes.CDLL | None:
         lib.swiglu_forward,
         lib.swiglu_backward,
         lib.swiglu_halves,
-        lib.rope_forward,
-        lib.rope_backward,
+        lib.rope,
         lib.rms_norm_forward,
         lib.rms_norm_backward,
     ):
@@ -258,8 +256,17 @@ class _Rope(torch.autograd.Function):
         *lead, t, h, d = x.shape
         b = x.numel() // (t * h * d)
         out = x.new_empty((*lead, h, t, d))
-        library().rope_forward(
-            b, t, h, d, x.data_ptr(), cos.data_ptr(), sin.data_ptr(), cos.stride(-2), out.data_ptr()
+        library().rope(
+            b,
+            t,
+            h,
+            d,
+            x.data_ptr(),
+            cos.data_ptr(),
+            sin.data_ptr(),
+            cos.stride(-2),
+            out.data_ptr(),
+            0,
         )
         ctx.save_for_backward(cos, sin)
         ctx.dims = (b, t, h, d)
@@ -271,9 +278,9 @@ class _Rope(torch.autograd.Function):
         b, t, h, d = ctx.dims
         grad = grad.contiguous()
         grad_x = grad.new_empty((*grad.shape[:-3], t, h, d))
-        library().rope_backward(
+        library().rope(
             b, t, h, d, grad.data_ptr(), cos.data_ptr(), sin.data_ptr(), cos.stride(-2),
-            grad_x.data_ptr(),
+            grad_x.data_ptr(), 1,
         )  # fmt: skip
         return grad_x, None, None
 
