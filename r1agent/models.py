@@ -114,19 +114,23 @@ _IDLE_CORES: int | None = None
 
 def _busy_cores(window: float = 0.2) -> float:
     """Cores busy with other work now: from ``/proc/stat`` over ``window`` seconds on Linux,
-    else the one-minute load average (which lags by about a minute)."""
+    less this process's own CPU time in the window (its threads may still be spinning down
+    from earlier work), else the one-minute load average (which lags by about a minute)."""
     import time
 
-    def sample() -> tuple[int, int]:
+    def sample() -> tuple[float, float, float]:
         with open("/proc/stat", encoding="ascii") as f:
             fields = [int(x) for x in f.readline().split()[1:]]
-        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+        own = os.times()
+        own_ticks = (own.user + own.system) * os.sysconf("SC_CLK_TCK")
+        return sum(fields), fields[3] + fields[4], own_ticks  # total, idle + iowait, ours
 
     try:
-        total0, idle0 = sample()
+        total0, idle0, own0 = sample()
         time.sleep(window)
-        total1, idle1 = sample()
-        busy_share = 1.0 - (idle1 - idle0) / max(1, total1 - total0)
+        total1, idle1, own1 = sample()
+        busy = (total1 - total0) - (idle1 - idle0) - (own1 - own0)
+        busy_share = max(0.0, busy) / max(1, total1 - total0)
         return busy_share * (os.cpu_count() or 1)
     except (OSError, ValueError, IndexError):
         try:

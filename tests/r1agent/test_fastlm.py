@@ -186,6 +186,25 @@ def test_inverse_cdf_sampling_never_picks_trailing_zero_probabilities(monkeypatc
     torch.testing.assert_close(logp, torch.log_softmax(logits, -1)[:, 1])
 
 
+def test_busy_cores_leave_out_this_process_own_work():
+    import threading
+
+    stop = threading.Event()
+
+    def spin():  # one core's worth of this process's own work
+        while not stop.is_set():
+            pass
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    try:
+        busy = models._busy_cores(0.3)
+    finally:
+        stop.set()
+        spinner.join()
+    assert busy < 0.8  # counted, the spinner alone would read as about one busy core
+
+
 def test_small_models_use_the_cores_idle_at_start(monkeypatch):
     model = make("qwen2")
     assert 0.0 <= models._busy_cores(0.05) <= (os.cpu_count() or 1) + 0.01
