@@ -28,6 +28,7 @@ gradients against the Hugging Face forward.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -217,23 +218,15 @@ def decode(
 
     cfg = model.config
     n_kv = kvs[0][0].shape[1]
-    head_dim = kvs[0][0].shape[-1]
-    width = p + max_new_tokens
-    caches = []  # keys stored transposed, (B, Hkv, D, W), so q @ k needs no copy
     fused = _fuse(model)
-    # the fused attention step in native.c (float32 only, so not under autocast)
+    if fused is not None:  # the fused layers keep each key head interleaved
+        kvs = [(_interleave(k, k.shape[-1], dim=-1), v) for k, v in kvs]
+    # the native attention step (float32 only, so not under autocast) keeps each prompt once
     kernel = fused is not None and native.usable(x) and not torch.is_autocast_enabled("cpu")
-    for k, v in kvs:
-        # the kernel reads only columns already written; batched products read them all
-        empty = k.new_empty if kernel else k.new_zeros
-        kc, vc = empty((b, n_kv, head_dim, width)), empty((b, n_kv, width, head_dim))
-        if fused is not None:  # the fused layers keep each key head interleaved
-            k = _interleave(k, head_dim, dim=-1)
-        kc[..., :p], vc[:, :, :p] = k[row_index].transpose(-1, -2), v[row_index]
-        caches.append((kc, vc))
-    bias = torch.full((b, width), float("-inf"), dtype=x.dtype, device=device)
-    bias[:, :p].masked_fill_(valid[row_index], 0.0)  # prompt padding and unwritten columns: -inf
-    bias = bias[:, None, None, :].expand(b, n_kv, 1, width).contiguous()  # (B, Hkv, 1, W)
+    if kernel:
+        cache = _Cache.shared(kvs, valid, row_index, max_new_tokens)
+    else:
+        cache = _Cache.full(kvs, valid, row_index, max_new_tokens)
     pos = positions[row_index, -1] + 1  # (B,)
     rep = cfg.num_attention_heads // n_kv
 
@@ -260,13 +253,64 @@ def decode(
                 break
             if 4 * int(done.sum()) >= done.numel():  # a quarter finished: stop computing them
                 keep = (~done).nonzero().squeeze(-1)
-                live, tok, pos, bias = live[keep], tok[keep], pos[keep], bias[keep]
-                done = done[keep]
-                caches = [(kc[keep], vc[keep]) for kc, vc in caches]
-        bias[..., p + t] = 0.0  # the column this step writes becomes visible
-        logits = _decode_step(model, fused, kernel, tok, pos, p + t, caches, bias, rep).float()
+                live, tok, pos, done = live[keep], tok[keep], pos[keep], done[keep]
+                cache = cache.keep(keep)
+        if cache.mask is not None:
+            cache.mask[..., p + t] = 0.0  # the column this step writes becomes visible
+        logits = _decode_step(model, fused, tok, pos, p, t, cache, rep).float()
         pos = pos + 1
     return tokens, logps, lengths
+
+
+@dataclass
+class _Cache:
+    """Keys (stored transposed, so ``q @ k`` needs no copy) and values of one decoding run.
+
+    ``full``: ``layers[i] = (keys (B, Hkv, D, W), values (B, Hkv, W, D))`` with each row's
+    prompt then its response, and ``mask (B, Hkv, 1, W)`` (0 or -inf) for batched products.
+    ``shared`` (the native kernel): ``prompt[i] = (keys (U, Hkv, D, P), values (U, Hkv, P,
+    D), mask (U, P))`` once per distinct prompt, ``group (B,)`` the prompt of each row, and
+    ``layers[i]`` only the rows' own columns ``(B, Hkv, D, R)``/``(B, Hkv, R, D)``: a group
+    of ``G`` rows reads its prompt's keys once, not ``G`` times.
+    """
+
+    layers: list[tuple[torch.Tensor, torch.Tensor]]
+    mask: torch.Tensor | None = None
+    prompt: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
+    group: torch.Tensor | None = None
+
+    @staticmethod
+    def full(kvs: list, valid: torch.Tensor, rows: torch.Tensor, new: int) -> _Cache:
+        """Prompt columns copied into every row; unwritten columns zero and masked."""
+        b, (_, n_kv, p, d) = len(rows), kvs[0][0].shape
+        layers = []
+        for k, v in kvs:
+            kc, vc = k.new_zeros((b, n_kv, d, p + new)), v.new_zeros((b, n_kv, p + new, d))
+            kc[..., :p], vc[:, :, :p] = k[rows].transpose(-1, -2), v[rows]
+            layers.append((kc, vc))
+        mask = torch.full((b, p + new), float("-inf"), dtype=kvs[0][0].dtype, device=rows.device)
+        mask[:, :p].masked_fill_(valid[rows], 0.0)  # prompt padding and unwritten columns: -inf
+        return _Cache(layers, mask[:, None, None, :].expand(b, n_kv, 1, p + new).contiguous())
+
+    @staticmethod
+    def shared(kvs: list, valid: torch.Tensor, rows: torch.Tensor, new: int) -> _Cache:
+        """Prompt columns once per distinct prompt; row columns uninitialised (the kernel
+        reads only those written)."""
+        b, (_, n_kv, _, d) = len(rows), kvs[0][0].shape
+        mask = torch.zeros(valid.shape, dtype=kvs[0][0].dtype, device=rows.device)
+        mask.masked_fill_(~valid, float("-inf"))
+        prompt = [(k.transpose(-1, -2).contiguous(), v.contiguous(), mask) for k, v in kvs]
+        layers = [(k.new_empty((b, n_kv, d, new)), v.new_empty((b, n_kv, new, d))) for k, v in kvs]
+        return _Cache(layers, None, prompt, rows.contiguous())
+
+    def keep(self, rows: torch.Tensor) -> _Cache:
+        """The cache of the rows ``rows`` only."""
+        return _Cache(
+            [(k[rows], v[rows]) for k, v in self.layers],
+            None if self.mask is None else self.mask[rows],
+            self.prompt,
+            None if self.group is None else self.group[rows],
+        )
 
 
 @dataclass
@@ -355,67 +399,78 @@ def _rotate_pairs(x: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
 def _decode_step(
     model: Any,
     fused: list[_FusedLayer] | None,
-    kernel: bool,
     tok: torch.Tensor,
     pos: torch.Tensor,
-    col: int,
-    caches: list[tuple[torch.Tensor, torch.Tensor]],
-    bias: torch.Tensor,
+    p: int,
+    t: int,
+    cache: _Cache,
     rep: int,
 ) -> torch.Tensor:
-    """One token per row at cache column ``col``; returns next-token logits ``(B, V)``.
-
-    ``caches`` hold keys transposed ``(B, Hkv, D, W)`` and values ``(B, Hkv, W, D)``;
-    ``bias (B, Hkv, 1, W)`` masks padding and columns not written yet. ``kernel``: the
-    fused layers attend with :func:`r1agent.native.decode_attention`.
-    """
+    """Token ``t`` of every row (after ``p`` prompt columns); returns next-token logits ``(B, V)``."""
     x = model.model.embed_tokens(tok)  # (B, hidden)
     if fused is None:
         cos, sin = _rope(model, pos, x.dtype)  # (B, D)
-        for layer, (kc, vc) in zip(model.model.layers, caches, strict=True):
-            x = _decode_layer(layer, x, cos, sin, col, kc, vc, bias, rep)
-    else:
-        cos, sin = _rope_pairs(model, pos)  # (B, D/2)
-        rot = (cos, sin) if kernel else torch.complex(cos, sin)[:, None]
-        for f, (kc, vc) in zip(fused, caches, strict=True):
-            x = _decode_layer_fused(f, x, kernel, rot, col, kc, vc, bias, rep)
+        for layer, (kc, vc) in zip(model.model.layers, cache.layers, strict=True):
+            x = _decode_layer(layer, x, cos, sin, p + t, kc, vc, cache.mask, rep)
+        return model.lm_head(_rms(x, model.model.norm))
+    cos, sin = _rope_pairs(model, pos)  # (B, D/2)
+    pairs = torch.complex(cos, sin)[:, None] if cache.prompt is None else None
+    for i, f in enumerate(fused):
+        if cache.prompt is not None:  # the native kernel
+            att = functools.partial(
+                native.decode_attention, cos=cos, sin=sin, prompt_kv=cache.prompt[i],
+                group=cache.group, row_kv=cache.layers[i], t=t, rep=rep,
+            )  # fmt: skip
+        else:
+            kc, vc = cache.layers[i]
+            att = functools.partial(
+                _attend_batched, pairs=pairs, kc=kc, vc=vc, mask=cache.mask, col=p + t,
+                rep=rep, splits=f.splits,
+            )  # fmt: skip
+        x = _decode_layer_fused(f, x, att, native_mlp=cache.prompt is not None)
     return model.lm_head(_rms(x, model.model.norm))
+
+
+def _attend_batched(
+    qkv: torch.Tensor,
+    pairs: torch.Tensor,
+    kc: torch.Tensor,
+    vc: torch.Tensor,
+    mask: torch.Tensor,
+    col: int,
+    rep: int,
+    splits: list[int],
+) -> torch.Tensor:
+    """Attention of a fused layer's ``qkv`` with batched products over a full cache, writing
+    the step's key and value at column ``col``; ``(B, H D)``."""
+    b, d = qkv.shape[0], kc.shape[2]
+    q, k, v = qkv.split(splits, dim=-1)
+    q = _rotate_pairs(q.view(b, -1, d), pairs)  # (B, H, D), scaled, interleaved
+    kc[..., col] = _rotate_pairs(k.view(b, -1, d), pairs)
+    vc[:, :, col] = v.view(b, -1, d)
+    # one batched product per (row, KV head): scores = mask + q @ k
+    mask3 = mask.view(-1, 1, mask.shape[-1])  # (B * Hkv, 1, W)
+    scores = torch.baddbmm(mask3, q.reshape(-1, rep, d), kc.view(-1, d, kc.shape[-1]))
+    return torch.bmm(torch.softmax(scores, dim=-1), vc.view(-1, *vc.shape[2:])).view(b, -1)
 
 
 def _decode_layer_fused(
     f: _FusedLayer,
     x: torch.Tensor,
-    kernel: bool,
-    rot: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
-    col: int,
-    kc: torch.Tensor,
-    vc: torch.Tensor,
-    bias: torch.Tensor,
-    rep: int,
+    attend: Callable[[torch.Tensor], torch.Tensor],
+    native_mlp: bool,
 ) -> torch.Tensor:
     """A layer on :func:`_fuse`'s weights: about a third of :func:`_decode_layer`'s ops.
 
-    ``rot``: ``(cos, sin)`` for the native kernels (``kernel``), else the complex
-    rotations ``(B, 1, D/2)``.
+    ``attend(qkv) -> (B, H D)`` writes the step into the cache and attends;
+    ``native_mlp``: SwiGLU by :func:`r1agent.native.swiglu_halves`.
     """
-    b, d = x.shape[0], kc.shape[2]
     qkv = F.linear(_rms(x, f.norm1), f.qkv, f.qkv_bias)
-    if kernel:
-        out = native.decode_attention(qkv, *rot, kc, vc, bias, col, rep)
-    else:
-        q, k, v = qkv.split(f.splits, dim=-1)
-        q = _rotate_pairs(q.view(b, -1, d), rot)  # (B, H, D), scaled, interleaved
-        kc[..., col] = _rotate_pairs(k.view(b, -1, d), rot)
-        vc[:, :, col] = v.view(b, -1, d)
-        # one batched product per (row, KV head): scores = bias + q @ k
-        bias3 = bias.view(-1, 1, bias.shape[-1])  # (B * Hkv, 1, W)
-        scores = torch.baddbmm(bias3, q.reshape(-1, rep, d), kc.view(-1, d, kc.shape[-1]))
-        out = torch.bmm(torch.softmax(scores, dim=-1), vc.view(-1, *vc.shape[2:])).view(b, -1)
-    x = torch.addmm(x, out, f.o_t)
+    x = torch.addmm(x, attend(qkv), f.o_t)
     if f.o_bias is not None:
         x = x + f.o_bias
     gate_up = F.linear(_rms(x, f.norm2), f.gate_up)
-    if kernel:
+    if native_mlp:
         return torch.addmm(x, native.swiglu_halves(gate_up), f.down_t)
     gate, up = gate_up.chunk(2, dim=-1)
     return torch.addmm(x, F.silu(gate, inplace=True).mul_(up), f.down_t)

@@ -32,36 +32,41 @@ static inline float fast_exp(float x) {
     return y * scale.f;
 }
 
-/* One decoding step of attention for B rows, all KV heads:
+/* One decoding step of attention for B rows, all KV heads, with the prompt's keys and values
+ * stored once per distinct prompt (a GRPO group repeats its prompt G times):
  *   qkv  (B, (H + 2 Hkv) D): the fused projection's output, query heads (already scaled by
  *        the attention scaling) then key heads then value heads; query and key heads hold
  *        their rotary pairs interleaved (0, D/2, 1, D/2 + 1, ...);
  *   cos, sin (B, D/2): the rotary angles of each row's position (times the rope scaling);
- *   kc (B, Hkv, D, W) keys transposed and vc (B, Hkv, W, D) values: the rotated key and the
- *        value are written at column `col`, then columns 0..col are attended;
- *   bias: row b's additive mask at bias[b * bias_stride + w] (0 or -inf);
+ *   kp (U, Hkv, D, P) prompt keys transposed, vp (U, Hkv, P, D) prompt values, pbias (U, P)
+ *        their additive mask (0, or -inf on padding); row b continues prompt group[b];
+ *   kr (B, Hkv, D, R) and vr (B, Hkv, R, D): each row's own keys and values; this step's
+ *        rotated key and value are written at column t, then columns 0..t are attended;
  *   out (B, H D): the attention output, heads in order (head j reads KV head j / rep).
  */
-void decode_attention(int B, int Hkv, int rep, int D, int W, int col, const float *qkv,
-                      const float *cos_, const float *sin_, float *kc, float *vc,
-                      const float *bias, int bias_stride, float *out) {
-    const int H = Hkv * rep, half = D / 2, n = col + 1;
+void decode_attention(int B, int Hkv, int rep, int D, int P, int R, int t, const float *qkv,
+                      const float *cos_, const float *sin_, const float *kp, const float *vp,
+                      const float *pbias, const int64_t *group, float *kr, float *vr,
+                      float *out) {
+    const int H = Hkv * rep, half = D / 2, n = P + t + 1;
 #pragma omp parallel
     {
-        float *scores = malloc(sizeof(float) * (size_t)rep * n);
+        float *scores = malloc(sizeof(float) * (size_t)n);
         float *q = malloc(sizeof(float) * (size_t)rep * D);
 #pragma omp for schedule(static)
         for (int bh = 0; bh < B * Hkv; bh++) {
             const int b = bh / Hkv, h = bh % Hkv;
+            const int64_t gh = group[b] * Hkv + h;
             const float *row = qkv + (size_t)b * (H + 2 * Hkv) * D;
             const float *c = cos_ + (size_t)b * half, *s = sin_ + (size_t)b * half;
             const float *k = row + (size_t)(H + h) * D, *v = row + (size_t)(H + Hkv + h) * D;
-            float *K = kc + (size_t)bh * D * W, *V = vc + (size_t)bh * W * D;
+            const float *Kp = kp + gh * D * P, *Vp = vp + gh * P * D, *mask = pbias + group[b] * P;
+            float *Kr = kr + (size_t)bh * D * R, *Vr = vr + (size_t)bh * R * D;
             for (int i = 0; i < half; i++) {
-                K[(size_t)(2 * i) * W + col] = k[2 * i] * c[i] - k[2 * i + 1] * s[i];
-                K[(size_t)(2 * i + 1) * W + col] = k[2 * i] * s[i] + k[2 * i + 1] * c[i];
+                Kr[(size_t)(2 * i) * R + t] = k[2 * i] * c[i] - k[2 * i + 1] * s[i];
+                Kr[(size_t)(2 * i + 1) * R + t] = k[2 * i] * s[i] + k[2 * i + 1] * c[i];
             }
-            memcpy(V + (size_t)col * D, v, sizeof(float) * D);
+            memcpy(Vr + (size_t)t * D, v, sizeof(float) * D);
             for (int r = 0; r < rep; r++) {
                 const float *qh = row + (size_t)(h * rep + r) * D;
                 for (int i = 0; i < half; i++) {
@@ -69,28 +74,34 @@ void decode_attention(int B, int Hkv, int rep, int D, int W, int col, const floa
                     q[r * D + 2 * i + 1] = qh[2 * i] * s[i] + qh[2 * i + 1] * c[i];
                 }
             }
-            const float *mask = bias + (size_t)b * bias_stride;
             for (int r = 0; r < rep; r++) {
-                float *sc = scores + (size_t)r * n;
-                memcpy(sc, mask, sizeof(float) * n);
+                const float *qr = q + r * D;
+                float *sp = scores, *sr = scores + P;
+                memcpy(sp, mask, sizeof(float) * P);
+                memset(sr, 0, sizeof(float) * (t + 1));
                 for (int d = 0; d < D; d++) {
-                    const float qd = q[r * D + d], *Kd = K + (size_t)d * W;
-                    for (int w = 0; w < n; w++) sc[w] += qd * Kd[w];
+                    const float qd = qr[d], *Kd = Kp + (size_t)d * P, *Rd = Kr + (size_t)d * R;
+                    for (int w = 0; w < P; w++) sp[w] += qd * Kd[w];
+                    for (int w = 0; w <= t; w++) sr[w] += qd * Rd[w];
                 }
                 float m = -INFINITY;
-                for (int w = 0; w < n; w++) m = sc[w] > m ? sc[w] : m;
+                for (int w = 0; w < n; w++) m = scores[w] > m ? scores[w] : m;
                 float total = 0.0f;
 #pragma omp simd reduction(+ : total)
                 for (int w = 0; w < n; w++) {
-                    const float e = mask[w] == -INFINITY ? 0.0f : fast_exp(sc[w] - m);
-                    sc[w] = e;
+                    const float e = w < P && mask[w] == -INFINITY ? 0.0f : fast_exp(scores[w] - m);
+                    scores[w] = e;
                     total += e;
                 }
                 const float inv = 1.0f / total;
                 float *o = out + (size_t)b * H * D + (size_t)(h * rep + r) * D;
                 for (int d = 0; d < D; d++) o[d] = 0.0f;
-                for (int w = 0; w < n; w++) {
-                    const float e = sc[w] * inv, *Vw = V + (size_t)w * D;
+                for (int w = 0; w < P; w++) {
+                    const float e = sp[w] * inv, *Vw = Vp + (size_t)w * D;
+                    for (int d = 0; d < D; d++) o[d] += e * Vw[d];
+                }
+                for (int w = 0; w <= t; w++) {
+                    const float e = sr[w] * inv, *Vw = Vr + (size_t)w * D;
                     for (int d = 0; d < D; d++) o[d] += e * Vw[d];
                 }
             }

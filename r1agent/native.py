@@ -87,7 +87,7 @@ def library() -> ctypes.CDLL | None:
         log.warning("could not build the fused CPU kernels (%s); using torch ops", detail[-500:])
         return None
     i32, i64, ptr = ctypes.c_int, ctypes.c_int64, ctypes.c_void_p
-    lib.decode_attention.argtypes = [i32] * 6 + [ptr] * 6 + [i32, ptr]
+    lib.decode_attention.argtypes = [i32] * 7 + [ptr] * 10
     lib.swiglu_forward.argtypes = [i64, ptr, ptr, ptr]
     lib.swiglu_backward.argtypes = [i64] + [ptr] * 5
     lib.swiglu_halves.argtypes = [i64, i32, ptr, ptr]
@@ -119,49 +119,61 @@ def decode_attention(
     qkv: torch.Tensor,
     cos: torch.Tensor,
     sin: torch.Tensor,
-    kc: torch.Tensor,
-    vc: torch.Tensor,
-    bias: torch.Tensor,
-    col: int,
+    prompt_kv: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    group: torch.Tensor,
+    row_kv: tuple[torch.Tensor, torch.Tensor],
+    t: int,
     rep: int,
 ) -> torch.Tensor:
-    """One decoding step of attention; writes the step's key and value into the cache.
+    """One decoding step of attention; writes the step's key and value into ``row_kv``.
 
     Args:
         qkv: ``(B, (H + 2 Hkv) D)`` scaled query, key and value heads, rotary pairs of the
             query and key heads interleaved.
         cos: ``(B, D/2)`` cosines of each row's rotary angles (times the rope scaling).
         sin: ``(B, D/2)`` their sines.
-        kc: ``(B, Hkv, D, W)`` keys, transposed.
-        vc: ``(B, Hkv, W, D)`` values.
-        bias: ``(B, ..., W)`` additive mask, 0 or -inf, the same for every head.
-        col: the cache column this step writes; columns ``0..col`` are attended.
+        prompt_kv: keys ``(U, Hkv, D, P)`` (transposed), values ``(U, Hkv, P, D)`` and an
+            additive mask ``(U, P)`` (0, or -inf on padding) of each distinct prompt.
+        group: ``(B,)`` int64, the prompt each row continues (each in ``0..U-1``; not
+            checked here, on the hot path).
+        row_kv: each row's own keys ``(B, Hkv, D, R)`` (transposed) and values
+            ``(B, Hkv, R, D)``.
+        t: the row column this step writes; the prompt and row columns ``0..t`` are attended.
         rep: query heads per KV head.
 
     Returns:
         ``(B, H D)`` attention output.
     """
-    b, hkv, d, w = kc.shape
-    tensors = (qkv, cos, sin, kc, vc, bias)
-    if not all(t.is_contiguous() and t.dtype == torch.float32 for t in tensors):
+    kp, vp, pbias = prompt_kv
+    kr, vr = row_kv
+    b, hkv, d, r = kr.shape
+    u, p = pbias.shape
+    tensors = (qkv, cos, sin, kp, vp, pbias, kr, vr)
+    if not all(x.is_contiguous() and x.dtype == torch.float32 for x in tensors):
         raise ValueError("decode_attention needs contiguous float32 tensors")
-    if qkv.shape != (b, (hkv * rep + 2 * hkv) * d) or vc.shape != (b, hkv, w, d):
-        raise ValueError(
-            f"decode_attention: qkv {tuple(qkv.shape)} and vc {tuple(vc.shape)} "
-            f"do not match kc {tuple(kc.shape)} with rep={rep}"
-        )
-    if cos.shape != (b, d // 2) or sin.shape != cos.shape or bias.shape[-1] != w:
-        raise ValueError(
-            f"decode_attention: cos {tuple(cos.shape)}, sin {tuple(sin.shape)} or "
-            f"bias {tuple(bias.shape)} do not match kc {tuple(kc.shape)}"
-        )
-    if not 0 <= col < w:
-        raise ValueError(f"decode_attention: col={col} outside the cache width {w}")
+    if not (group.is_contiguous() and group.dtype == torch.int64 and group.shape == (b,)):
+        raise ValueError(f"decode_attention: group must be int64 of shape ({b},)")
+    shapes = {
+        "qkv": (qkv.shape, (b, (hkv * rep + 2 * hkv) * d)),
+        "cos": (cos.shape, (b, d // 2)),
+        "sin": (sin.shape, (b, d // 2)),
+        "prompt keys": (kp.shape, (u, hkv, d, p)),
+        "prompt values": (vp.shape, (u, hkv, p, d)),
+        "row values": (vr.shape, (b, hkv, r, d)),
+    }
+    for name, (got, want) in shapes.items():
+        if tuple(got) != want:
+            raise ValueError(
+                f"decode_attention: {name} {tuple(got)}, expected {want} (row keys "
+                f"{tuple(kr.shape)}, prompt mask {tuple(pbias.shape)}, rep={rep})"
+            )
+    if not 0 <= t < r:
+        raise ValueError(f"decode_attention: t={t} outside the row cache width {r}")
     out = qkv.new_empty((b, hkv * rep * d))
     library().decode_attention(
-        b, hkv, rep, d, w, col,
-        qkv.data_ptr(), cos.data_ptr(), sin.data_ptr(), kc.data_ptr(), vc.data_ptr(),
-        bias.data_ptr(), bias[0].numel(), out.data_ptr(),
+        b, hkv, rep, d, p, r, t,
+        qkv.data_ptr(), cos.data_ptr(), sin.data_ptr(), kp.data_ptr(), vp.data_ptr(),
+        pbias.data_ptr(), group.data_ptr(), kr.data_ptr(), vr.data_ptr(), out.data_ptr(),
     )  # fmt: skip
     return out
 

@@ -10,60 +10,70 @@ needs_kernels = pytest.mark.skipif(native.library() is None, reason="no C compil
 
 
 def torch_attention(qkv, cos, sin, kc, vc, bias, col, rep):
-    """The reference: fastlm's torch path for one fused decoding step."""
+    """The reference: fastlm's torch path for one fused decoding step over full caches."""
     b, hkv, d, w = kc.shape
-    h = hkv * rep
-    q, k, v = qkv.split([h * d, hkv * d, hkv * d], dim=-1)
+    splits = [hkv * rep * d, hkv * d, hkv * d]
     pairs = torch.complex(cos, sin)[:, None]
-    q = fastlm._rotate_pairs(q.view(b, -1, d), pairs)
-    kc[..., col] = fastlm._rotate_pairs(k.view(b, -1, d), pairs)
-    vc[:, :, col] = v.view(b, -1, d)
-    scores = torch.baddbmm(bias.view(-1, 1, w), q.reshape(-1, rep, d), kc.view(-1, d, w))
-    return torch.bmm(torch.softmax(scores, -1), vc.view(-1, w, d)).view(b, -1)
+    return fastlm._attend_batched(qkv, pairs, kc, vc, bias, col, rep, splits)
 
 
-def attention_inputs(b=5, hkv=2, rep=2, d=8, w=12, col=9, seed=0):
+def attention_inputs(b=5, u=2, hkv=2, rep=2, d=8, p=6, r=7, seed=0):
     g = torch.Generator().manual_seed(seed)
     qkv = torch.randn(b, (hkv * rep + 2 * hkv) * d, generator=g)
     angle = torch.rand(b, d // 2, generator=g) * 20
-    kc = torch.randn(b, hkv, d, w, generator=g)
-    vc = torch.randn(b, hkv, w, d, generator=g)
-    bias = torch.full((b, w), float("-inf"))
-    bias[:, : col + 1] = 0.0
-    bias[0, :3] = float("-inf")  # left padding of a short prompt
-    bias = bias[:, None, None].expand(b, hkv, 1, w).contiguous()
-    return qkv, angle.cos(), angle.sin(), kc, vc, bias
+    kp = torch.randn(u, hkv, d, p, generator=g)
+    vp = torch.randn(u, hkv, p, d, generator=g)
+    pmask = torch.zeros(u, p)
+    pmask[1, :2] = float("-inf")  # left padding of the shorter prompt
+    group = torch.tensor([0, 1, 1, 0, 1][:b])
+    kr = torch.randn(b, hkv, d, r, generator=g)
+    vr = torch.randn(b, hkv, r, d, generator=g)
+    return qkv, angle.cos(), angle.sin(), (kp, vp, pmask), group, (kr, vr)
+
+
+def full_caches(prompt_kv, group, row_kv, t):
+    """The same keys and values laid out per row, prompt then row columns, and its mask."""
+    (kp, vp, pmask), (kr, vr) = prompt_kv, row_kv
+    kc = torch.cat((kp[group], kr), dim=-1)
+    vc = torch.cat((vp[group], vr), dim=2)
+    p, r = kp.shape[-1], kr.shape[-1]
+    bias = torch.cat((pmask[group], torch.full((len(group), r), float("-inf"))), dim=-1)
+    bias[:, p : p + t + 1] = 0.0
+    return kc, vc, bias[:, None, None].expand(len(group), kp.shape[1], 1, p + r).contiguous()
 
 
 @needs_kernels
-@pytest.mark.parametrize("rep,col", [(1, 3), (2, 9), (4, 11), (3, 5)])
-def test_decode_attention_matches_torch_and_writes_the_cache(rep, col):
-    qkv, cos, sin, kc, vc, bias = attention_inputs(rep=rep, col=col)
-    kc1, vc1, kc2, vc2 = kc.clone(), vc.clone(), kc.clone(), vc.clone()
-    ref = torch_attention(qkv, cos, sin, kc1, vc1, bias, col, rep)
-    out = native.decode_attention(qkv, cos, sin, kc2, vc2, bias, col, rep)
+@pytest.mark.parametrize("rep,t", [(1, 0), (2, 3), (4, 6), (3, 5)])
+def test_decode_attention_matches_torch_and_writes_the_cache(rep, t):
+    qkv, cos, sin, prompt_kv, group, (kr, vr) = attention_inputs(rep=rep)
+    kc, vc, bias = full_caches(prompt_kv, group, (kr, vr), t)
+    p = prompt_kv[0].shape[-1]
+    ref = torch_attention(qkv, cos, sin, kc, vc, bias, p + t, rep)
+    out = native.decode_attention(qkv, cos, sin, prompt_kv, group, (kr, vr), t, rep)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(kc2, kc1, atol=1e-6, rtol=1e-6)
-    assert torch.equal(vc2, vc1)
-    # columns after `col` are neither read nor written
-    kc3, vc3 = kc.clone(), vc.clone()
-    kc3[..., col + 1 :], vc3[:, :, col + 1 :] = float("nan"), float("nan")
-    again = native.decode_attention(qkv, cos, sin, kc3, vc3, bias, col, rep)
+    torch.testing.assert_close(kr[..., t], kc[..., p + t], atol=1e-6, rtol=1e-6)
+    assert torch.equal(vr[:, :, t], vc[:, :, p + t])
+    # row columns after `t` are neither read nor written
+    kr2, vr2 = kr.clone(), vr.clone()
+    kr2[..., t + 1 :], vr2[:, :, t + 1 :] = float("nan"), float("nan")
+    again = native.decode_attention(qkv, cos, sin, prompt_kv, group, (kr2, vr2), t, rep)
     torch.testing.assert_close(again, out, atol=0, rtol=0)
 
 
 @needs_kernels
 def test_decode_attention_propagates_nan_and_rejects_bad_tensors():
-    qkv, cos, sin, kc, vc, bias = attention_inputs()
+    qkv, cos, sin, prompt_kv, group, row_kv = attention_inputs()
     qkv[1, 0] = float("nan")  # a query entry of row 1, head 0
-    out = native.decode_attention(qkv, cos, sin, kc, vc, bias, 9, 2)
+    out = native.decode_attention(qkv, cos, sin, prompt_kv, group, row_kv, 3, 2)
     assert out[1, :8].isnan().all() and not out[0].isnan().any()
     with pytest.raises(ValueError, match="float32"):
-        native.decode_attention(qkv.double(), cos, sin, kc, vc, bias, 9, 2)
+        native.decode_attention(qkv.double(), cos, sin, prompt_kv, group, row_kv, 3, 2)
     with pytest.raises(ValueError, match="rep=3"):
-        native.decode_attention(qkv, cos, sin, kc, vc, bias, 9, 3)
-    with pytest.raises(ValueError, match="col=12"):
-        native.decode_attention(qkv, cos, sin, kc, vc, bias, 12, 2)
+        native.decode_attention(qkv, cos, sin, prompt_kv, group, row_kv, 3, 3)
+    with pytest.raises(ValueError, match="t=7"):
+        native.decode_attention(qkv, cos, sin, prompt_kv, group, row_kv, 7, 2)
+    with pytest.raises(ValueError, match="int64"):
+        native.decode_attention(qkv, cos, sin, prompt_kv, group.int(), row_kv, 3, 2)
 
 
 @needs_kernels
