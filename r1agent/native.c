@@ -113,19 +113,14 @@ void decode_attention(int B, int Hkv, int rep, int D, int P, int R, int t, const
 
 static inline float sigmoid(float x) { return 1.0f / (1.0f + fast_exp(-x)); }
 
-/* SwiGLU, out = silu(gate) * up, over n elements. */
-void swiglu_forward(int64_t n, const float *restrict gate, const float *restrict up,
-                    float *restrict out) {
-#pragma omp parallel for schedule(static)
-    for (int64_t j = 0; j < n; j++) out[j] = gate[j] * sigmoid(gate[j]) * up[j];
-}
-
-/* The same for rows of gate_up (N, 2I) = [gate | up], into out (N, I). */
-void swiglu_halves(int64_t N, int I, const float *restrict gate_up, float *restrict out) {
+/* SwiGLU, out (N, I) = silu(gate) * up, with row i of gate and up at i * stride: separate
+ * contiguous tensors (stride I) or the halves of fused gate/up rows (stride 2I). */
+void swiglu_forward(int64_t N, int I, int64_t stride, const float *gate, const float *up,
+                    float *out) {
 #pragma omp parallel for schedule(static) if (N * I > 16384)
     for (int64_t i = 0; i < N; i++) {
-        const float *g = gate_up + i * 2 * I, *u = g + I;
-        float *o = out + i * I;
+        const float *restrict g = gate + i * stride, *restrict u = up + i * stride;
+        float *restrict o = out + i * I;
         for (int j = 0; j < I; j++) o[j] = g[j] * sigmoid(g[j]) * u[j];
     }
 }

@@ -88,9 +88,8 @@ def library() -> ctypes.CDLL | None:
         return None
     i32, i64, ptr = ctypes.c_int, ctypes.c_int64, ctypes.c_void_p
     lib.decode_attention.argtypes = [i32] * 7 + [ptr] * 10
-    lib.swiglu_forward.argtypes = [i64, ptr, ptr, ptr]
+    lib.swiglu_forward.argtypes = [i64, i32, i64, ptr, ptr, ptr]
     lib.swiglu_backward.argtypes = [i64] + [ptr] * 5
-    lib.swiglu_halves.argtypes = [i64, i32, ptr, ptr]
     lib.rope.argtypes = [i64, i32, i32, i32, ptr, ptr, ptr, i64, ptr, i32]
     f32 = ctypes.c_float
     lib.rms_norm_forward.argtypes = [i64, i32, ptr, ptr, f32, ptr, ptr]
@@ -99,7 +98,6 @@ def library() -> ctypes.CDLL | None:
         lib.decode_attention,
         lib.swiglu_forward,
         lib.swiglu_backward,
-        lib.swiglu_halves,
         lib.rope,
         lib.rms_norm_forward,
         lib.rms_norm_backward,
@@ -183,7 +181,10 @@ class _SwiGLU(torch.autograd.Function):
     def forward(ctx, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:  # noqa: D102
         gate, up = gate.contiguous(), up.contiguous()
         out = torch.empty_like(gate)
-        library().swiglu_forward(gate.numel(), gate.data_ptr(), up.data_ptr(), out.data_ptr())
+        i = gate.shape[-1]
+        library().swiglu_forward(
+            gate.numel() // i, i, i, gate.data_ptr(), up.data_ptr(), out.data_ptr()
+        )
         ctx.save_for_backward(gate, up)
         return out
 
@@ -208,16 +209,25 @@ def swiglu(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     return _SwiGLU.apply(gate, up)
 
 
+def _rms_forward(
+    x: torch.Tensor, weight: torch.Tensor, eps: float, keep_rstd: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """RMSNorm of contiguous ``x``, and each row's ``1 / rms`` when ``keep_rstd``."""
+    out = torch.empty_like(x)
+    n = x.numel() // x.shape[-1]
+    rstd = x.new_empty(n) if keep_rstd else None
+    library().rms_norm_forward(
+        n, x.shape[-1], x.data_ptr(), weight.data_ptr(), eps, out.data_ptr(),
+        None if rstd is None else rstd.data_ptr(),
+    )  # fmt: skip
+    return out, rstd
+
+
 class _RMSNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:  # noqa: D102
         x = x.contiguous()
-        out = torch.empty_like(x)
-        n, h = x.numel() // x.shape[-1], x.shape[-1]
-        rstd = x.new_empty(n)
-        library().rms_norm_forward(
-            n, h, x.data_ptr(), weight.data_ptr(), eps, out.data_ptr(), rstd.data_ptr()
-        )
+        out, rstd = _rms_forward(x, weight, eps, keep_rstd=True)
         ctx.save_for_backward(x, weight, rstd)
         return out
 
@@ -240,13 +250,7 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
             f"rms_norm: weight {tuple(weight.shape)} does not match x {tuple(x.shape)}"
         )
     if not torch.is_grad_enabled() or not (x.requires_grad or weight.requires_grad):
-        x = x.contiguous()
-        out = torch.empty_like(x)
-        library().rms_norm_forward(
-            x.numel() // x.shape[-1], x.shape[-1], x.data_ptr(), weight.data_ptr(), eps,
-            out.data_ptr(), None,
-        )  # fmt: skip
-        return out
+        return _rms_forward(x.contiguous(), weight, eps, keep_rstd=False)[0]
     return _RMSNorm.apply(x, weight, eps)
 
 
@@ -258,7 +262,10 @@ def swiglu_halves(gate_up: torch.Tensor) -> torch.Tensor:
         )
     i = gate_up.shape[-1] // 2
     out = gate_up.new_empty((*gate_up.shape[:-1], i))
-    library().swiglu_halves(gate_up.numel() // (2 * i), i, gate_up.data_ptr(), out.data_ptr())
+    ptr = gate_up.data_ptr()
+    library().swiglu_forward(
+        gate_up.numel() // (2 * i), i, 2 * i, ptr, ptr + i * gate_up.element_size(), out.data_ptr()
+    )
     return out
 
 
