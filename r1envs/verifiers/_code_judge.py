@@ -170,10 +170,14 @@ def compile_assert(test: str, entry_point: str | None = None) -> CompiledAssert:
 
 
 def strict_equal(a: Any, b: Any) -> bool:
-    """Equality with exact types (``bool`` is not ``int``), int/float mixing and tolerance."""
+    """Equality with exact types (``bool`` is not ``int``); floats within tolerance of
+    floats; an int and a float only when exactly equal (``1000001.0`` is not ``1000000``:
+    the tolerance is for floats, not for integer answers)."""
     ta, tb = type(a), type(b)
-    if ta in (int, float) and tb in (int, float) and (ta is float or tb is float):
+    if ta is float and tb is float:
         return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=ABS_TOL) or (a == b)
+    if ta in (int, float) and tb in (int, float) and ta is not tb:
+        return a == b
     if ta is not tb:
         return False
     if ta in (list, tuple):
@@ -290,10 +294,11 @@ def _lines(text: str) -> list[str]:
 
 
 def _token_equal(a: str, b: str) -> bool:
+    """``a`` expected, ``b`` printed: an integer answer must be printed as that integer."""
     if a == b:
         return True
-    if _INT.fullmatch(a) and _INT.fullmatch(b):
-        return int(a) == int(b)
+    if _INT.fullmatch(a):
+        return _INT.fullmatch(b) is not None and int(a) == int(b)
     if _NUMBER.fullmatch(a) and _NUMBER.fullmatch(b):
         return math.isclose(float(a), float(b), rel_tol=REL_TOL, abs_tol=ABS_TOL)
     return False

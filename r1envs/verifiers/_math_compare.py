@@ -9,11 +9,13 @@ Numeric policy (documented in :mod:`r1envs.verifiers.math`):
 
 * exact values are compared exactly: ``1/2004!`` is not ``1/2006!``, ``10^100`` is not
   ``10^100+1``, ``3`` is not ``3.5``;
-* a decimal *answer* matches an exact gold when it is the gold correctly rounded to the
-  answer's decimals and has at least 6 significant digits, the precision graders such as
-  math-verify state (``0.333333`` for ``1/3`` yes; ``0.333`` or ``3.14`` for ``\\pi`` no);
-* a decimal *gold* states the precision: an exact or more precise answer matches when it
-  rounds to the gold (``70/9`` for ``7.78``);
+* a decimal matches an exact value (or a more precise decimal) when it has at least 5
+  significant digits and the value lies within one unit of its last digit (it is the value
+  rounded or truncated) -- the same rule whichever side is the gold, as careful graders
+  judge: ``0.33333`` and ``1/3`` match both ways; ``0.333`` and ``1/3``, ``3.14`` and
+  ``\\pi``, ``7.78`` and ``70/9`` do not, in either direction;
+* otherwise decimals are compared exactly, however few digits the gold has: ``0.460`` is
+  not ``0.5``;
 * percent: ``50\\%`` matches ``50`` (the sign as a unit) and ``0.5``/``1/2`` (the value);
   a bare ``50`` never matches ``0.5``.
 """
@@ -35,8 +37,8 @@ from r1envs.verifiers._math_latex import (
 )
 from r1envs.verifiers._math_struct import Node, scalar
 
-MIN_SIG_DIGITS = 6
-"""Significant digits a decimal answer needs to match an exact gold it rounds from."""
+MIN_SIG_DIGITS = 5
+"""Significant digits a decimal needs to match an exact value it rounds (or truncates) from."""
 
 Symbolic = Callable[[str, Any, Any], bool]
 """``symbolic(kind, pred, gold) -> bool``: kind is ``"expr"``, ``"equation"`` or ``"rel"``."""
@@ -56,17 +58,30 @@ def _strip_pct(node: Ast) -> tuple[Ast, bool]:
     return node, False
 
 
-def rational_equal(p: Ast, fp: Fraction, g: Ast, fg: Fraction) -> bool:
-    """Exact equality plus the documented rounding rules for decimal literals."""
-    if fp == fg:
-        return True
-    dp = decimal_places(p)
-    if dp is not None and significant_digits(p) >= MIN_SIG_DIGITS and round_to(fg, dp) == fp:
-        return True
-    dg = decimal_places(g)
-    if dg is not None and (dp is None or dp >= dg + 2) and round_to(fp, dg) == fg:
-        return True
+def decimal_rule(p: Ast, fp: Fraction, g: Ast, fg: Fraction) -> bool:
+    """The rounding rule, the same whichever side is the gold (see the module docstring).
+
+    The less precise side must be a decimal literal with at least :data:`MIN_SIG_DIGITS`
+    significant digits, and the other value must lie within one unit of its last digit
+    (so both rounding and truncation are accepted).
+    """
+    dp, dg = decimal_places(p), decimal_places(g)
+    sides = []
+    if dp is not None and (dg is None or dg > dp):
+        sides.append((p, fp, dp, fg))
+    if dg is not None and (dp is None or dp > dg):
+        sides.append((g, fg, dg, fp))
+    for node, value, places, other in sides:
+        if significant_digits(node) >= MIN_SIG_DIGITS and abs(other - value) < Fraction(
+            1, 10**places
+        ):
+            return True
     return False
+
+
+def rational_equal(p: Ast, fp: Fraction, g: Ast, fg: Fraction) -> bool:
+    """Exact equality plus the documented rounding rule for decimal literals."""
+    return fp == fg or decimal_rule(p, fp, g, fg)
 
 
 def scalar_equal(p: Node, g: Node, symbolic: Symbolic) -> bool:
@@ -179,6 +194,10 @@ def _unwrap(node: Node) -> Node:
 
 def equal(p: Node, g: Node, symbolic: Symbolic) -> bool:
     """Whether answer structure ``p`` is equivalent to gold structure ``g``."""
+    if p[0] == "approx":  # "14/3 \approx 4.7": the exact value or the stated decimal
+        return equal(p[1], g, symbolic) or equal(p[2], g, symbolic)
+    if g[0] == "approx":
+        return equal(p, g[1], symbolic) or equal(p, g[2], symbolic)
     if p[0] == "eq" and g[0] == "eq":
         if _FUNC_LHS_RE.match(p[1]) and _FUNC_LHS_RE.match(g[1]) and "(" in p[1] + g[1]:
             return equal(p[2], g[2], symbolic)  # f(x) = 2x+1 and y = 2x+1 name one function

@@ -18,6 +18,14 @@ from __future__ import annotations
 
 import re
 
+from r1envs.verifiers._math_prose import (
+    MARKER_RE,
+    SENTENCE_END,
+    bold_answer,
+    conclusion,
+    lone_number,
+)
+
 MAX_SCAN_CHARS = 200_000
 MAX_BOX_CHARS = 4000
 MAX_ANSWER_CHARS = 1500
@@ -58,10 +66,11 @@ def _phrases(text: str) -> list[tuple[int, int]]:
     k = text.rfind("####")
     if k >= 0:
         found.append((k, k + 4))
+    if not text.isascii():
+        found.extend((m.start(), m.end()) for m in MARKER_RE.finditer(text))
     return sorted(found)
 
 
-_ANSWER_TAG_RE = re.compile(r"<answer>(.*?)</answer>", re.S)
 _MATH_SEG_RE = re.compile(
     r"(?<!\\)\$\$(.+?)(?<!\\)\$\$|(?<!\\)\$(.+?)(?<!\\)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.S
 )
@@ -71,9 +80,14 @@ _FILLER_RE = re.compile(
     r"i\s+apologi|\[note)"
 )
 _COPULA_RE = re.compile(
-    r"(?i)(?<![a-z])(?:is|are|was|were|be|equals?|gives|get|becomes|yields|of|by)(?![a-z])\s*:?|=|:"
+    r"(?i)(?<![a-z])(?:is|are|was|were|be|equals?|gives|get|becomes|yields|of|by|est|ist|sont"
+    r"|sind|es|son|são|égale?s?|gleich|равн[оаы]|составляет)(?![a-z])\s*:?|=|:|是|为|為|：|共|等于"
 )
-_NUMBER_TOKEN_RE = re.compile(r"(?<![\w.])[-+]?\d[\d,]*(?:\.\d+)?(?:\s*%)?(?![\w])")
+_NUMBER_TOKEN_RE = re.compile(
+    r"(?<![A-Za-z0-9_.])[-+]?\d[\d,]*(?:\.\d+)?(?:\s*%)?(?![A-Za-z0-9_])"
+)
+# Words in any script (Greek letters are math, not words).
+_WORDY_RE = re.compile(r"[a-zA-Z]{3,}|[^\W\d_A-Za-z\u0370-\u03ff]")
 _GAP_OK_RE = re.compile(
     r"^(?:\s|\$|\\\]|\\\[|\\\)|\\\(|,|;|\.|and|or|\\quad|\\qquad|\\text\{\s*(?:and|or)?\s*\}"
     r"|&|\\\\)*$",
@@ -100,37 +114,53 @@ def response_region(text: str) -> str:
     return text
 
 
-def _brace_group(text: str, j: int) -> tuple[str, int] | None:
-    """Content and end index of the ``{...}`` group opening at ``text[j]``."""
-    depth = 0
-    stop = min(len(text), j + MAX_BOX_CHARS)
-    for k in range(j, stop):
-        c = text[k]
-        if c == "{" and text[k - 1 : k] != "\\":
-            depth += 1
-        elif c == "}" and text[k - 1 : k] != "\\":
-            depth -= 1
-            if depth == 0:
-                return text[j + 1 : k], k + 1
-    return None
+_BRACE_RE = re.compile(r"(?<!\\)[{}]")
+_BOX_WORD_RE = re.compile(r"[^\s$]+")
+
+
+def _brace_ends(text: str) -> dict[int, int]:
+    """The index of the matching ``}`` for every ``{`` that has one, in one pass."""
+    ends: dict[int, int] = {}
+    stack: list[int] = []
+    for m in _BRACE_RE.finditer(text):
+        if m.group(0) == "{":
+            stack.append(m.start())
+        elif stack:
+            ends[stack.pop()] = m.start()
+    return ends
 
 
 def boxes(text: str) -> list[tuple[int, int, str]]:
-    """Every ``\\boxed{...}`` as ``(start, end, content)``, in order."""
+    """Every ``\\boxed{...}`` as ``(start, end, content)``, in order (linear time)."""
     out: list[tuple[int, int, str]] = []
+    ends: dict[int, int] | None = None
     for m in _BOX_RE.finditer(text):
         if out and m.start() < out[-1][1]:
             continue  # a box inside a box
         j = m.end()
         if j < len(text) and text[j] == "{":
-            g = _brace_group(text, j)
-            if g is not None:
-                out.append((m.start(), g[1], g[0]))
+            if ends is None:
+                ends = _brace_ends(text)
+            k = ends.get(j)
+            if k is not None and k - j < MAX_BOX_CHARS:
+                out.append((m.start(), k + 1, text[j + 1 : k]))
         elif j < len(text):
-            t = re.match(r"[^\s$]+", text[j:])
+            t = _BOX_WORD_RE.match(text, j)
             if t and m.group(0).endswith(" "):
-                out.append((m.start(), j + t.end(), t.group(0)))
+                out.append((m.start(), t.end(), t.group(0)))
     return out
+
+
+def last_answer_tag(text: str) -> tuple[int, str] | None:
+    """``(start, content)`` of the last ``<answer>...</answer>`` (linear time)."""
+    close = text.rfind("</answer>")
+    if close < 0:
+        return None
+    prev = text.rfind("</answer>", 0, close)
+    start = text.find("<answer>", prev + 9 if prev >= 0 else 0, close)
+    if start < 0:
+        return None
+    return start, text[start + 8 : close]
 
 
 def _last_box_group(text: str, bx: list[tuple[int, int, str]]) -> list[str]:
@@ -145,6 +175,7 @@ def _last_box_group(text: str, bx: list[tuple[int, int, str]]) -> list[str]:
 
 def _sentence(text: str) -> str:
     """``text`` up to the end of its first sentence (math spans are never split)."""
+    text = text[: 2 * MAX_ANSWER_CHARS]  # bounds every math-span scan below
     out, i, n = [], 0, min(len(text), MAX_ANSWER_CHARS)
     while i < n:
         m = _MATH_SEG_RE.match(text, i)
@@ -154,6 +185,8 @@ def _sentence(text: str) -> str:
             continue
         c = text[i]
         if c == "\n" and "".join(out).strip():
+            break
+        if c in SENTENCE_END:
             break
         if c in ".!?" and (i + 1 >= len(text) or text[i + 1].isspace()):
             prev = text[i - 1] if i else ""
@@ -184,7 +217,9 @@ _LEAD_FILLER_RE = re.compile(
 _TAIL_CUT_RE = re.compile(
     r"(?i),\s*(?:i\.e\.|e\.g\.)|,\s+(?!and\b|or\b)[a-z]{2,}|\s+\((?=[a-z]{2,})"
 )
-_NUMBER_OR_FRACTION_RE = re.compile(r"(?<![\w.])[-+]?\d[\d,]*(?:\.\d+)?(?:/\d+)?(?:\s*%)?(?![\w])")
+_NUMBER_OR_FRACTION_RE = re.compile(
+    r"(?<![A-Za-z0-9_.])[-+]?\d[\d,]*(?:\.\d+)?(?:/\d+)?(?:\s*%)?(?![A-Za-z0-9_])"
+)
 
 
 def _last_cue(s: str, spans: list[tuple[int, int, str]]) -> int:
@@ -232,7 +267,7 @@ def statement_answer(s: str, *, need_cue: bool = False) -> str | None:
         return None
     plain = _LEAD_FILLER_RE.sub("", tail.strip().rstrip("."))
     plain = _TAIL_CUT_RE.split(plain, 1)[0].strip()
-    if len(plain) <= 40 and not re.search(r"[a-zA-Z]{3,}", re.sub(r"\\[a-zA-Z]+", "", plain)):
+    if len(plain) <= 40 and not _WORDY_RE.search(re.sub(r"\\[a-zA-Z]+", "", plain)):
         return plain or None
     nums = _NUMBER_OR_FRACTION_RE.findall(plain)
     if len(nums) == 1:
@@ -260,24 +295,32 @@ def choice_in_text(text: str) -> str | None:
     return found
 
 
+_SENTENCE_SPLIT_RE = re.compile(r"(?<=[.!?])\s+(?![a-z])|(?<=[\u3002\uff01\uff1f])\s*|\n+")
+
+
 def _final_sentence(text: str) -> str | None:
     """The answer stated in the last sentence that states one (non-strict mode)."""
     tail = _DISPLAY_RE.sub(lambda m: m.group(0).replace("\n", " "), text.strip()[-4000:])
-    sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z\\$*])|\n+", tail)
-    for sent in reversed(sentences):
+    for sent in reversed(_SENTENCE_SPLIT_RE.split(tail)):
         if not sent.strip() or _FILLER_RE.match(sent):
             continue
         if not re.search(r"[\d$]|\\[a-zA-Z]", sent):
             continue
         bare = _BARE_WRAP_RE.sub("", sent).strip().rstrip(".").strip()
-        if (
-            bare
-            and len(bare) <= 60
-            and not re.search(r"[A-Za-z]{3,}", re.sub(r"\\[a-zA-Z]+", "", bare))
-        ):
+        if bare and len(bare) <= 60 and not _WORDY_RE.search(re.sub(r"\\[a-zA-Z]+", "", bare)):
             return bare  # a final line that is only the answer: "**73**", "\\[ 73 \\]"
-        return statement_answer(_sentence(sent + " "), need_cue=True)
+        return sentence_value(sent)
     return None
+
+
+def sentence_value(sent: str) -> str | None:
+    """The value a final sentence without a marker states (see :mod:`._math_prose`)."""
+    s = _sentence(conclusion(sent) + " ")
+    bold = bold_answer(s)
+    if bold is not None:
+        return bold
+    ans = statement_answer(s, need_cue=True)
+    return ans if ans is not None else lone_number(s)
 
 
 _DISPLAY_RE = re.compile(r"\\\[.*?\\\]|\$\$.*?\$\$", re.S)
@@ -291,15 +334,15 @@ def extract_parts(text: str, *, strict: bool = False) -> list[str] | None:
     bx = boxes(region)
     if bx:
         candidates.append((bx[-1][0], _last_box_group(region, bx)))
-    tags = list(_ANSWER_TAG_RE.finditer(region))
-    if tags:
-        inner = tags[-1].group(1)
+    tag = last_answer_tag(region)
+    if tag is not None:
+        inner = tag[1]
         inner_bx = boxes(inner)
         if inner_bx:
             parts: list[str] | None = _last_box_group(inner, inner_bx)
         else:
             parts = extract_parts(inner, strict=True) or _tag_answer(inner)
-        candidates.append((tags[-1].start() + (len(region) if inner_bx else 0), parts))
+        candidates.append((tag[0] + (len(region) if inner_bx else 0), parts))
     for start, end in reversed(_phrases(region)[-8:]):  # the last phrase that states a value
         if bx and bx[-1][0] > start:
             break
@@ -315,6 +358,8 @@ def extract_parts(text: str, *, strict: bool = False) -> list[str] | None:
     short = region.strip()
     if len(short) <= 200 and "\n\n" not in short:
         words = len(re.findall(r"(?<![\\a-zA-Z])[a-zA-Z]{2,}", short))
+        if not short.isascii() and re.search(r"[^\W\d_A-Za-z\u0370-\u03ff]", short):
+            words += 4  # prose in another script
         outside = _MATH_SEG_RE.sub(" ", short)
         if (
             words <= 3
@@ -322,7 +367,11 @@ def extract_parts(text: str, *, strict: bool = False) -> list[str] | None:
             and (outside == short or not re.search(r"[A-Za-z]{2,}", outside))
         ):
             return _tidy([short])  # a bare answer: "f(x) = 2x", "1:2", "4 4/9"
-        ans = statement_answer(short, need_cue=words > 3)
+        ans = statement_answer(short, need_cue=True) if words > 3 else None
+        if ans is None and words > 3:
+            ans = _final_sentence(short)
+        if ans is None and words <= 3:
+            ans = statement_answer(short)
         if ans is None and words <= 3:  # a bare answer: "odd", "\\text{odd}", a matrix
             ans = short
         return _tidy([ans]) if ans else None

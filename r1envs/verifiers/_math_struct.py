@@ -11,7 +11,9 @@
 * ``("matrix", rows)`` — rows of items;
 * ``("eq", lhs, value)`` — a definition ``x = 3`` / ``(p,q) = (1,2)`` (``lhs`` text);
 * ``("equation", lhs, rhs)`` — a general equation ``x + y = 2`` (two ``expr`` nodes);
-* ``("rel", parts, ops)`` — an inequality chain ``-2 \\leq x < 7``.
+* ``("rel", parts, ops)`` — an inequality chain ``-2 \\leq x < 7``;
+* ``("approx", exact, decimal)`` — ``\\frac{14}{3} \\approx 4.7``: a value and the decimal it
+  is said to be close to.
 """
 
 from __future__ import annotations
@@ -304,10 +306,13 @@ def _relation(s: str, ops: list[tuple[int, int, str]], depth: int) -> Node:
     if "\\approx" in kinds:
         k = kinds.index("\\approx")
         if k > 0 or pieces[0]:
-            if k == 0:  # "x \approx 11" gives 11; "\frac{1}{3} \approx 0.33" gives 1/3
-                return structure(pieces[1] if _simple_lhs(pieces[0]) else pieces[0], depth + 1)
-            pieces, kinds = pieces[: k + 1], kinds[:k]
-            return _relation_parts(pieces, kinds, depth)
+            approx = structure(pieces[k + 1], depth + 1) if len(pieces) > k + 1 else None
+            if k == 0 and _simple_lhs(pieces[0]):  # "x \approx 11" gives 11
+                return structure(pieces[1], depth + 1)
+            # "\frac{1}{3} \approx 0.33", "x = 14/3 \approx 4.7": the exact value and the
+            # decimal it states; either may match the gold
+            exact = _relation_parts(pieces[: k + 1], kinds[:k], depth)
+            return exact if approx is None else ("approx", exact, approx)
         return structure(pieces[1], depth + 1)
     return _relation_parts(pieces, kinds, depth)
 

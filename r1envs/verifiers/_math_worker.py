@@ -35,8 +35,8 @@ from typing import Any
 
 import sympy
 
-from r1envs.verifiers._math_compare import MIN_SIG_DIGITS, round_to
-from r1envs.verifiers._math_latex import Ast, decimal_places, is_absurd, significant_digits
+from r1envs.verifiers._math_compare import decimal_rule
+from r1envs.verifiers._math_latex import Ast, decimal_places, is_absurd
 
 MEMORY_LIMIT_BYTES = 3 * 1024**3
 PROOF_SECONDS = 1.5
@@ -120,17 +120,14 @@ def _to_fraction(v: Any) -> Fraction | None:
 
 def _approx_rules(pa: Ast, ga: Ast, a: sympy.Expr, b: sympy.Expr) -> bool:
     dp, dg = decimal_places(pa), decimal_places(ga)
-    if dp is not None and significant_digits(pa) >= MIN_SIG_DIGITS:
-        vb = _num(b)
-        if vb is not None and (fb := _to_fraction(vb)) is not None:
-            if round_to(fb, dp) == Fraction(str(sympy.Rational(a))):
-                return True
-    if dg is not None and (dp is None or dp >= dg + 2):
-        va = _num(a)
-        if va is not None and (fa := _to_fraction(va)) is not None:
-            if round_to(fa, dg) == Fraction(str(sympy.Rational(b))):
-                return True
-    return False
+    if dp is None and dg is None:
+        return False
+    va, vb = _num(a), _num(b)
+    if va is None or vb is None:
+        return False
+    fa = Fraction(str(sympy.Rational(a))) if dp is not None else _to_fraction(va)
+    fb = Fraction(str(sympy.Rational(b))) if dg is not None else _to_fraction(vb)
+    return fa is not None and fb is not None and decimal_rule(pa, fa, ga, fb)
 
 
 def _points(syms: list[sympy.Symbol]) -> list[dict[sympy.Symbol, sympy.Rational]]:

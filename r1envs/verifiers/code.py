@@ -33,7 +33,8 @@ of builtins and ``math``.
 
 from __future__ import annotations
 
-import re
+import ast
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -69,8 +70,6 @@ __all__ = [
     "strict_equal",
 ]
 
-_FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)```", re.S)
-
 
 # -- problems ---------------------------------------------------------------------------
 
@@ -87,14 +86,20 @@ class CodeProblem(BaseModel):
     """A programming problem with tests (the ``r1/Code-v0`` schema).
 
     ``assert`` tests are Python assert statements run against the solution (``entry_point``
-    names the function under test); ``stdio`` tests are input/output pairs.
+    names the function under test); ``stdio`` tests are input/output pairs; ``script`` tests
+    are test scripts as data sets write them (a HumanEval ``check``, MBPP asserts with setup
+    code, pytest-style functions), each run by a judge process of its own in which the
+    solution's names are proxies (see the module doc). ``test_setup`` is problem code the
+    judge runs before each script (helpers the tests call, e.g. HumanEval's prompt); with
+    an ``entry_point`` that name is always the solution's.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     question: str = Field(min_length=1)
     tests: list[str] | list[StdioTest] = Field(min_length=1)
-    test_style: Literal["assert", "stdio"]
+    test_style: Literal["assert", "stdio", "script"]
     entry_point: str | None = None
+    test_setup: str = ""
     time_limit_s: float = Field(default=2.0, gt=0, le=60)
     memory_limit_mb: int = Field(default=256, ge=32, le=8192)
     id: str | None = None
@@ -111,17 +116,31 @@ class CodeProblem(BaseModel):
 
     @model_validator(mode="after")
     def _check_tests(self) -> CodeProblem:
-        if self.test_style == "assert":
+        if self.test_style in ("assert", "script"):
             if not all(isinstance(t, str) for t in self.tests):
-                raise ValueError("tests: assert tests must be strings")
+                raise ValueError(f"tests: {self.test_style} tests must be strings")
             for i, test in enumerate(self.tests):
                 try:
-                    compile_assert(test, self.entry_point)
+                    if self.test_style == "assert":
+                        compile_assert(test, self.entry_point)
+                    else:
+                        _check_script(test, f"tests.{i}")
                 except ValueError as err:
                     raise ValueError(f"tests.{i}: {err}") from None
+            if self.test_setup:
+                _check_script(self.test_setup, "test_setup")
         elif not all(isinstance(t, StdioTest) for t in self.tests):
             raise ValueError("tests: stdio tests must be {'input', 'output'} objects")
         return self
+
+
+def _check_script(source: str, where: str) -> None:
+    try:
+        ast.parse(source)
+    except SyntaxError as err:
+        raise ValueError(f"{where} is not valid Python ({err.msg}, line {err.lineno})") from None
+    except (ValueError, RecursionError, MemoryError) as err:  # NUL bytes, deep nesting
+        raise ValueError(f"{where} is not valid Python ({type(err).__name__})") from None
 
 
 # -- running ------------------------------------------------------------------------------
@@ -170,9 +189,25 @@ class CodeResult:
 
 
 def extract_code(completion: str) -> str:
-    """The last fenced code block of ``completion`` (the whole text if there is none)."""
-    blocks = _FENCE.findall(completion)
-    return blocks[-1][1] if blocks else completion
+    """The last fenced code block of ``completion`` (the whole text if there is none).
+
+    A block opens at a fence (three backticks; the rest of that line is its info string)
+    and closes at the next fence. One left-to-right scan with ``str.find``: linear in the
+    length of the text, whatever it holds (200 000 backticks included).
+    """
+    last, pos = None, 0
+    while True:
+        start = completion.find("```", pos)
+        if start < 0:
+            break
+        newline = completion.find("\n", start + 3)
+        if newline < 0:
+            break
+        end = completion.find("```", newline + 1)
+        if end < 0:
+            break
+        last, pos = (newline + 1, end), end + 3
+    return completion if last is None else completion[last[0] : last[1]]
 
 
 def _runtime_problem(outcome: dict[str, Any]) -> str | None:
@@ -185,15 +220,51 @@ def _runtime_problem(outcome: dict[str, Any]) -> str | None:
         return "not run (an earlier test exceeded the time limit)"
     if status != "ok":
         return f"killed ({status}, signal {outcome.get('signal')})"
+    if outcome.get("signal"):  # died of a signal (os.abort() after printing): a failure
+        return f"killed by signal {outcome['signal']}"
     if "MemoryError" in outcome.get("stderr", ""):
         return "memory limit exceeded"
     return None
+
+
+def _parse_frames(outcome: dict[str, Any]) -> list[Any]:
+    """The program's result frames (raw JSON text from the runner), parsed here."""
+    frames = []
+    for text in outcome.get("frames") or []:
+        try:
+            frames.append(json.loads(text) if isinstance(text, str) else None)
+        except (ValueError, RecursionError):
+            frames.append({"raised": "malformed result frame"})
+    return frames
+
+
+def _judge_script(index: int, outcome: dict[str, Any], problem_text: str | None) -> TestOutcome:
+    label = f"test {index + 1}"
+    status = outcome.get("status", "?")
+    if problem_text:
+        return TestOutcome(False, status, f"{label}: {problem_text}", f"{label}: {problem_text}")
+    verdict = outcome.get("verdict")
+    if not isinstance(verdict, dict):
+        tail = (outcome.get("stderr", "").strip().splitlines() or [""])[-1][:200]
+        text = f"{label}: the test ended without a verdict" + (f" ({tail})" if tail else "")
+        return TestOutcome(False, "error", text, text)
+    if verdict.get("passed") is True:
+        return TestOutcome(True, "ok")
+    why, where, last = (str(verdict.get(k) or "")[:300] for k in ("why", "where", "last"))
+    if why == "the program exited":
+        tail = (outcome.get("stderr", "").strip().splitlines() or [""])[-1][:200]
+        why += f" ({tail})" if tail else ""
+    feedback = "; ".join(x for x in (where, why, last and f"last call: {last}") if x)
+    hint = "; ".join(x for x in (why if not where else "", last and f"last call: {last}") if x)
+    return TestOutcome(False, "wrong", f"{label}: {feedback}", f"{label}: {hint or 'failed'}")
 
 
 def _judge_one(problem: CodeProblem, index: int, outcome: dict[str, Any]) -> TestOutcome:
     stderr_tail = outcome.get("stderr", "").strip().splitlines()[-1:] or [""]
     problem_text = _runtime_problem(outcome)
     status = outcome.get("status", "?")
+    if problem.test_style == "script":
+        return _judge_script(index, outcome, problem_text)
     if problem.test_style == "assert":
         compiled = compile_assert(problem.tests[index], problem.entry_point)  # type: ignore[arg-type]
         call = ", ".join(compiled.exprs)
@@ -201,7 +272,7 @@ def _judge_one(problem: CodeProblem, index: int, outcome: dict[str, Any]) -> Tes
             return TestOutcome(
                 False, status, f"{compiled.source}: {problem_text}", f"{call}: {problem_text}"
             )
-        values = outcome.get("values") or []
+        values = _parse_frames(outcome)
         ok, message = judge_assert(compiled, values)
         if ok:
             return TestOutcome(True, "ok")
@@ -231,10 +302,19 @@ def _judge_one(problem: CodeProblem, index: int, outcome: dict[str, Any]) -> Tes
 
 
 def build_request(code: str, problem: CodeProblem) -> dict[str, Any]:
-    """The sandbox request for ``code`` against ``problem`` (no expected values in it)."""
+    """The sandbox request for ``code`` against ``problem``.
+
+    ``assert`` and ``stdio`` requests hold no expected value; ``script`` tests carry their
+    script to the judge process, which the program cannot read.
+    """
     if problem.test_style == "assert":
         tests = [
             {"exprs": list(compile_assert(t, problem.entry_point).exprs)}  # type: ignore[arg-type]
+            for t in problem.tests
+        ]
+    elif problem.test_style == "script":
+        tests = [
+            {"script": t, "setup": problem.test_setup, "entry": problem.entry_point}
             for t in problem.tests
         ]
     else:
