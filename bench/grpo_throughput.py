@@ -80,9 +80,9 @@ def main() -> None:
     ap.add_argument("--micro-batch-size", type=int, default=64)
     a = ap.parse_args()
 
-    from r1agent.config import load_config
-    from r1agent.models import idle_cores
-    from r1agent.trainer import train_grpo
+    from r1agent.accel.cpu import idle_cores
+    from r1agent.infra.config import load_config
+    from r1agent.recipes.grpo import train_grpo
 
     if "bench/AddBoxed-v0" not in gym.registry:
         gym.register("bench/AddBoxed-v0", entry_point=AddBoxedEnv)

@@ -15,9 +15,10 @@ import argparse
 import time
 from collections.abc import Callable
 
-from r1agent.models import load_model
-from r1agent.rollout import Completion, generate
-from r1agent.rollout_vllm import VLLMEngine
+from r1agent.infra.models import load_model
+from r1agent.rollout.engine import Completion
+from r1agent.rollout.transformers_engine import generate
+from r1agent.rollout.vllm_engine import VLLMEngine
 
 
 def _interleaved(

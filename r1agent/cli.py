@@ -27,8 +27,8 @@ def grpo(
     overrides: list[str] = typer.Argument(None, help="key=value overrides, dotted keys"),
 ) -> None:
     """Train a model with GRPO on a mix of Gymnasium text envs."""
-    from r1agent.config import load_config
-    from r1agent.trainer import train_grpo
+    from r1agent.infra.config import load_config
+    from r1agent.recipes.grpo import train_grpo
 
     cfg = load_config(config, overrides or [])
     summary = train_grpo(cfg)
@@ -45,7 +45,7 @@ def tiny(
     seed: int = typer.Option(0, help="seed for the corpus sample and the weights"),
 ) -> None:
     """Build the tiny model (local tokenizer, untied Qwen2) as a Hugging Face directory."""
-    from r1agent.tiny import build_tiny_model
+    from r1agent.infra.tiny import build_tiny_model
 
     path = build_tiny_model(out_dir, hidden=hidden, layers=layers, vocab_size=vocab_size, seed=seed)
     typer.echo(str(path))
@@ -58,7 +58,7 @@ def _stage_config(cls: type, config: Path, overrides: list[str] | None) -> Any:
     """Load a stage's YAML config with ``key=value`` overrides, validated by ``cls``."""
     import yaml
 
-    from r1agent.config import apply_overrides
+    from r1agent.infra.config import apply_overrides
 
     if not config.is_file():
         raise typer.BadParameter(f"config file not found: {str(config)!r}")
@@ -72,8 +72,9 @@ def sft(
     overrides: list[str] = typer.Argument(None, help="key=value overrides"),
 ) -> None:
     """Supervised fine-tuning (response-only loss, packing) on {prompt, response} JSONL."""
-    from r1agent.models import load_model
-    from r1agent.sft import SFTConfig, read_examples, train_sft
+    from r1agent.data.sft import read_examples
+    from r1agent.infra.models import load_model
+    from r1agent.recipes.sft import SFTConfig, train_sft
 
     cfg = _stage_config(SFTConfig, config, overrides)
     if not cfg.data:
@@ -95,15 +96,15 @@ def coldstart(
     max_new_tokens: int = typer.Option(256, help="model completion cap"),
 ) -> None:
     """Write cold-start long-CoT data in the readable r1 format."""
-    from r1agent.coldstart import model_examples, solver_examples
-    from r1agent.sft import write_examples
+    from r1agent.data.coldstart import model_examples, solver_examples
+    from r1agent.data.sft import write_examples
 
     if source == "solver":
         examples = solver_examples(env, n, seed=seed)
     else:
         if model is None:
             raise typer.BadParameter(f"--source {source} needs --model")
-        from r1agent.models import load_model
+        from r1agent.infra.models import load_model
 
         m, tok = load_model(model)
         examples = model_examples(
@@ -125,9 +126,9 @@ def rejection_sample(
     seed: int = typer.Option(3_000_000, help="first env seed"),
 ) -> None:
     """Rejection-sample correct, readable samples (plus general data) for stage-3 SFT."""
-    from r1agent.models import load_model
-    from r1agent.rejection import build_stage3_set, sample_and_filter
-    from r1agent.stages import general_examples
+    from r1agent.data.rejection import build_stage3_set, sample_and_filter
+    from r1agent.infra.models import load_model
+    from r1agent.recipes.stages import general_examples
 
     gen = [] if no_general else general_examples(general)
     m, tok = load_model(model)
@@ -146,7 +147,7 @@ def reward_model(
     overrides: list[str] = typer.Argument(None, help="key=value overrides"),
 ) -> None:
     """Train a Bradley-Terry reward model from preference pairs."""
-    from r1agent.reward_model import RewardModelConfig, train_reward_model
+    from r1agent.recipes.reward_model import RewardModelConfig, train_reward_model
 
     cfg = _stage_config(RewardModelConfig, config, overrides)
     typer.echo(json.dumps(train_reward_model(cfg), indent=2))
@@ -158,7 +159,7 @@ def distill(
     overrides: list[str] = typer.Argument(None, help="key=value overrides"),
 ) -> None:
     """Distil a teacher's long-CoT answers into a student (optionally vs RL alone)."""
-    from r1agent.distill import DistillConfig, run_distill
+    from r1agent.recipes.distill import DistillConfig, run_distill
 
     cfg = _stage_config(DistillConfig, config, overrides)
     typer.echo(json.dumps(run_distill(cfg), indent=2, default=str))
@@ -178,7 +179,7 @@ def eval_command(
     output: Path | None = typer.Option(None, help="directory for eval.json / eval.md"),
 ) -> None:
     """pass@1 (mean of k), unbiased pass@k, cons@k and response length per env."""
-    from r1agent.evaluate import evaluate_checkpoint, write_report
+    from r1agent.eval.evaluate import evaluate_checkpoint, write_report
 
     report = evaluate_checkpoint(
         model,
@@ -204,7 +205,7 @@ def pipeline(
     overrides: list[str] = typer.Argument(None, help="key=value overrides"),
 ) -> None:
     """Run (or resume) the four R1 stages with a checkpoint per stage and a report."""
-    from r1agent.pipeline import PipelineConfig, run_pipeline
+    from r1agent.recipes.pipeline import PipelineConfig, run_pipeline
 
     cfg = _stage_config(PipelineConfig, config, overrides)
     typer.echo(json.dumps(run_pipeline(cfg), indent=2))
@@ -218,7 +219,7 @@ def demo(
     scale: float = typer.Option(1.0, help="multiply every training budget"),
 ) -> None:
     """The whole R1 recipe on the tiny model, on a CPU, with report.json."""
-    from r1agent.demo import run_demo
+    from r1agent.recipes.demo import run_demo
 
     report = run_demo(output, scale=scale)
     typer.echo(json.dumps(report, indent=2))

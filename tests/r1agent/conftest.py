@@ -8,7 +8,7 @@ import pytest
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A one-layer tiny-factory model directory (tokenizer trained locally)."""
-    from r1agent.tiny import build_tiny_model
+    from r1agent.infra.tiny import build_tiny_model
 
     return build_tiny_model(
         tmp_path_factory.mktemp("tiny") / "m",

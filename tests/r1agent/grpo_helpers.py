@@ -56,7 +56,7 @@ def register_test_envs() -> None:
 
 def tiny_model(path) -> str:
     """A very small tiny-factory model (fast tests)."""
-    from r1agent.tiny import build_tiny_model
+    from r1agent.infra.tiny import build_tiny_model
 
     build_tiny_model(
         path, hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128, vocab_size=400
@@ -66,7 +66,7 @@ def tiny_model(path) -> str:
 
 def base_config(model: str, out, **kw):
     """A tiny, fast GRPO config on the digit env."""
-    from r1agent.config import load_config
+    from r1agent.infra.config import load_config
 
     data = {
         "model": model,

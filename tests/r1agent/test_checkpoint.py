@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from r1agent import checkpoint as ckpt
-from r1agent.metrics import read_jsonl
-from r1agent.trainer import train_grpo
+from r1agent.infra import checkpoint as ckpt
+from r1agent.infra.metrics import read_jsonl
+from r1agent.recipes.grpo import train_grpo
 from tests.r1agent.grpo_helpers import base_config, register_test_envs, tiny_model
 
 register_test_envs()
@@ -51,7 +51,7 @@ _RUN = """
 import sys
 sys.path.insert(0, {root!r})
 from tests.r1agent.grpo_helpers import base_config, register_test_envs
-from r1agent.trainer import train_grpo
+from r1agent.recipes.grpo import train_grpo
 register_test_envs()
 train_grpo(base_config({model!r}, {out!r}, steps=200, save_every=1, keep_checkpoints=3))
 """

@@ -4,7 +4,7 @@ import gymnasium as gym
 import pytest
 
 import r1envs  # noqa: F401
-from r1agent.coldstart import format_response, solve_arithmetic, solver_examples, zero_to_r1
+from r1agent.data.coldstart import format_response, solve_arithmetic, solver_examples, zero_to_r1
 from r1envs import formats
 
 
@@ -45,8 +45,8 @@ def test_r1_zero_format_and_conversion():
 def test_model_written_zero_outputs_are_rewritten_and_filtered():
     import re
 
-    from r1agent.coldstart import model_examples
-    from r1agent.rollout import Completion
+    from r1agent.data.coldstart import model_examples
+    from r1agent.rollout.engine import Completion
 
     question = re.compile(r"User: (What is .*?\?)\.? Assistant:")
 

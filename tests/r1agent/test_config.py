@@ -3,7 +3,7 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from r1agent.config import apply_overrides, load_config
+from r1agent.infra.config import apply_overrides, load_config
 
 BASE = {"model": "m", "envs": {"r1/Arithmetic-v0": 1.0}}
 

@@ -14,8 +14,8 @@ _SCRIPT = """
 import sys
 sys.path.insert(0, {root!r})
 import torch, torch.distributed as dist
-from r1agent.models import load_model
-from r1agent.trainer import train_grpo
+from r1agent.infra.models import load_model
+from r1agent.recipes.grpo import train_grpo
 from tests.r1agent.grpo_helpers import base_config, register_test_envs
 register_test_envs()
 model, tok = load_model({model!r})

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from r1agent.cli import app
-from r1agent.demo import ENV_IDS, MAX_NEW_TOKENS, demo_config
+from r1agent.recipes.demo import ENV_IDS, MAX_NEW_TOKENS, demo_config
 
 
 def test_demo_config_is_valid_and_scales(tmp_path):
@@ -54,7 +54,7 @@ def test_cli_pipeline_names_a_bad_config_key(tmp_path):
 
 @pytest.mark.slow
 def test_full_demo_meets_its_numbers(tmp_path):
-    from r1agent.demo import run_demo
+    from r1agent.recipes.demo import run_demo
 
     report = run_demo(tmp_path / "demo")
     assert set(report["stages"]) == {"stage1", "stage2", "stage3", "stage4", "distill"}

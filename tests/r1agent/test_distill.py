@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from r1agent.distill import DistillConfig, run_distill
-from r1agent.rejection import EmptyDatasetError
-from r1agent.sft import SFTConfig, read_examples
+from r1agent.data.rejection import EmptyDatasetError
+from r1agent.data.sft import read_examples
+from r1agent.recipes.distill import DistillConfig, run_distill
+from r1agent.recipes.sft import SFTConfig
 
 from .test_pipeline import oracle_generate, silent_generate
 

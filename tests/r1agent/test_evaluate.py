@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from r1agent.evaluate import (
+from r1agent.eval.evaluate import (
     EvalReport,
     _aggregate,
     heldout_problems,

@@ -17,8 +17,8 @@ from transformers import (
     Qwen3ForCausalLM,
 )
 
-from r1agent import fastlm, models, native
-from r1agent.rollout import sample_tokens
+from r1agent.accel import cpu, fastlm, native
+from r1agent.rollout.transformers_engine import sample_tokens
 
 SIZES = {
     "vocab_size": 61,
@@ -108,7 +108,7 @@ def test_decode_matches_a_full_forward_per_token(arch, path, monkeypatch):
     if path != "native":  # the torch ops the kernels replace
         monkeypatch.setattr(native, "usable", lambda *tensors: False)
     if path == "unfused":  # large models decode on the unfused weights
-        monkeypatch.setattr(models, "SMALL_MODEL_PARAMS", 0)
+        monkeypatch.setattr(cpu, "SMALL_MODEL_PARAMS", 0)
     eos = torch.tensor([1])
     tokens, logps, lengths = fastlm.decode(
         model, PROMPTS, pad_id=0, eos=eos, max_new_tokens=7, min_new_tokens=7, sample=greedy
@@ -198,7 +198,7 @@ def test_busy_cores_leave_out_this_process_own_work():
     spinner = threading.Thread(target=spin)
     spinner.start()
     try:
-        busy = models._busy_cores(0.3)
+        busy = cpu._busy_cores(0.3)
     finally:
         stop.set()
         spinner.join()
@@ -207,23 +207,23 @@ def test_busy_cores_leave_out_this_process_own_work():
 
 def test_small_models_use_the_cores_idle_at_start(monkeypatch):
     model = make("qwen2")
-    assert 0.0 <= models._busy_cores(0.05) <= (os.cpu_count() or 1) + 0.01
-    monkeypatch.setattr(models, "_IDLE_CORES", None)
-    monkeypatch.setattr(models.os, "cpu_count", lambda: 4)
-    monkeypatch.setattr(models, "_busy_cores", lambda: 2.7)
+    assert 0.0 <= cpu._busy_cores(0.05) <= (os.cpu_count() or 1) + 0.01
+    monkeypatch.setattr(cpu, "_IDLE_CORES", None)
+    monkeypatch.setattr(cpu.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(cpu, "_busy_cores", lambda: 2.7)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
-    assert models.idle_cores() == 1
-    assert models.small_model_threads(model) == 1
-    monkeypatch.setattr(models, "_IDLE_CORES", None)
-    monkeypatch.setattr(models, "_busy_cores", lambda: 0.2)
-    assert models.small_model_threads(model) == 4
-    monkeypatch.setattr(models, "SMALL_MODEL_PARAMS", 10)
-    assert models.small_model_threads(model) is None
+    assert cpu.idle_cores() == 1
+    assert cpu.small_model_threads(model) == 1
+    monkeypatch.setattr(cpu, "_IDLE_CORES", None)
+    monkeypatch.setattr(cpu, "_busy_cores", lambda: 0.2)
+    assert cpu.small_model_threads(model) == 4
+    monkeypatch.setattr(cpu, "SMALL_MODEL_PARAMS", 10)
+    assert cpu.small_model_threads(model) is None
 
 
 def test_trainer_batches_share_prompts_and_micro_batches_keep_theirs():
-    from r1agent.rollout import Episode
-    from r1agent.trainer import build_batch, response_logits
+    from r1agent.rl.batch import build_batch, response_logits
+    from r1agent.rollout.episodes import Episode
 
     model = make("qwen2")
     episodes = []
@@ -261,7 +261,7 @@ def test_trainer_batches_share_prompts_and_micro_batches_keep_theirs():
 
 
 def test_finished_rows_leave_the_batch_without_changing_the_others(monkeypatch):
-    import r1agent.rollout as rollout
+    from r1agent.rollout import transformers_engine as rollout
 
     model = make("llama")
     prompts = [[5, 6, 7], [8, 9, 10, 11, 12], [3], [4, 4], [9, 8, 7, 6], [2, 13], [5, 6, 7], [1]]

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from r1agent import grpo
+from r1agent.rl import grpo
 
 
 def test_group_advantages_hand_computed():

@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from r1agent.judges import EndpointJudge, JudgeLoadError, RewardModelJudge, load_judge
+from r1agent.rewards.judges import EndpointJudge, JudgeLoadError, RewardModelJudge, load_judge
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from r1agent import fastlm, native
+from r1agent.accel import fastlm, native
 
 needs_kernels = pytest.mark.skipif(native.library() is None, reason="no C compiler")
 
@@ -161,7 +161,7 @@ def test_rope_matches_the_torch_rotation_and_transpose():
 def test_retained_freed_memory_is_reused_without_page_faults(monkeypatch):
     import resource
 
-    from r1agent.models import retain_freed_memory
+    from r1agent.accel.cpu import retain_freed_memory
 
     monkeypatch.setenv("R1_MALLOC", "0")
     assert retain_freed_memory() is False

@@ -6,8 +6,9 @@ import shutil
 
 import pytest
 
-from r1agent.coldstart import r1_response, solve_arithmetic
-from r1agent.pipeline import (
+from r1agent.data.coldstart import r1_response, solve_arithmetic
+from r1agent.data.rejection import EmptyDatasetError
+from r1agent.recipes.pipeline import (
     EvalConfig,
     PipelineConfig,
     RLConfig,
@@ -16,9 +17,8 @@ from r1agent.pipeline import (
     Stage4Config,
     run_pipeline,
 )
-from r1agent.rejection import EmptyDatasetError
-from r1agent.rollout import Completion
-from r1agent.sft import SFTConfig
+from r1agent.recipes.sft import SFTConfig
+from r1agent.rollout.engine import Completion
 
 QUESTION = re.compile(r"User: (What is .*?\?)\.? Assistant:")
 
@@ -60,7 +60,7 @@ def fake_grpo(monkeypatch):
         (out_dir / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
         return {"steps": 5}
 
-    monkeypatch.setattr("r1agent.stages.run_grpo", run_grpo)
+    monkeypatch.setattr("r1agent.recipes.stages.run_grpo", run_grpo)
     return calls
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import random
 import re
 
-from r1agent.pretrain import arithmetic_sentence, synthetic_corpus
+from r1agent.recipes.pretrain import arithmetic_sentence, synthetic_corpus
 
 
 def operands(text: str) -> list[int]:

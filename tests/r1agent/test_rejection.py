@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from r1agent.rejection import (
+from r1agent.data.rejection import (
     EmptyDatasetError,
     build_stage3_set,
     dedup,
@@ -10,7 +10,7 @@ from r1agent.rejection import (
     is_mixed_language,
     readable,
 )
-from r1agent.sft import Example, read_examples
+from r1agent.data.sft import Example, read_examples
 from r1envs import formats
 
 R = formats.REASONING_START

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from r1agent.reward_model import bradley_terry_loss, read_preferences
+from r1agent.rewards.reward_model import bradley_terry_loss, read_preferences
 
 
 def test_bradley_terry_loss_hand_values():

@@ -3,9 +3,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from r1agent.grpo import token_logprobs
-from r1agent.models import load_model
-from r1agent.rollout import EnvPool, collect_episodes, generate, sample_tokens
+from r1agent.infra.models import load_model
+from r1agent.rl.grpo import token_logprobs
+from r1agent.rollout.episodes import EnvPool, collect_episodes
+from r1agent.rollout.transformers_engine import generate, sample_tokens
 from tests.r1agent.grpo_helpers import register_test_envs, tiny_model
 
 register_test_envs()

@@ -16,7 +16,7 @@ import sys
 import pytest
 import torch
 
-from r1agent.rollout_vllm import (
+from r1agent.rollout.vllm_engine import (
     VLLMEngine,
     completion_mismatch,
     logprob_mismatch,
@@ -68,7 +68,7 @@ def test_completion_mismatch_ragged_rows() -> None:
 
 
 def test_named_weights_strip_wrapper_prefixes() -> None:
-    from r1agent.rollout_vllm import _named_weights
+    from r1agent.rollout.vllm_engine import _named_weights
 
     class Wrapper(torch.nn.Module):  # what DDP / torch.compile put around the policy
         def __init__(self, inner: torch.nn.Module) -> None:
@@ -101,7 +101,7 @@ needs_vllm = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from r1agent.tiny import build_tiny_model
+    from r1agent.infra.tiny import build_tiny_model
 
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny") / "model"))
 
@@ -113,13 +113,13 @@ def engine(tiny_dir: str) -> VLLMEngine:
 
 @pytest.fixture()
 def hf(tiny_dir: str) -> tuple[torch.nn.Module, object]:
-    from r1agent.models import load_model
+    from r1agent.infra.models import load_model
 
     return load_model(tiny_dir, dtype="float32", device="cpu")
 
 
 def _hf_greedy(model: torch.nn.Module, tokenizer: object, n: int) -> list:
-    from r1agent.rollout import generate
+    from r1agent.rollout.transformers_engine import generate
 
     return generate(model, tokenizer, PROMPTS, max_new_tokens=n, temperature=0)
 
@@ -205,7 +205,7 @@ def test_min_new_tokens_forbids_early_eos(engine: VLLMEngine) -> None:
 @needs_vllm
 @pytest.mark.vllm
 def test_engine_is_a_generate_fn_for_episodes(engine: VLLMEngine, hf: tuple) -> None:
-    from r1agent.rollout import EnvPool, collect_episodes
+    from r1agent.rollout.episodes import EnvPool, collect_episodes
 
     model, tokenizer = hf
     kw = dict(group_size=2, prompt_format="chat", max_new_tokens=16, temperature=0)
@@ -248,8 +248,8 @@ def test_sync_weights_after_updates(engine: VLLMEngine, hf: tuple) -> None:
 @pytest.mark.vllm
 def test_grpo_run_with_vllm_rollouts(engine: VLLMEngine, hf: tuple, tmp_path) -> None:
     """train_grpo samples through vLLM and keeps it in sync: afterwards both agree."""
-    from r1agent.config import GRPOConfig
-    from r1agent.trainer import train_grpo
+    from r1agent.infra.config import GRPOConfig
+    from r1agent.recipes.grpo import train_grpo
     from tests.r1agent.grpo_helpers import register_test_envs
 
     register_test_envs()  # test/Digit-v0: dense reward, so every group has an advantage

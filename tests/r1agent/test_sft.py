@@ -5,19 +5,17 @@ import json
 import pytest
 import torch
 
-from r1agent.sft import (
+from r1agent.data.sft import (
     IGNORE_INDEX,
     Example,
-    batch_loss,
     build_rows,
     collate,
-    lr_at,
     pack,
     read_examples,
-    response_loss,
     shared_prefix,
     split_by_prefix,
 )
+from r1agent.recipes.sft import batch_loss, lr_at, response_loss
 
 
 def test_pack_first_fit_decreasing():

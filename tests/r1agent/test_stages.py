@@ -5,16 +5,16 @@ import json
 import gymnasium as gym
 import pytest
 
-from r1agent.coldstart import solver_examples
-from r1agent.sft import SFTConfig
+from r1agent.data.coldstart import solver_examples
+from r1agent.recipes.sft import SFTConfig
 from r1envs import formats
 
 
 def test_sft_learns_and_checkpoints_end_with_eos(tiny, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from r1agent.models import load_model
-    from r1agent.sft import train_sft
+    from r1agent.infra.models import load_model
+    from r1agent.recipes.sft import train_sft
 
     model, tok = load_model(str(tiny))
     examples = solver_examples(["r1/Arithmetic-v0"], 64)
@@ -38,8 +38,8 @@ def test_sft_learns_and_checkpoints_end_with_eos(tiny, tmp_path):
 
 
 def test_sft_stops_early_when_callback_says_so(tiny, tmp_path):
-    from r1agent.models import load_model
-    from r1agent.sft import train_sft
+    from r1agent.infra.models import load_model
+    from r1agent.recipes.sft import train_sft
 
     model, tok = load_model(str(tiny))
     cfg = SFTConfig(output_dir=str(tmp_path / "o"), max_steps=20, batch_size=2, save_steps=[3, 6])
@@ -50,8 +50,8 @@ def test_sft_stops_early_when_callback_says_so(tiny, tmp_path):
 
 
 def test_reward_model_trains_and_loads_as_a_judge(tiny, tmp_path):
-    from r1agent.judges import RewardModelJudge
-    from r1agent.reward_model import RewardModelConfig, train_reward_model
+    from r1agent.recipes.reward_model import RewardModelConfig, train_reward_model
+    from r1agent.rewards.judges import RewardModelJudge
 
     summary = train_reward_model(
         RewardModelConfig(model=str(tiny), output_dir=str(tmp_path / "rm"), epochs=2, batch_size=32)
@@ -63,8 +63,8 @@ def test_reward_model_trains_and_loads_as_a_judge(tiny, tmp_path):
 
 
 def test_chat_env_scores_summary_and_whole_response(tiny, tmp_path):
-    from r1agent.reward_model import RewardModelConfig, train_reward_model
-    from r1agent.stages import CHAT_ENV_ID, summary_part
+    from r1agent.recipes.reward_model import RewardModelConfig, train_reward_model
+    from r1agent.rewards.chat_env import CHAT_ENV_ID, summary_part
 
     train_reward_model(
         RewardModelConfig(model=str(tiny), output_dir=str(tmp_path / "rm"), epochs=1)
@@ -80,9 +80,9 @@ def test_chat_env_scores_summary_and_whole_response(tiny, tmp_path):
 
 
 def test_stage4_fails_before_training_when_the_reward_model_cannot_load(tmp_path):
-    from r1agent.judges import JudgeLoadError
-    from r1agent.pipeline import Stage4Config
-    from r1agent.stages import stage4_all_scenarios_rl
+    from r1agent.recipes.pipeline import Stage4Config
+    from r1agent.recipes.stages import stage4_all_scenarios_rl
+    from r1agent.rewards.judges import JudgeLoadError
 
     cfg = Stage4Config(helpfulness=f"rm:{tmp_path / 'missing'}")
     with pytest.raises(JudgeLoadError, match="missing"):
@@ -93,7 +93,7 @@ def test_stage4_fails_before_training_when_the_reward_model_cannot_load(tmp_path
 
 
 def test_general_examples_use_the_shipped_set_and_name_bad_files(tmp_path):
-    from r1agent.stages import general_examples
+    from r1agent.recipes.stages import general_examples
 
     ex = general_examples(None)
     assert len(ex) > 50 and ex[0].prompt.startswith("User: ")
@@ -102,9 +102,9 @@ def test_general_examples_use_the_shipped_set_and_name_bad_files(tmp_path):
 
 
 def test_stage2_and_stage4_run_the_real_trainer(tiny, tmp_path):
-    from r1agent.pipeline import RLConfig, Stage4Config
-    from r1agent.reward_model import RewardModelConfig, train_reward_model
-    from r1agent.stages import stage2_reasoning_rl, stage4_all_scenarios_rl
+    from r1agent.recipes.pipeline import RLConfig, Stage4Config
+    from r1agent.recipes.reward_model import RewardModelConfig, train_reward_model
+    from r1agent.recipes.stages import stage2_reasoning_rl, stage4_all_scenarios_rl
 
     grpo = {
         "steps": 1,

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from r1agent.models import load_model
-from r1agent.tiny import build_tiny_model, format_tags
+from r1agent.infra.models import load_model
+from r1agent.infra.tiny import build_tiny_model, format_tags
 from r1envs import formats
 
 

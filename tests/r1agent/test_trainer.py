@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from r1agent import grpo
-from r1agent.trainer import sample_problems, train_grpo
+from r1agent.recipes.grpo import sample_problems, train_grpo
+from r1agent.rl import grpo
 from tests.r1agent.grpo_helpers import base_config, register_test_envs, tiny_model
 
 register_test_envs()
@@ -167,7 +167,7 @@ def test_cli_grpo_with_overrides(model_dir, tmp_path):
 
 
 def test_vllm_engine_without_vllm_names_the_extra(model_dir, tmp_path):
-    from r1agent.rollout_vllm import vllm_available
+    from r1agent.rollout.vllm_engine import vllm_available
 
     if vllm_available():
         pytest.skip("vllm is installed: the vllm tier tests the engine")
@@ -202,7 +202,7 @@ class _HalfConstantEnv(gym.Env):
 def test_rows_that_cannot_move_the_loss_are_skipped_without_changing_the_update(
     model_dir, tmp_path, monkeypatch, loss_aggregation
 ):
-    from r1agent import trainer as trainer_mod
+    from r1agent.recipes import grpo as trainer_mod
 
     if "test/HalfConstant-v0" not in gym.registry:
         gym.register("test/HalfConstant-v0", entry_point=_HalfConstantEnv)
@@ -246,7 +246,7 @@ def test_a_step_with_nothing_to_learn_still_runs(model_dir, tmp_path):
         seed_range=1,
         weight_decay=0.5,
     )
-    from r1agent.models import load_model
+    from r1agent.infra.models import load_model
 
     model, tok = load_model(model_dir)
     model.model.embed_tokens.requires_grad_(False)  # frozen parameters stay untouched

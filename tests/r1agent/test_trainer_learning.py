@@ -8,9 +8,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from r1agent.models import load_model
-from r1agent.rollout import EnvPool, collect_episodes
-from r1agent.trainer import train_grpo
+from r1agent.infra.models import load_model
+from r1agent.recipes.grpo import train_grpo
+from r1agent.rollout.episodes import EnvPool, collect_episodes
 from r1envs.spaces import UnicodeText
 from tests.r1agent.grpo_helpers import base_config, tiny_model
 

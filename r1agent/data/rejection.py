@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from r1agent.sft import Example
+from r1agent.data.sft import Example
 from r1envs import formats
 from r1envs.rewards import language_consistency
 
@@ -83,7 +83,7 @@ def load_general(path: str | Path) -> list[Example]:
         FileNotFoundError: if the file is missing.
         ValueError: naming the file and line of a malformed record.
     """
-    from r1agent.sft import read_examples
+    from r1agent.data.sft import read_examples
 
     return read_examples(path)
 
@@ -110,12 +110,11 @@ def sample_and_filter(
     Returns:
         ``(kept examples, counts)`` where counts tells how many samples each filter dropped.
     """
-    from r1agent.evaluate import make_env
-    from r1agent.rollout import render_prompt
+    from r1agent.rollout.episodes import make_env, render_prompt
 
     generate = generate_fn
     if generate is None:
-        from r1agent.rollout import generate
+        from r1agent.rollout.transformers_engine import generate
 
     envs = {e: make_env(e) for e in dict.fromkeys(env_ids)}
     items = []
@@ -180,7 +179,7 @@ def build_stage3_set(
             "rejection sampling kept no reasoning samples (all wrong, truncated or unreadable); "
             "sample more, raise max_new_tokens, or start from a stronger checkpoint"
         )
-    from r1agent.sft import write_examples
+    from r1agent.data.sft import write_examples
 
     path = Path(out_path)
     write_examples(path, [*reasoning, *general])

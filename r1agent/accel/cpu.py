@@ -1,9 +1,11 @@
-"""Loading causal language models and their tokenizers.
+"""CPU process tuning: threads for small models and glibc's malloc policy.
 
-Any Hugging Face causal LM works: a local directory (the tiny factory's output, a
-checkpoint written by the trainer) or a hub id. Tokenizers are returned left-padded with a
-pad token set, which is what batched generation needs. Device and dtype are chosen
-automatically: CUDA with bfloat16 when a GPU is visible, otherwise CPU with float32.
+A small model's matrix products are short, so splitting them across cores that other work
+holds stalls on OpenMP barriers: :func:`small_model_threads` picks the cores idle at start
+for models under :data:`SMALL_MODEL_PARAMS` parameters, and :func:`cpu_threads` applies a
+thread count to a block and restores it. :func:`retain_freed_memory` changes glibc's
+malloc policy for the whole process, so it is called by command-line entry points
+(:func:`tune_process`), never inside library functions.
 """
 
 from __future__ import annotations
@@ -17,97 +19,20 @@ from typing import Any
 import torch
 
 __all__ = [
+    "SMALL_MODEL_PARAMS",
     "cpu_threads",
-    "default_device",
-    "default_dtype",
     "idle_cores",
-    "load_model",
-    "load_tokenizer",
-    "resolve_dtype",
     "retain_freed_memory",
     "small_model_threads",
+    "tune_process",
 ]
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def default_device() -> torch.device:
-    """CUDA (this process's local rank) when available, otherwise CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
-
-
-def default_dtype(device: torch.device | str) -> torch.dtype:
-    """bfloat16 on CUDA (when supported), float32 elsewhere."""
-    dev = torch.device(device)
-    if dev.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32
-
-
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device | str) -> torch.dtype:
-    """Turn ``None``/``"auto"``/a name/a dtype into a ``torch.dtype``.
-
-    Raises:
-        ValueError: for an unknown dtype name.
-    """
-    if dtype is None or dtype == "auto":
-        return default_dtype(device)
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be auto or one of {sorted(_DTYPES)}, dtype: {dtype!r}")
-    return _DTYPES[dtype]
-
-
-def load_tokenizer(name_or_path: str) -> Any:
-    """Load a tokenizer, left-padded, with a pad token (the eos token if it has none)."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    if tokenizer.eos_token is None:
-        raise ValueError(f"tokenizer of {name_or_path!r} has no eos_token; set one before training")
-    return tokenizer
-
-
-def load_model(
-    name_or_path: str,
-    *,
-    dtype: str | torch.dtype | None = None,
-    device: str | torch.device | None = None,
-) -> tuple[Any, Any]:
-    """Load a causal LM and its tokenizer.
-
-    Args:
-        name_or_path: local directory or hub id.
-        dtype: ``None``/``"auto"`` (bf16 on GPU, fp32 on CPU), a name or a ``torch.dtype``.
-        device: ``None`` picks CUDA when available, else CPU.
-
-    Returns:
-        ``(model, tokenizer)``: the model in eval mode on ``device``; the tokenizer
-        left-padded with a pad token set.
-    """
-    from transformers import AutoModelForCausalLM
-
-    dev = torch.device(device) if device is not None else default_device()
-    tokenizer = load_tokenizer(name_or_path)
-    model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=resolve_dtype(dtype, dev))
-    model.to(dev)
-    model.eval()
-    gen = model.generation_config
-    if gen.pad_token_id is None:
-        gen.pad_token_id = tokenizer.pad_token_id
-    if gen.eos_token_id is None:
-        gen.eos_token_id = tokenizer.eos_token_id
-    return model, tokenizer
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 
 
 #: Below this many parameters a CPU model only uses idle cores (see :func:`small_model_threads`).
 SMALL_MODEL_PARAMS = 20_000_000
+
 
 _IDLE_CORES: int | None = None
 
@@ -174,9 +99,6 @@ def small_model_threads(model: Any) -> int | None:
     return max(1, min(idle_cores(), torch.get_num_threads()))
 
 
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
-
-
 def retain_freed_memory() -> bool:
     """Let glibc keep freed memory for reuse; returns whether the setting applied.
 
@@ -211,3 +133,13 @@ def cpu_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def tune_process() -> None:
+    """Process-wide CPU tuning for training commands, called once by entry points.
+
+    Lets glibc keep freed memory for reuse (:func:`retain_freed_memory`; ``R1_MALLOC=0``
+    turns it off). Library functions never change the malloc policy themselves; thread
+    counts are scoped to the work that needs them (:func:`cpu_threads`).
+    """
+    retain_freed_memory()

@@ -23,15 +23,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
-
-from r1agent.sft import Example, SFTConfig, read_examples, train_sft
-from r1envs import formats
+from r1agent.data.general import general_examples
+from r1agent.data.sft import Example, read_examples
+from r1agent.recipes.sft import SFTConfig, train_sft
+from r1agent.rewards.chat_env import CHAT_ENV_ID, cached_judge
 
 log = logging.getLogger(__name__)
-
-GENERAL_TEMPLATE = "User: {prompt}\nAssistant:"
-CHAT_ENV_ID = "r1agent/Chat-v0"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -39,7 +36,7 @@ CHAT_ENV_ID = "r1agent/Chat-v0"
 
 def load_model_and_tokenizer(path: str | Path) -> tuple[Any, Any]:
     """Load a checkpoint with :func:`r1agent.models.load_model`."""
-    from r1agent.models import load_model
+    from r1agent.infra.models import load_model
 
     return load_model(str(path))
 
@@ -50,27 +47,6 @@ def write_stage_summary(out_dir: str | Path, summary: dict[str, Any]) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(summary, indent=2, default=str))
     tmp.replace(path)
-
-
-def general_examples(path: str | Path | None, limit: int | None = None) -> list[Example]:
-    """General (non-reasoning) prompts with answers as SFT examples.
-
-    Args:
-        path: ``{"prompt", "answer"}`` JSONL; ``None`` means the shipped set.
-        limit: keep at most this many.
-
-    Raises:
-        FileNotFoundError, ValueError: for a missing or malformed file (named).
-    """
-    if path is None:
-        from r1envs.resources import data_path
-
-        path = data_path("general/general.jsonl")
-    examples = [
-        Example(GENERAL_TEMPLATE.format(prompt=e.prompt), " " + e.response.strip())
-        for e in read_examples(path)
-    ]
-    return examples[:limit] if limit is not None else examples
 
 
 # --------------------------------------------------------------------------- stage 1
@@ -98,7 +74,7 @@ def stage1_cold_start(
     held-out range the report uses, a different sample seed) and training stops once pass@1
     reaches ``target_pass1`` with pass@``eval_k`` at least ``min_pass_k``.
     """
-    from r1agent.evaluate import HELDOUT_SEED, evaluate
+    from r1agent.eval.evaluate import HELDOUT_SEED, evaluate
 
     model, tokenizer = load_model_and_tokenizer(base)
     history: list[dict[str, Any]] = []
@@ -160,8 +136,8 @@ def run_grpo(
         seed: run seed.
         env_kwargs: ``gym.make`` kwargs per env id.
     """
-    from r1agent.config import load_config
-    from r1agent.trainer import train_grpo
+    from r1agent.infra.config import load_config
+    from r1agent.recipes.grpo import train_grpo
 
     mix = dict(envs) if isinstance(envs, dict) else {e: 1.0 for e in envs}
     data: dict[str, Any] = {
@@ -270,7 +246,7 @@ def stage3_rejection_sft(
         EmptyDatasetError: if no sample survives the filters (nothing is written as a model).
         FileNotFoundError, ValueError: for a missing or malformed general data file.
     """
-    from r1agent.rejection import build_stage3_set, sample_and_filter
+    from r1agent.data.rejection import build_stage3_set, sample_and_filter
 
     general = general_examples(general_path, general_limit)  # fails early on bad data
     model, tokenizer = load_model_and_tokenizer(stage2)
@@ -298,91 +274,3 @@ def stage3_rejection_sft(
     summary.update({"rejection": counts, "general": len(general), "data": str(data)})
     write_stage_summary(out, {"stage": "stage3", "checkpoint": str(out.resolve()), **summary})
     return summary
-
-
-# --------------------------------------------------------------------------- stage 4 env
-
-
-def summary_part(text: str) -> str:
-    """The summary (answer) part of a response: after the reasoning block when there is one."""
-    for end in (formats.REASONING_END, formats.THINK_END):
-        k = text.rfind(end)
-        if k >= 0:
-            return text[k + len(end) :].strip()
-    return text.strip()
-
-
-_JUDGES: dict[str, Any] = {}
-
-
-def cached_judge(spec: str) -> Any:
-    """Load a judge once per process (envs are made many times)."""
-    if spec not in _JUDGES:
-        from r1agent.judges import load_judge
-
-        _JUDGES[spec] = load_judge(spec)
-    return _JUDGES[spec]
-
-
-class ChatEnv(gym.Env[str, str]):
-    """General prompts scored by model rewards (stage 4's non-reasoning scenarios).
-
-    Reward = ``helpfulness_weight * helpfulness(prompt, summary)`` +
-    ``harmlessness_weight * harmlessness(prompt, whole response)``. ``info["correct"]`` is
-    ``False`` (no rule checks these answers); ``info["rewards"]`` holds both components.
-
-    Args:
-        helpfulness: judge spec (``rm:PATH``, ``lm:PATH``, endpoint URL) for the summary.
-        harmlessness: judge spec for the whole response (defaults to ``helpfulness``).
-        data: ``{"prompt", "answer"}`` JSONL of general prompts (default: the shipped set).
-        helpfulness_weight: weight of the helpfulness score.
-        harmlessness_weight: weight of the harmlessness score.
-    """
-
-    metadata = {"render_modes": []}
-
-    def __init__(
-        self,
-        helpfulness: str,
-        harmlessness: str | None = None,
-        data: str | None = None,
-        helpfulness_weight: float = 1.0,
-        harmlessness_weight: float = 0.5,
-    ) -> None:
-        from r1envs.spaces import UnicodeText
-
-        self.prompts = [e.prompt for e in general_examples(data)]
-        self.help_judge = cached_judge(helpfulness)
-        self.harm_judge = cached_judge(harmlessness or helpfulness)
-        self.weights = (helpfulness_weight, harmlessness_weight)
-        self.observation_space = UnicodeText(1 << 16)
-        self.action_space = UnicodeText(1 << 20)
-        self._question = ""
-
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[str, dict[str, Any]]:
-        """Draw a general prompt."""
-        super().reset(seed=seed)
-        prompt = self.prompts[int(self.np_random.integers(len(self.prompts)))]
-        self._question = prompt[len("User: ") : -len("\nAssistant:")]
-        return prompt, {"messages": [{"role": "user", "content": self._question}]}
-
-    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
-        """Score the response with the two judges."""
-        h = self.help_judge.score([self._question], [summary_part(action)])[0]
-        s = self.harm_judge.score([self._question], [action])[0]
-        error = None if h is not None and s is not None else "judge could not score"
-        values = {"helpfulness": float(h or 0.0), "harmlessness": float(s or 0.0)}
-        reward = self.weights[0] * values["helpfulness"] + self.weights[1] * values["harmlessness"]
-        info = {"rewards": values, "correct": False, "extracted_answer": None, "error": error}
-        return "", float(reward), True, False, info
-
-
-def register_chat_env() -> None:
-    """Register :class:`ChatEnv` as ``r1agent/Chat-v0`` (idempotent)."""
-    if CHAT_ENV_ID not in gym.registry:
-        gym.register(CHAT_ENV_ID, entry_point="r1agent.stages:ChatEnv")
-
-
-register_chat_env()

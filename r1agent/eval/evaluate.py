@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from r1agent.rollout import render_prompt
+from r1agent.rollout.episodes import make_env, render_prompt
 
 HELDOUT_SEED = 10_000_000
 PromptFormat = Literal["observation", "chat"]
@@ -100,15 +100,6 @@ class Problem:
     seed: int
     prompt: str
     info: dict[str, Any]
-
-
-def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> Any:
-    """``gym.make`` with r1envs imported (so the ``r1/`` ids exist)."""
-    import gymnasium as gym
-
-    import r1envs  # noqa: F401  (registers the ids)
-
-    return gym.make(env_id, **(env_kwargs or {}))
 
 
 def heldout_problems(
@@ -273,7 +264,7 @@ def evaluate(
     if k < 1 or n < 1:
         raise ValueError(f"need n >= 1 and k >= 1, n: {n}, k: {k}")
     if generate_fn is None:
-        from r1agent.rollout import generate as generate_fn
+        from r1agent.rollout.transformers_engine import generate as generate_fn
     problems = heldout_problems(
         env_ids,
         n,
@@ -387,7 +378,7 @@ def write_report(report: EvalReport, out_dir: str | Path, name: str = "eval") ->
 
 def evaluate_checkpoint(path: str | Path, env_ids: Sequence[str], **kwargs: Any) -> EvalReport:
     """Load a checkpoint directory with :func:`r1agent.models.load_model` and evaluate it."""
-    from r1agent.models import load_model
+    from r1agent.infra.models import load_model
 
     model, tokenizer = load_model(str(path))
     model.eval()

@@ -24,7 +24,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from r1agent.sft import Example
+from r1agent.data.sft import Example
 from r1envs import formats
 
 ARITHMETIC_ID = "r1/Arithmetic-v0"
@@ -155,8 +155,7 @@ def solver_examples(
     Raises:
         AssertionError: if ``check`` and a solver's answer is graded wrong (a solver bug).
     """
-    from r1agent.evaluate import make_env
-    from r1agent.rollout import render_prompt
+    from r1agent.rollout.episodes import make_env, render_prompt
 
     envs = {e: make_env(e) for e in dict.fromkeys(env_ids)}
     out = []
@@ -242,13 +241,12 @@ def model_examples(
     readability filters (:func:`r1agent.rejection.readable`) are kept, deduplicated. The
     training example pairs the plain problem prompt with the readable response.
     """
-    from r1agent.evaluate import make_env
-    from r1agent.rejection import dedup, readable
-    from r1agent.rollout import render_prompt
+    from r1agent.data.rejection import dedup, readable
+    from r1agent.rollout.episodes import make_env, render_prompt
 
     generate = generate_fn
     if generate is None:
-        from r1agent.rollout import generate
+        from r1agent.rollout.transformers_engine import generate
 
     if source not in ("fewshot", "reflection", "zero"):
         raise ValueError(f"source must be fewshot, reflection or zero, source: {source!r}")

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from r1agent.sft import Example, SFTConfig, train_sft
+from r1agent.data.sft import Example
+from r1agent.recipes.sft import SFTConfig, train_sft
 
 #: Env seeds used for stage-0 prompts (below the held-out range, apart from stage 1's).
 PRETRAIN_SEED = 5_000_000
@@ -57,7 +58,7 @@ def synthetic_corpus(
         prompt_share: share of documents that are env prompts.
         max_value: largest operand drawn in the arithmetic text.
     """
-    from r1agent.evaluate import make_env
+    from r1agent.rollout.episodes import make_env
 
     rng = random.Random(seed)
     general: list[str] = []

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from r1agent import native
+from r1agent.accel import cpu, native
 
 __all__ = ["decode", "left_pad", "prefix_shared_logits", "supports", "unique_prompts"]
 
@@ -339,12 +339,10 @@ class _FusedLayer:
 
 def _fuse(model: Any) -> list[_FusedLayer] | None:
     """Fused weights for every layer, or ``None`` when not worth it (large model, Qwen3)."""
-    from r1agent.models import SMALL_MODEL_PARAMS
-
     layers = model.model.layers
     if hasattr(layers[0].self_attn, "q_norm"):
         return None
-    if sum(p.numel() for p in model.parameters()) >= SMALL_MODEL_PARAMS:
+    if sum(p.numel() for p in model.parameters()) >= cpu.SMALL_MODEL_PARAMS:
         return None  # per-op overhead is negligible there; do not copy the weights
 
     fused = []

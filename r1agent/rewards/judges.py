@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import torch
 
-from r1agent.reward_model import rm_text
+from r1agent.rewards.reward_model import rm_text
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class RewardModelJudge:
 
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float | None]:
         """Reward-model outputs for each ``(prompt, response)``."""
-        from r1agent.reward_model import score_texts
+        from r1agent.rewards.reward_model import score_texts
 
         _check_lengths(prompts, responses)
         texts = [rm_text(p, r) for p, r in zip(prompts, responses, strict=True)]

@@ -20,7 +20,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from r1agent.sft import Example, SFTConfig, train_sft
+from r1agent.data.sft import Example
+from r1agent.recipes.sft import SFTConfig, train_sft
 
 
 class DistillConfig(BaseModel):
@@ -48,7 +49,7 @@ def endpoint_samples(
     spec: str, prompts: Sequence[str], *, samples: int, max_new_tokens: int, temperature: float
 ) -> list[list[str]]:
     """Completions from an OpenAI-compatible endpoint (``URL#model``), ``samples`` per prompt."""
-    from r1agent.judges import EndpointJudge
+    from r1agent.rewards.judges import EndpointJudge
 
     url, _, model = spec.partition("#")
     client = EndpointJudge(url, model or "default")
@@ -65,12 +66,11 @@ def teacher_data(
     config: DistillConfig, generate_fn: Any = None
 ) -> tuple[list[Example], dict[str, int]]:
     """Teacher-written, env-filtered examples."""
-    from r1agent.evaluate import make_env
-    from r1agent.rejection import dedup, readable, sample_and_filter
-    from r1agent.rollout import render_prompt
+    from r1agent.data.rejection import dedup, readable, sample_and_filter
+    from r1agent.rollout.episodes import make_env, render_prompt
 
     if not config.teacher.startswith(("http://", "https://")):
-        from r1agent.models import load_model
+        from r1agent.infra.models import load_model
 
         model, tokenizer = load_model(config.teacher)
         return sample_and_filter(
@@ -124,10 +124,10 @@ def run_distill(
     Raises:
         EmptyDatasetError: if no teacher sample survives the filters.
     """
-    from r1agent.evaluate import evaluate_checkpoint, write_report
-    from r1agent.models import load_model
-    from r1agent.rejection import EmptyDatasetError
-    from r1agent.stages import write_stage_summary
+    from r1agent.data.rejection import EmptyDatasetError
+    from r1agent.eval.evaluate import evaluate_checkpoint, write_report
+    from r1agent.infra.models import load_model
+    from r1agent.recipes.stages import write_stage_summary
 
     out = Path(config.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -135,7 +135,7 @@ def run_distill(
     examples, counts = teacher_data(config, generate_fn)
     if not examples:
         raise EmptyDatasetError(f"the teacher wrote no correct, readable sample, counts: {counts}")
-    from r1agent.sft import write_examples
+    from r1agent.data.sft import write_examples
 
     write_examples(out / "teacher_data.jsonl", examples)
     model, tokenizer = load_model(config.student)
@@ -153,7 +153,7 @@ def run_distill(
     )
     checkpoints = {"distilled": student_dir}
     if config.rl_steps:
-        from r1agent.stages import run_grpo
+        from r1agent.recipes.stages import run_grpo
 
         rl_dir = out / "rl_only"
         run_grpo(

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from r1agent.sft import SFTConfig
+from r1agent.recipes.sft import SFTConfig
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def run_pipeline(config: PipelineConfig, *, generate_fn: Any = None) -> dict[str
     Returns:
         The pipeline report dict (also written as ``pipeline_report.json``).
     """
-    from r1agent import stages
+    from r1agent.recipes import stages
 
     out = Path(config.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -134,11 +134,11 @@ def run_pipeline(config: PipelineConfig, *, generate_fn: Any = None) -> dict[str
             if c.source == "file":
                 if not c.data:
                     raise ValueError("stage1.source is 'file' but stage1.data is not set")
-                from r1agent.sft import read_examples
+                from r1agent.data.sft import read_examples
 
                 examples = read_examples(c.data)
             else:
-                from r1agent.coldstart import solver_examples
+                from r1agent.data.coldstart import solver_examples
 
                 examples = solver_examples(envs, c.examples, seed=config.seed, detailed=c.detailed)
             stages.stage1_cold_start(
@@ -209,8 +209,8 @@ def evaluate_stages(
     generate_fn: Any = None,
 ) -> dict[str, Any]:
     """Evaluate each finished stage's checkpoint (cached in ``stageN/eval.json``), write the report."""
-    from r1agent.evaluate import evaluate_checkpoint, write_report
-    from r1agent.report import write_pipeline_report
+    from r1agent.eval.evaluate import evaluate_checkpoint, write_report
+    from r1agent.eval.report import write_pipeline_report
 
     checkpoints = {s: out / s for s in STAGES if stage_done(out, s)}
     checkpoints.update(extra or {})

@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from r1agent.rollout import Completion, encode_prompts, eos_token_ids
+from r1agent.rollout.engine import Completion, encode_prompts, eos_token_ids
 
 __all__ = ["VLLMEngine", "logprob_mismatch", "vllm_available"]
 
@@ -183,7 +183,7 @@ class VLLMEngine:
         **llm_kwargs: Any,
     ) -> None:
         vllm = _import_vllm()
-        from r1agent.models import load_tokenizer
+        from r1agent.infra.models import load_tokenizer
 
         # The weight sync hands tensors to the model runner, which must live in this process.
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
@@ -353,7 +353,7 @@ class VLLMEngine:
 def _dtype_name(dtype: str | torch.dtype) -> str:
     """The dtype vLLM should use: ``"auto"`` means the trainer's default (bf16 on GPU, fp32
     on CPU, :func:`r1agent.models.default_dtype`), so engine and trainer compute alike."""
-    from r1agent.models import default_device, resolve_dtype
+    from r1agent.infra.models import default_device, resolve_dtype
 
     resolved = resolve_dtype(dtype, default_device())
     return str(resolved).removeprefix("torch.")

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from r1agent import checkpoint as ckpt
+from r1agent.infra import checkpoint as ckpt
 
 __all__ = [
     "Dist",
