@@ -294,14 +294,30 @@ def _lines(text: str) -> list[str]:
 
 
 def _token_equal(a: str, b: str) -> bool:
-    """``a`` expected, ``b`` printed: an integer answer must be printed as that integer."""
+    """``a`` expected, ``b`` printed. An integer answer compares exactly (``1000001.0`` is
+    not ``1000000``; ``0.0`` is ``0``); a float answer within tolerance."""
     if a == b:
         return True
     if _INT.fullmatch(a):
-        return _INT.fullmatch(b) is not None and int(a) == int(b)
+        if _INT.fullmatch(b):
+            return int(a) == int(b)
+        return _NUMBER.fullmatch(b) is not None and _exact(int(a), b)
     if _NUMBER.fullmatch(a) and _NUMBER.fullmatch(b):
         return math.isclose(float(a), float(b), rel_tol=REL_TOL, abs_tol=ABS_TOL)
     return False
+
+
+def _exact(value: int, text: str) -> bool:
+    """Whether the printed number ``text`` is exactly the integer ``value``."""
+    from fractions import Fraction
+
+    mantissa, _, exponent = text.lower().partition("e")
+    if exponent and abs(int(exponent)) > len(mantissa) + len(str(value)) + 2:
+        return float(mantissa) == 0 == value  # no need to build a huge number
+    try:
+        return Fraction(text) == value
+    except (ValueError, ZeroDivisionError, OverflowError):
+        return False
 
 
 def compare_output(expected: str, actual: str) -> str | None:
