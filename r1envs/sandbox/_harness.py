@@ -1051,8 +1051,8 @@ def _workdir():
 
 def _clean(workdir):
     shutil.rmtree(workdir, ignore_errors=True)
-    if not ROOT:  # candidates share our uid: whatever they left in /tmp or /dev/shm goes
-        _wipe("/tmp")
+    if CFG.get("private_tmp"):  # /tmp and /dev/shm are this sandbox's own: what a candidate
+        _wipe("/tmp")  # left there goes (never the host's: not without isolation)
         _wipe("/dev/shm")
 
 

@@ -6,8 +6,8 @@ limit, a read-only root with a small tmpfs ``/tmp``, a non-root user, ``cap_drop
 ``no-new-privileges``; its PID 1 only reaps orphans. A request is one ``exec`` of the runner
 (:mod:`r1envs.sandbox._harness`) fed through the exec's stdin; the runner forks one child
 per test, and after each test kills every process of the container's user and wipes
-``/tmp``, so the container is clean for the next request. A container whose runner did not
-finish cleanly is discarded. Containers are warm and pooled; ``base_url`` may name several
+``/tmp`` and ``/dev/shm``, so the container is clean for the next request. A container whose
+runner did not finish cleanly is discarded. Containers are warm and pooled; ``base_url`` may name several
 engines (``["unix:///var/run/docker.sock", "tcp://gpu-box:2375"]``), used as one pool.
 
 Inside a container the candidate shares the runner's uid (no capabilities to switch): it can
@@ -237,7 +237,14 @@ class DockerSandbox(Sandbox):
         self._started = 0
         self._all: list[_Container] = []
         self._cfg = json.dumps(
-            {"uid": SANDBOX_UID, "gid": SANDBOX_UID, "nproc": nproc, "sweep": True}
+            # the container's /tmp and /dev/shm are its own: the runner empties them
+            {
+                "uid": SANDBOX_UID,
+                "gid": SANDBOX_UID,
+                "nproc": nproc,
+                "sweep": True,
+                "private_tmp": True,
+            }
         )
 
     def _client_for(self, url: str | None) -> Any:

@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 from r1envs.sandbox import _cgroup
@@ -51,6 +52,7 @@ from r1envs.sandbox.base import (
 log = logging.getLogger(__name__)
 ISOLATIONS = ("auto", "bwrap", "unshare", "none")
 UID_BASE = 0x60000000
+ROOTFS_PATH = Path(__file__).with_name("_rootfs.py")
 _uid_counter = itertools.count()
 _warned: set[str] = set()
 _CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER")
@@ -77,34 +79,93 @@ def system_ro_paths() -> list[str]:
     return paths
 
 
-def _probe(cmd: list[str]) -> bool:
+def _probe(cmd: list[str]) -> str | None:
+    """``None`` when ``cmd`` succeeds, else why not (the end of its error output)."""
     try:
-        return subprocess.run(cmd, capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
+        out = subprocess.run(cmd, capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError) as err:
+        return str(err)
+    if out.returncode == 0:
+        return None
+    said = out.stderr.decode("utf-8", "replace").strip().splitlines()
+    return said[-1][:300] if said else f"exit status {out.returncode}"
 
 
-_probe_cache: dict[str, bool] = {}
+_probe_cache: dict[str, str | None] = {}
+
+
+def isolation_problem(kind: str) -> str | None:
+    """Why ``kind`` ("bwrap" or "unshare") cannot start a sandbox here; ``None`` when it can."""
+    if kind == "none":
+        return None
+    if kind not in ("bwrap", "unshare"):
+        return f"unknown isolation {kind!r}"
+    if kind not in _probe_cache:
+        if shutil.which(kind) is None:
+            package = "bubblewrap" if kind == "bwrap" else "util-linux"
+            problem: str | None = f"{kind!r} is not installed (package {package})"
+        elif kind == "bwrap":
+            problem = _probe(["bwrap", *_bwrap_args(), "/bin/true"])
+        else:
+            uid = os.geteuid() if os.geteuid() else UID_BASE
+            cfg = {"uid": uid, "gid": uid if uid == UID_BASE else os.getegid(), "tmp_mb": 1}
+            problem = _probe(_unshare_command(cfg, "import os"))
+        _probe_cache[kind] = problem
+    return _probe_cache[kind]
 
 
 def isolation_available(kind: str) -> bool:
     """Whether ``kind`` ("bwrap" or "unshare") can start a sandbox on this machine."""
-    if kind not in _probe_cache:
-        if kind == "bwrap":
-            ok = shutil.which("bwrap") is not None and os.geteuid() == 0
-            ok = ok and _probe(["bwrap", *_bwrap_args(), "/bin/true"])
-        elif kind == "unshare":
-            ok = shutil.which("unshare") is not None and os.geteuid() == 0
-            ok = ok and _probe(["unshare", *_unshare_flags(), "/bin/true"])
-        else:
-            ok = kind == "none"
-        _probe_cache[kind] = ok
-    return _probe_cache[kind]
+    return isolation_problem(kind) is None
 
 
-def _unshare_flags() -> list[str]:
-    return ["--mount", "--pid", "--fork", "--kill-child", "--net", "--ipc", "--uts",
-            "--propagation", "private"]  # fmt: skip
+def _unshare_command(cfg: dict[str, Any], runner_source: str) -> list[str]:
+    """``unshare`` into fresh namespaces, build the slot's root there, run the runner in it."""
+    flags = ["--mount", "--pid", "--fork", "--kill-child", "--net", "--ipc", "--uts",
+             "--propagation", "private"]  # fmt: skip
+    if os.geteuid() != 0:  # a user namespace of our own, where we are root
+        flags = ["--user", "--map-root-user", *flags]
+    setup = {
+        **cfg,
+        "ro_paths": system_ro_paths(),
+        "hide": package_dirs(),
+        "python": python_runtime(),
+        "unshare": shutil.which("unshare") or "unshare",
+        "nested_user": os.geteuid() != 0,
+    }
+    rootfs = [python_runtime(), "-I", "-S", "-c", ROOTFS_PATH.read_text(encoding="utf-8")]
+    return ["unshare", *flags, *rootfs, json.dumps(setup), runner_source]
+
+
+def package_dirs() -> list[str]:
+    """Installed-package folders (site-packages, dist-packages) inside the read-only paths.
+
+    The sandbox hides them: candidates run with ``-I -S`` (no third-party imports) and
+    package data may hold the tasks' tests.
+    """
+    import glob
+
+    ro = [os.path.realpath(p) for p in system_ro_paths()]
+    found: list[str] = []
+    roots = dict.fromkeys(["/usr", "/usr/local", os.path.realpath(sys.base_prefix)])
+    patterns = [f"{r}/lib*/python3*/{d}" for r in roots for d in ("site-packages", "dist-packages")]
+    for pattern in patterns:
+        for path in sorted(glob.glob(pattern)):
+            real = os.path.realpath(path)
+            inside = any(real.startswith(q.rstrip("/") + "/") for q in ro)
+            if inside and os.path.isdir(real) and real not in found:
+                found.append(real)
+    return found
+
+
+def _bwrap_supports(option: str) -> bool:
+    if option not in _probe_cache:
+        try:
+            text = subprocess.run(["bwrap", "--help"], capture_output=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            text = b""
+        _probe_cache[option] = None if option.encode() in text else "unsupported"
+    return _probe_cache[option] is None
 
 
 def _bwrap_args(tmp_mb: int = 64) -> list[str]:
@@ -112,8 +173,13 @@ def _bwrap_args(tmp_mb: int = 64) -> list[str]:
             "--unshare-cgroup-try"]  # fmt: skip
     # no --die-with-parent: it tracks the *thread* that started bwrap, and pool threads come
     # and go; the runner exits on end of input when this process dies.
-    for cap in _CAPS:
-        args += ["--cap-add", cap]
+    if os.geteuid() == 0:  # the runner drops each candidate to a uid of its own
+        for cap in _CAPS:
+            args += ["--cap-add", cap]
+    else:  # a user namespace holding only our own uid, and no capabilities in it
+        args += ["--unshare-user"]
+        if _bwrap_supports("--disable-userns"):
+            args += ["--disable-userns"]
     made: set[str] = set()
     for path in system_ro_paths():
         parts = path.strip("/").split("/")[:-1]
@@ -126,8 +192,14 @@ def _bwrap_args(tmp_mb: int = 64) -> list[str]:
             args += ["--symlink", os.readlink(path), path]
         else:
             args += ["--ro-bind", path, path]
-    args += ["--dev", "/dev", "--proc", "/proc", "--size", str(tmp_mb << 20), "--tmpfs", "/tmp"]
-    return args + ["--dir", "/etc", "--chdir", "/"]
+    for path in package_dirs():
+        args += ["--size", "4096", "--tmpfs", path, "--remount-ro", path]
+    # the root and /dev are read-only before the writable (size-bounded) /tmp and /dev/shm go
+    # on top: bwrap's remount also covers the mounts already below the path
+    args += ["--dir", "/etc", "--dir", "/tmp", "--dir", "/proc", "--dev", "/dev", "--remount-ro", "/dev",
+             "--remount-ro", "/"]  # fmt: skip
+    args += ["--proc", "/proc", "--size", str(max(1, tmp_mb // 4) << 20), "--tmpfs", "/dev/shm"]
+    return args + ["--size", str(tmp_mb << 20), "--tmpfs", "/tmp", "--chdir", "/"]
 
 
 def _warn_once(key: str, message: str) -> None:
@@ -266,22 +338,29 @@ class LocalSandbox(Sandbox):
 
     @staticmethod
     def _choose(isolation: str) -> str:
-        if isolation == "auto":
-            for kind in ("bwrap", "unshare"):
-                if isolation_available(kind):
-                    return kind
+        if isolation == "none":
             _warn_once(
                 "none",
-                "r1envs LocalSandbox: NO NAMESPACE ISOLATION available (needs root and "
-                "bubblewrap or util-linux unshare): candidate code will see this machine's "
-                "files and network. Use DockerSandbox or run as root.",
+                "r1envs LocalSandbox: isolation='none': NO NAMESPACE ISOLATION: candidate code "
+                "sees this machine's files and network"
+                + ("" if os.geteuid() == 0 else " and runs as this user"),
             )
-            return "none"
-        if isolation != "none" and not isolation_available(isolation):
-            raise SandboxError(f"isolation {isolation!r} is not available on this machine")
-        if isolation == "none":
-            _warn_once("none", "r1envs LocalSandbox: isolation='none': NO NAMESPACE ISOLATION")
-        return isolation
+            return isolation
+        kinds = ("bwrap", "unshare") if isolation == "auto" else (isolation,)
+        problems = {kind: isolation_problem(kind) for kind in kinds}
+        for kind in kinds:
+            if problems[kind] is None:
+                return kind
+        tried = "; ".join(f"{kind}: {problem}" for kind, problem in problems.items())
+        raise SandboxError(
+            f"LocalSandbox(isolation={isolation!r}): no isolation can start on this machine "
+            f"({tried}). To fix: install bubblewrap (apt-get install bubblewrap) and allow "
+            "unprivileged user namespaces (sysctl user.max_user_namespaces=15000, "
+            "kernel.unprivileged_userns_clone=1 where it exists, "
+            "kernel.apparmor_restrict_unprivileged_userns=0 on Ubuntu), or run as root for "
+            "'unshare', or use DockerSandbox; or pass isolation='none' to run candidates "
+            "without isolation (they then see this machine's files and network)."
+        )
 
     def _reset_pool(self) -> None:
         self._pid = os.getpid()
@@ -290,22 +369,25 @@ class LocalSandbox(Sandbox):
         self._all: list[_Slot] = []
 
     def _command(self, uid: int) -> list[str]:
+        root = os.geteuid() == 0
+        isolated = self.isolation in ("bwrap", "unshare")
         cfg = {
             "uid": uid,
-            "gid": uid if os.geteuid() == 0 else os.getegid(),
+            "gid": uid if root else os.getegid(),
             "nproc": self.nproc,
             "fsize": self.file_size_mb << 20,
             "tmp_mb": self.tmp_mb,
-            "build_root": self.isolation == "unshare",
-            "sweep": os.geteuid() == 0,  # kill(-1) as the candidate uid: only when it is ours
-            "pid_ns": self.isolation in ("bwrap", "unshare"),  # the runner is pid 1 there
-            "ro_paths": system_ro_paths(),
+            # kill(-1) as init of the slot's own pid namespace, or as a candidate uid that
+            # is ours alone; without either only the test's process group is killed
+            "sweep": root or isolated,
+            "pid_ns": isolated,  # the runner is pid 1 there
+            "private_tmp": isolated,  # the runner empties the slot's own /tmp and /dev/shm
         }
         runner = [python_runtime(), "-I", "-S", "-c", harness_source(), json.dumps(cfg)]
         if self.isolation == "bwrap":
             return ["bwrap", *_bwrap_args(self.tmp_mb), *runner]
         if self.isolation == "unshare":
-            return ["unshare", *_unshare_flags(), *runner]
+            return _unshare_command(cfg, harness_source())
         return runner
 
     def _acquire(self) -> _Slot:

@@ -9,13 +9,12 @@ bound was never what stopped it (the sandbox's own limits must act first).
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
 from r1envs.sandbox import _cgroup
-from r1envs.sandbox.local import LocalSandbox, isolation_available
+from r1envs.sandbox.local import LocalSandbox, isolation_problem
 
 OUTER_MEMORY = 1 << 30
 OUTER_PIDS = 1024
@@ -63,16 +62,76 @@ def docker_sandbox_or_skip():
 
 
 def make_sandbox(kind: str):
-    """A sandbox of ``kind`` ("bwrap", "unshare", "docker"), or skip with a reason."""
+    """A sandbox of ``kind`` ("bwrap", "unshare", "docker"), or skip with a reason.
+
+    As root and as an ordinary user alike (bubblewrap and ``unshare`` both run unprivileged
+    where user namespaces are allowed).
+    """
     if kind == "docker":
         return docker_sandbox_or_skip()
-    if os.geteuid() != 0:
-        pytest.skip("the local isolation tests need root (namespaces, uid switching)")
-    if kind == "bwrap" and shutil.which("bwrap") is None:
-        pytest.skip("bubblewrap is not installed (apt-get install bubblewrap)")
-    if not isolation_available(kind):
-        pytest.skip(f"{kind} namespaces are refused on this machine")
+    problem = isolation_problem(kind)
+    if problem is not None:
+        pytest.skip(f"{kind} cannot run here: {problem}")
     return LocalSandbox(workers=2, isolation=kind)
+
+
+def sandbox_processes(sandbox) -> list[int]:
+    """Host pids of the processes in a LocalSandbox's slots other than their runners.
+
+    As root these are the processes of the slots' candidate uids; as an ordinary user
+    (candidates share our uid) those in the slots' pid namespaces but their pid 1 (the runner).
+    """
+    if os.geteuid() == 0:
+        return _uid_processes(set(sandbox.uids))
+    spaces = set()
+    for slot in list(sandbox._all):
+        for pid in _children(slot.proc.pid):
+            try:
+                spaces.add(os.readlink(f"/proc/{pid}/ns/pid"))
+            except OSError:
+                pass
+    found = []
+    for pid in _pids():
+        try:
+            space = os.readlink(f"/proc/{pid}/ns/pid")
+            nspid = _status(pid).get("NSpid", "").split()
+        except OSError:
+            continue
+        if space in spaces and nspid and nspid[-1] != "1":
+            found.append(pid)
+    return found
+
+
+def _pids() -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def _status(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/status") as fh:
+        return dict(line.split(":\t", 1) for line in fh.read().splitlines() if ":\t" in line)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for p in _pids():
+        try:
+            if int(_status(p).get("PPid", "0")) == pid:
+                out.append(p)
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def _uid_processes(uids: set[int]) -> list[int]:
+    found = []
+    for pid in _pids():
+        try:
+            uid = int(_status(pid).get("Uid", "-1").split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        if uid in uids:
+            found.append(pid)
+    return found
 
 
 @pytest.fixture(

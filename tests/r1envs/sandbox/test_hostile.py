@@ -16,6 +16,7 @@ import pytest
 
 from r1envs.sandbox.local import LocalSandbox
 from r1envs.verifiers.code import run_tests
+from tests.r1envs.sandbox.conftest import sandbox_processes
 
 PROJECT = Path(__file__).resolve().parents[3]
 # a case normally ends in well under 2 s (per-test limits of 1-1.5 s); the bound leaves room
@@ -118,21 +119,6 @@ RESOURCE_BOMBS = {
 }
 
 
-def _candidate_processes(uids: list[int]) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            status = (entry / "status").read_text()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("Uid:") and int(line.split()[1]) in uids:
-                found.append(int(entry.name))
-    return found
-
-
 def _judge(sandbox, code, problem, outer_bound):
     start = time.monotonic()
     result = run_tests(code, problem, sandbox)
@@ -142,7 +128,7 @@ def _judge(sandbox, code, problem, outer_bound):
     if outer_bound is not None:
         assert not any(outer_bound.hit_limits().values()), outer_bound.hit_limits()
     if isinstance(sandbox, LocalSandbox):
-        left = _candidate_processes(sandbox.uids)
+        left = sandbox_processes(sandbox)
         assert not left, f"candidate processes survived: {left}"
     return result
 

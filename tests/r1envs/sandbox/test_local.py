@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import warnings
 
 import pytest
 
-from r1envs.sandbox.local import LocalSandbox, system_ro_paths
+from r1envs.sandbox import SandboxError
+from r1envs.sandbox.local import (
+    LocalSandbox,
+    isolation_available,
+    isolation_problem,
+    package_dirs,
+    system_ro_paths,
+)
 from tests.r1envs.sandbox.conftest import make_sandbox
 
 PROBE = (
@@ -59,7 +67,10 @@ def test_read_only_system_dirs_and_private_tmp(local_sandbox):
         "        print(p, 'ok')\n    except OSError as e:\n        print(p, 'denied')\n"
     )
     (out,) = _run(local_sandbox, code)
-    assert out["stdout"].split() == ["/usr/x", "denied", "/tmp/x", "denied", "/x", "denied"]
+    # as an ordinary user the candidate shares the runner's uid: the slot's private /tmp is
+    # writable (and emptied after every test), never the host's
+    tmp = "denied" if os.geteuid() == 0 else "ok"
+    assert out["stdout"].split() == ["/usr/x", "denied", "/tmp/x", tmp, "/x", "denied"]
     (out,) = _run(
         local_sandbox, "import tempfile\nprint(tempfile.mkstemp()[1].startswith('/tmp/w'))"
     )
@@ -121,19 +132,80 @@ def test_system_paths_include_the_python_runtime():
     assert not any(p.startswith("/work") for p in paths)
 
 
-def test_auto_falls_back_to_unshare_without_bubblewrap(monkeypatch):
+def _without(monkeypatch, *missing):
     from r1envs.sandbox import local
 
-    if os.geteuid() != 0 or not local.isolation_available("unshare"):
-        pytest.skip("needs root and unshare")
     real_which = local.shutil.which
     monkeypatch.setattr(
-        local.shutil, "which", lambda name: None if name == "bwrap" else real_which(name)
+        local.shutil, "which", lambda name: None if name in missing else real_which(name)
     )
     monkeypatch.setattr(local, "_probe_cache", {})
+
+
+def test_auto_falls_back_to_unshare_without_bubblewrap(monkeypatch):
+    if not isolation_available("unshare"):
+        pytest.skip(f"unshare cannot run here: {isolation_problem('unshare')}")
+    _without(monkeypatch, "bwrap")
     sandbox = LocalSandbox(workers=1)
     try:
         assert sandbox.isolation == "unshare"
         assert _run(sandbox, "print(7)")[0]["stdout"] == "7\n"
     finally:
         sandbox.close()
+
+
+def test_auto_refuses_to_run_unisolated(monkeypatch):
+    _without(monkeypatch, "bwrap", "unshare")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no silent (or loud) fall back to no isolation
+        with pytest.raises(SandboxError) as caught:
+            LocalSandbox(workers=1)
+    message = str(caught.value)
+    for needle in ("isolation='auto'", "bwrap", "unshare", "apt-get install bubblewrap",
+                   "isolation='none'"):  # fmt: skip
+        assert needle in message, message
+    with pytest.raises(SandboxError, match="isolation='bwrap'.*bubblewrap"):
+        LocalSandbox(workers=1, isolation="bwrap")
+
+
+def test_candidates_see_no_installed_packages(local_sandbox):
+    dirs = package_dirs()
+    assert dirs, "no site-packages or dist-packages found next to the Python runtime"
+    code = f"import os\nprint(sum(len(os.listdir(d)) for d in {dirs!r}))\n"
+    (out,) = _run(local_sandbox, code)
+    assert out["stdout"] == "0\n", out
+
+
+@pytest.mark.parametrize("isolation", ["bwrap", "unshare", "none"])
+def test_our_own_files_in_tmp_and_dev_shm_survive_a_run(isolation):
+    if isolation != "none" and not isolation_available(isolation):
+        pytest.skip(f"{isolation} cannot run here: {isolation_problem(isolation)}")
+    ours = []
+    for folder in ("/tmp", "/dev/shm"):
+        if not os.access(folder, os.W_OK):
+            continue
+        fd, path = tempfile.mkstemp(prefix="r1-ours-", dir=folder)
+        os.write(fd, b"mine")
+        os.close(fd)
+        os.mkdir(path + ".d")
+        ours += [path, path + ".d"]
+    assert ours, "neither /tmp nor /dev/shm is writable here"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sandbox = LocalSandbox(workers=1, isolation=isolation)
+    try:
+        code = "open('left-over', 'w').write('x')\nprint(input())\n"
+        outs = sandbox.execute(
+            {"code": code, "time_limit": 2.0, "memory_mb": 128, "tests": [{"input": "1"}] * 3}
+        )
+        assert [o["stdout"] for o in outs] == ["1\n"] * 3, outs
+        missing = [p for p in ours if not os.path.exists(p)]
+        assert not missing, f"the sandbox removed files it does not own: {missing}"
+        assert open(ours[0], "rb").read() == b"mine"
+    finally:
+        sandbox.close()
+        for path in ours:
+            if os.path.isdir(path):
+                os.rmdir(path)
+            elif os.path.exists(path):
+                os.unlink(path)
