@@ -142,6 +142,10 @@ def _dedupe(items: list[Node], symbolic: Symbolic) -> list[Node]:
     return out
 
 
+# The variable of a one-variable inequality: x, x_1, f(x), |z|.
+_VARIABLE_RE = re.compile(r"^(?:[a-zA-Z](?:_\{?\w+\}?)?|[a-zA-Z]+\([a-z]\)|\|[a-zA-Z]\|)$")
+
+
 def _as_interval(node: Node) -> Node | None:
     """An inequality in one variable with constant bounds, as a ``tuple`` interval node."""
     if node[0] != "rel" or len(node[1]) not in (2, 3):
@@ -149,7 +153,7 @@ def _as_interval(node: Node) -> Node | None:
     parts, ops = node[1], node[2]
     if any(p[0] != "expr" for p in parts):
         return None
-    var = [i for i, p in enumerate(parts) if p[2] is not None and p[2][0] == "sym"]
+    var = [i for i, p in enumerate(parts) if _VARIABLE_RE.match(p[1].replace(" ", ""))]
     if len(var) != 1:
         return None
     v = var[0]
@@ -235,9 +239,11 @@ def equal(p: Node, g: Node, symbolic: Symbolic) -> bool:
         if len(p[3]) == 2 and (p[1], p[2]) != (g[1], g[2]) and ("[" in brackets or "]" in brackets):
             return False
         return _items_equal_ordered(p[3], g[3], symbolic)
-    if kp == "set" and kg == "set":
-        return _items_equal_unordered(_dedupe(p[1], symbolic), _dedupe(g[1], symbolic), symbolic)
     if kp in ("list", "set") and kg in ("list", "set"):
+        if kp == kg == "set" or len(p[1]) != len(g[1]):  # solution sets: repeats do not count
+            return _items_equal_unordered(
+                _dedupe(p[1], symbolic), _dedupe(g[1], symbolic), symbolic
+            )
         return _items_equal_unordered(p[1], g[1], symbolic)
     if kp == "list" and kg == "tuple":
         return g[1] == "(" and _items_equal_ordered(p[1], g[3], symbolic)

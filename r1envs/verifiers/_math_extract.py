@@ -81,13 +81,20 @@ _FILLER_RE = re.compile(
 )
 _COPULA_RE = re.compile(
     r"(?i)(?<![a-z])(?:is|are|was|were|be|equals?|gives|get|becomes|yields|of|by|est|ist|sont"
-    r"|sind|es|son|são|égale?s?|gleich|равн[оаы]|составляет)(?![a-z])\s*:?|=|:|是|为|為|：|共|等于"
+    r"|sind|es|son|são|égale?s?|gleich|равн[оаы]|составляет|(?:it|that|this|which)['’]s)(?![a-z])"
+    r"\s*:?|=|:|是|为|為|：|共|等于"
 )
-_NUMBER_TOKEN_RE = re.compile(
-    r"(?<![A-Za-z0-9_.])[-+]?\d[\d,]*(?:\.\d+)?(?:\s*%)?(?![A-Za-z0-9_])"
-)
-# Words in any script (Greek letters are math, not words).
-_WORDY_RE = re.compile(r"[a-zA-Z]{3,}|[^\W\d_A-Za-z\u0370-\u03ff]")
+_NUMBER_TOKEN_RE = re.compile(r"(?<![A-Za-z0-9_.])[-+]?\d[\d,]*(?:\.\d+)?(?:\s*%)?(?![A-Za-z0-9_])")
+_LATIN_WORD_RE = re.compile(r"[a-zA-Z]{3,}")
+
+
+def _wordy(s: str) -> bool:
+    """Whether ``s`` holds a word, in any script (Greek letters are math, not words)."""
+    if _LATIN_WORD_RE.search(s):
+        return True
+    return not s.isascii() and any(c.isalpha() and ord(c) > 0x3FF for c in s)
+
+
 _GAP_OK_RE = re.compile(
     r"^(?:\s|\$|\\\]|\\\[|\\\)|\\\(|,|;|\.|and|or|\\quad|\\qquad|\\text\{\s*(?:and|or)?\s*\}"
     r"|&|\\\\)*$",
@@ -163,11 +170,33 @@ def last_answer_tag(text: str) -> tuple[int, str] | None:
     return start, text[start + 8 : close]
 
 
+# Between two boxed parts: a label of the next part ("y_2 ="), a part name ("(a)"), words.
+_GAP_LABEL_RE = re.compile(
+    r"[A-Za-z](?:_\{?\w{1,4}\}?)?\s*=|\(\s*[a-z]\s*\)|\\text\s*\{|\\q?quad|[{}$]|\\[()\[\]]"
+)
+_CONJ_RE = re.compile(r"(?i)(?<![a-z])(?:and|or|und|oder|et|ou|y|e|и|или)(?![a-z])|和|及|与|或")
+
+
+def joins_parts(gap: str) -> bool:
+    """Whether the text between two boxes joins parts of one answer.
+
+    Punctuation and "and"/"or" do; so do a few words with a conjunction
+    (``\\text{ for part (a) and }``, "papers and") and labels (``\\) and \\( y_2 =``),
+    but never a number.
+    """
+    if len(gap) > 60:
+        return False
+    if _GAP_OK_RE.match(gap):
+        return True
+    rest = _GAP_LABEL_RE.sub(" ", gap)
+    return not re.search(r"\d|[=<>+^]", rest) and bool(_CONJ_RE.search(rest))
+
+
 def _last_box_group(text: str, bx: list[tuple[int, int, str]]) -> list[str]:
     group = [bx[-1]]
     for prev in reversed(bx[-MAX_PARTS:-1]):
         gap = text[prev[1] : group[0][0]]
-        if len(gap) > 60 or not _GAP_OK_RE.match(gap):
+        if not joins_parts(gap):
             break
         group.insert(0, prev)
     return [g[2].strip() for g in group]
@@ -267,7 +296,7 @@ def statement_answer(s: str, *, need_cue: bool = False) -> str | None:
         return None
     plain = _LEAD_FILLER_RE.sub("", tail.strip().rstrip("."))
     plain = _TAIL_CUT_RE.split(plain, 1)[0].strip()
-    if len(plain) <= 40 and not _WORDY_RE.search(re.sub(r"\\[a-zA-Z]+", "", plain)):
+    if len(plain) <= 40 and not _wordy(re.sub(r"\\[a-zA-Z]+", "", plain)):
         return plain or None
     nums = _NUMBER_OR_FRACTION_RE.findall(plain)
     if len(nums) == 1:
@@ -307,7 +336,7 @@ def _final_sentence(text: str) -> str | None:
         if not re.search(r"[\d$]|\\[a-zA-Z]", sent):
             continue
         bare = _BARE_WRAP_RE.sub("", sent).strip().rstrip(".").strip()
-        if bare and len(bare) <= 60 and not _WORDY_RE.search(re.sub(r"\\[a-zA-Z]+", "", bare)):
+        if bare and len(bare) <= 60 and not _wordy(re.sub(r"\\[a-zA-Z]+", "", bare)):
             return bare  # a final line that is only the answer: "**73**", "\\[ 73 \\]"
         return sentence_value(sent)
     return None
@@ -358,7 +387,7 @@ def extract_parts(text: str, *, strict: bool = False) -> list[str] | None:
     short = region.strip()
     if len(short) <= 200 and "\n\n" not in short:
         words = len(re.findall(r"(?<![\\a-zA-Z])[a-zA-Z]{2,}", short))
-        if not short.isascii() and re.search(r"[^\W\d_A-Za-z\u0370-\u03ff]", short):
+        if not short.isascii() and _wordy(short):
             words += 4  # prose in another script
         outside = _MATH_SEG_RE.sub(" ", short)
         if (

@@ -105,7 +105,9 @@ _TRAILING_UNIT_RE = re.compile(
 )
 _CURRENCY_RE = re.compile("[\u20ac\u00a3\u00a5\u20b9]|" + r"\\(?:euro|pounds)(?![a-zA-Z])")
 _SHORT_UNIT_RE = re.compile(r"(?<=\d)(?:\s+(?:m|s|h|g|l)|\s*(?:kg|km|cm|mm|m\s*\^\s*\{?[23]\}?))$")
-_THOUSANDS_RE = re.compile(r"(?<=\d),\\!\s*(?=\d{3})|(?<=\d)\{,\}(?=\d{3})")
+_THOUSANDS_RE = re.compile(r"(?<=\d),\\!\s*(?=\d{3})|(?<=\d)\s*\{\s*,\s*\}\s*(?=\d{3})")
+# "or" / "and" written without spaces between two answers: (11,7)or(7,11), W(x)=1orW(x)=-1.
+_GLUED_CONJ_RE = re.compile(r"(?<=[\d)\]}])(or|and)(?=[(\[{\\A-Z\d-])")
 _PLAIN_THOUSANDS_RE = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 _SPACE_THOUSANDS_RE = re.compile(r"^[-+]?\d{1,3}(?: \d{3})+(?:\.\d+)?$")
 _FRAC_SHORT_RE = re.compile(r"\\frac\s*(\d)\s*(\d)")
@@ -182,6 +184,7 @@ def normalize(text: str) -> str:
         s = re.sub(r"\\\\(?=[a-zA-Z])", r"\\", s)  # an over-escaped command: \\frac
     s = re.sub(r"\\[dtc]frac(?![a-zA-Z])|(?<![a-zA-Z\\])[dt]frac(?![a-zA-Z])", r"\\frac", s)
     s = _THOUSANDS_RE.sub("", s)
+    s = _GLUED_CONJ_RE.sub(r" \1 ", s)
     s = _SPACING_RE.sub(" ", s)
     s = re.sub(r"\\pmod\s*\{[^{}]*\}|\\(?:pmod|bmod|mod)\s*\d+", " ", s)
     s = TRIG_DEGREES_RE.sub(_trig_degrees, s)

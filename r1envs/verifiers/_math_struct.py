@@ -135,7 +135,8 @@ def structure(s: str, _depth: int = 0) -> Node:
     if len(items) > 1 and _wrapped(s) is None:
         items = [q for p in items for q in _WORD_SPLIT_RE.split(" " + p + " ") if q.strip()]
         items = [re.sub(r"^\s*(?:and|or)\s+", "", p) for p in items]
-        return ("list", _flat([structure(p, _depth + 1) for p in items[:MAX_ITEMS]]))
+        items = _flat([structure(p, _depth + 1) for p in items[:MAX_ITEMS]])
+        return ("list", group_assignments(items))
     ops = _top_rel_ops(s)
     if ops:
         return _relation(s, ops, _depth)
@@ -289,6 +290,38 @@ def _has_variable(text: str) -> bool:
     return bool(re.search(r"[a-zA-Z]", re.sub(r"\\[a-zA-Z]+", "", text)))
 
 
+# Names of a quantity, not equations: |AB|, A:B, V_1:V_2, \frac{NO}{BO}, S_{ABC}, P(A), AB.
+_LABEL_LHS_RE = re.compile(
+    r"^(?:\|[^|]{1,30}\||[^=<>+\-]{1,40}:[^=<>+\-]{1,40}"
+    r"|\\frac\s*\{\s*[A-Z][A-Za-z_{}\d ]{0,20}\}\s*\{\s*[A-Z][A-Za-z_{}\d ]{0,20}\}"
+    r"|[A-Z]{1,4}(?:_\{?[A-Za-z\d]{1,6}\}?)?'?|[A-Za-z]{1,6}\([^()]{1,20}\))$"
+)
+
+
+def _label_lhs(text: str) -> bool:
+    """Whether ``text`` names the quantity asked for (a segment, a ratio, an area...)."""
+    return bool(_LABEL_LHS_RE.match(text.strip()))
+
+
+def group_assignments(items: list[Node]) -> list[Node]:
+    """``p=2, q=3; p=3, q=2`` -> the points ``(2, 3)`` and ``(3, 2)``.
+
+    A list of definitions whose names repeat in one cycle (two names or more) lists
+    solutions; each cycle becomes a tuple of the values, in the order the names come.
+    """
+    if len(items) < 4 or not all(it[0] == "eq" and it[1] for it in items):
+        return items
+    names = [it[1] for it in items]
+    k = names.index(names[0], 1) if names[0] in names[1:] else 0
+    if k < 2 or len(items) % k or len(set(names[:k])) != k:
+        return items
+    if any(names[i] != names[i % k] for i in range(len(items))):
+        return items
+    return [
+        ("tuple", "(", ")", [it[2] for it in items[j : j + k]]) for j in range(0, len(items), k)
+    ]
+
+
 def _simple_lhs(text: str) -> bool:
     t = text.strip()
     if t in ("\\pi", "\\infty", "e", "i"):
@@ -330,6 +363,8 @@ def _relation_parts(pieces: list[str], kinds: list[str], depth: int) -> Node:
         if not _has_variable(pieces[0]) and not _has_variable(pieces[-1]):
             return structure(pieces[-1], depth + 1)  # a computation: 1/2 + 1/3 = 5/6
         if _simple_lhs(pieces[0]) or (len(pieces) > 2 and _simple_lhs(pieces[-2])):
+            return ("eq", pieces[0].replace(" ", ""), structure(pieces[-1], depth + 1))
+        if _label_lhs(pieces[0]) and not _has_variable(pieces[-1]):
             return ("eq", pieces[0].replace(" ", ""), structure(pieces[-1], depth + 1))
         if len(pieces) == 2:
             return ("equation", scalar(pieces[0]), scalar(pieces[1]))

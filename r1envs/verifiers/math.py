@@ -61,7 +61,13 @@ from typing import Any
 
 from r1envs.verifiers._math_angles import angles_equal
 from r1envs.verifiers._math_compare import equal
-from r1envs.verifiers._math_extract import boxes, choice_in_text, clean_text, extract_parts
+from r1envs.verifiers._math_extract import (
+    boxes,
+    choice_in_text,
+    clean_text,
+    extract_parts,
+    joins_parts,
+)
 from r1envs.verifiers._math_latex import MAX_EXPR_CHARS
 from r1envs.verifiers._math_normalize import normalize
 from r1envs.verifiers._math_sets import real_set, set_verdict
@@ -335,7 +341,7 @@ _GAP_WORDS_RE = re.compile(r"[\s$,;]|\\q?quad|\band\b|\bor\b|\\text\{[^{}]*\}")
 
 def _all_adjacent(text: str, bx: list[tuple[int, int, str]]) -> bool:
     gaps = [text[a[1] : b[0]] for a, b in zip(bx, bx[1:], strict=False)]
-    return all(len(_GAP_WORDS_RE.sub("", gap)) <= 3 for gap in gaps)
+    return all(len(_GAP_WORDS_RE.sub("", gap)) <= 3 or joins_parts(gap) for gap in gaps)
 
 
 _GOLD_CHOICE_RE = re.compile(r"^\(?([A-H])(?:\)|[.:])\s")
@@ -381,6 +387,36 @@ def _choice_letter(text: str) -> str | None:
     """The option letter an answer starts with: ``B) 12``, ``(C) x``, ``D.``."""
     m = _CHOICE_LEAD_RE.match(normalize(text))
     return m.group(1) if m else None
+
+
+_DECIMAL_COMMA_RE = re.compile(r"^\s*\$?\s*([-+]?)(\d+),(\d+)\s*\$?\s*$")
+
+
+def decimal_comma(text: str) -> str | None:
+    """``3,14`` -> ``3.14`` when the comma cannot separate thousands, else ``None``.
+
+    It cannot when the group after it is not three digits (``3,14``, ``1000,99``), or the
+    number before it is 0 or has more than three digits (``0,111``, ``1000,999``).
+    """
+    m = _DECIMAL_COMMA_RE.match(text)
+    if m is None:
+        return None
+    sign, whole, frac = m.groups()
+    if len(frac) != 3 or whole == "0" or len(whole) > 3 or whole.startswith("0"):
+        return f"{sign}{whole}.{frac}"
+    return None
+
+
+def _decimal_comma_equal(part: str, gold_one: str, pred: Node, g: Node, symbolic: Any) -> bool:
+    """The answer or the gold read with a decimal comma (``3,14`` for 3.14).
+
+    Only against a decimal on the other side: ``1,2`` stays a list next to an integer.
+    """
+    alt = decimal_comma(part) if "." in gold_one else None
+    if alt is not None and equal(_structure_one(alt), g, symbolic):
+        return True
+    alt = decimal_comma(gold_one) if "." in part else None
+    return alt is not None and equal(pred, _structure_one(alt), symbolic)
 
 
 def extract_answer(completion: str, *, strict: bool = False) -> str | None:
@@ -469,6 +505,8 @@ def check(completion: str, gold: str, *, strict: bool = False, timeout: float = 
         ok = equal(pred, g, symbolic)
         if not ok and len(parts) == 1 and (gold_one := _single_gold(gold)) is not None:
             ok = angles_equal(parts[0], gold_one, pred, g, symbolic)  # 45^\circ vs \pi/4
+            if not ok:
+                ok = _decimal_comma_equal(parts[0], gold_one, pred, g, symbolic)
         return MathResult(bool(ok), extracted)
     except VerifierTimeout:
         return MathResult(False, extracted, f"math verifier timed out after {timeout:g} s")
