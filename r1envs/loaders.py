@@ -1,8 +1,8 @@
 """Loading problems from files and data sets.
 
-Records come from JSONL, JSON (a list, or ``{"data": [...]}``), Parquet (pyarrow), or a
-Hugging Face data set (``hf:NAME[:CONFIG]``, when ``datasets`` is installed and the data set
-is available locally). A field mapping renames source fields to the task's schema, and
+Records come from JSONL, JSON (a list, or ``{"data": [...]}``; either may be gzipped),
+Parquet (pyarrow), or a Hugging Face data set (``hf:NAME[:CONFIG]``, when ``datasets`` is
+installed and the data set is available locally). A field mapping renames source fields to the task's schema, and
 value transforms handle the common layouts:
 
 * ``gsm8k``: the answer is the text after ``####`` (``"... #### 72"`` → ``"72"``);
@@ -65,14 +65,24 @@ def _hf_split(datasets: Any, name: str, config: str | None, split: str) -> Any:
     return datasets.load_dataset(name, config, split=split)
 
 
+def _open_text(path: Path) -> Any:
+    """A text file, read through gzip when its name ends in ``.gz``."""
+    if path.suffix.lower() == ".gz":
+        import gzip
+
+        return gzip.open(path, "rt", encoding="utf-8")
+    return path.open(encoding="utf-8")
+
+
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line number, object)`` for each non-blank line of a JSONL file.
+    """Yield ``(line number, object)`` for each non-blank line of a JSONL file (gzipped
+    when its name ends in ``.gz``, as OpenAI's ``HumanEval.jsonl.gz`` ships).
 
     Raises:
         ValueError: naming the file and line of invalid JSON or a non-object line.
     """
     path = Path(path)
-    with path.open(encoding="utf-8") as f:
+    with _open_text(path) as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -89,7 +99,8 @@ def read_records(source: str | Path, *, split: str = "train") -> list[dict[str, 
     """Read raw records from a file or a Hugging Face data set.
 
     Args:
-        source: a ``.jsonl``, ``.json`` or ``.parquet`` path, or ``hf:NAME[:CONFIG]`` (a hub
+        source: a ``.jsonl``, ``.json`` (either also gzipped, ``.jsonl.gz``) or ``.parquet``
+            path, or ``hf:NAME[:CONFIG]`` (a hub
             name in the local cache, a folder written by ``save_to_disk``, or a folder of
             data files that ``datasets.load_dataset`` reads).
         split: the split of a Hugging Face data set.
@@ -111,12 +122,15 @@ def read_records(source: str | Path, *, split: str = "train") -> list[dict[str, 
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"problem file not found: {path}")
-    suffix = path.suffix.lower()
+    suffixes = [s.lower() for s in path.suffixes[-2:]]
+    suffix = suffixes[-2] if suffixes[-1:] == [".gz"] and len(suffixes) == 2 else path.suffix
+    suffix = suffix.lower()
     if suffix == ".jsonl":
         return [record for _, record in iter_jsonl(path)]
     if suffix == ".json":
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            with _open_text(path) as fh:
+                data = json.loads(fh.read())
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}: invalid JSON at line {err.lineno}: {err.msg}") from None
         if isinstance(data, Mapping):
@@ -131,7 +145,8 @@ def read_records(source: str | Path, *, split: str = "train") -> list[dict[str, 
             raise ValueError(f"reading {path} needs pyarrow: pip install 'r1[data]'") from None
         return pq.read_table(path).to_pylist()
     raise ValueError(
-        f"unknown problem file format {suffix!r} for {path}; use .jsonl, .json, .parquet"
+        f"unknown problem file format {suffix!r} for {path}; use .jsonl, .json, .parquet "
+        "(.jsonl.gz, .json.gz)"
     )
 
 

@@ -57,9 +57,11 @@ def test_loaders_for_common_layouts(tmp_path):
     path = tmp_path / "mixed.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in records))
     problems = load_code_problems(path)
-    assert [p.test_style for p in problems] == ["stdio", "stdio", "assert", "assert"]
+    assert [p.test_style for p in problems] == ["stdio", "stdio", "script", "assert"]
     assert problems[0].tests[1].output == "7\n"
-    assert problems[2].tests == ["assert inc(1) == 2", "assert inc(-1) == 0"]
+    # a HumanEval-style check script runs as written, the prompt as the judge's setup
+    assert problems[2].tests == [records[2]["test"] + "\n\ncheck(inc)\n"]
+    assert problems[2].test_setup == records[2]["prompt"] and problems[2].entry_point == "inc"
     assert problems[3].metadata["code"].startswith("def inc")
     assert normalize_record(ADD) == ADD
 
@@ -69,13 +71,13 @@ def test_loader_errors_name_the_record(tmp_path):
     with pytest.raises(ValueError, match="record 1"):
         load_code_problems(bad)
     assert len(load_code_problems(bad, skip_invalid=True)) == 1
-    loop = {
-        "prompt": "p",
-        "entry_point": "f",
-        "test": "def check(c):\n    for i in range(3):\n        assert c(i) == i\n",
-    }
-    with pytest.raises(ValueError, match="For"):
-        load_code_problems([loop])
+    broken = {"prompt": "p", "entry_point": "f", "test": "def check(c):\n    assert c(\n"}
+    with pytest.raises(ValueError, match=r"record 0: test is not valid Python"):
+        load_code_problems([broken])
+    with pytest.raises(ValueError, match="no known code layout.*'answer'"):
+        load_code_problems([{"question": "q", "answer": "1"}])
+    with pytest.raises(ValueError, match="layout must be one of"):
+        load_code_problems([ADD], layout="leetcode")
 
 
 def test_env_grades_code_and_reports_the_pass_rate():
