@@ -162,10 +162,11 @@ def test_judge_survives_parent_killing(any_sandbox, outer_bound):
 def planted(tmp_path):
     """Secrets and expected outputs planted on the host: env var, project dir, $HOME, /tmp."""
     token = secrets.token_hex(8)
+    folders = [PROJECT, Path.home(), Path("/tmp")]  # the project where we may write to it
     files = [
-        PROJECT / f".r1-test-plant-{token}.jsonl",
-        Path.home() / f".r1-test-plant-{token}.jsonl",
-        Path("/tmp") / f"r1-test-plant-{token}.jsonl",
+        folder / f"{'' if folder.name == 'tmp' else '.'}r1-test-plant-{token}.jsonl"
+        for folder in folders
+        if os.access(folder, os.W_OK)
     ]
     line = json.dumps({"input": f"in-{token}", "output": f"out-{token}"}) + "\n"
     for f in files:
@@ -303,3 +304,21 @@ def test_truthiness_tricks_fail(any_sandbox, outer_bound):
         result = _judge(any_sandbox, code, problem, outer_bound)
         assert result.passed_tests == 0, (code, result.feedback())
     assert _judge(any_sandbox, "def odd(x):\n    return x % 2 == 1\n", problem, outer_bound).passed
+
+
+def test_the_runner_cannot_be_inspected_or_tampered_with(any_sandbox, outer_bound):
+    # as an ordinary user the candidate shares its runner's uid: the runner is still out of
+    # its reach (not dumpable: no ptrace, no /proc/<pid>/mem)
+    code = (
+        "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\ndone = []\n"
+        "for pid in [p for p in os.listdir('/proc') if p.isdigit() and int(p) != os.getpid()]:\n"
+        "    for path in ('mem', 'environ'):\n        try:\n"
+        "            open(f'/proc/{pid}/{path}', 'r+b' if path == 'mem' else 'rb').close()\n"
+        "            done.append(path)\n        except OSError:\n            pass\n"
+        "    if libc.ptrace(16, int(pid), 0, 0) == 0:\n        done.append('ptrace')\n"
+        "print('tampered' if done else 'no')\n"
+    )
+    problem = {**SUM, "tests": [{"input": "", "output": "tampered\n"}], "time_limit_s": 1.5}
+    result = _judge(any_sandbox, code, problem, outer_bound)
+    assert not result.passed, result.feedback()
+    assert _judge(any_sandbox, SUM_OK, SUM, outer_bound).passed
