@@ -1,25 +1,34 @@
 """LocalSandbox: a pool of warm, isolated runner processes on this machine.
 
-Each slot is one runner (:mod:`r1envs.sandbox._harness`) started inside its own isolation:
+Each slot is one runner (:mod:`r1envs.sandbox._harness`) started inside its own isolation,
+as root or as an ordinary user:
 
-* ``bwrap`` (bubblewrap installed): new pid, net, ipc, uts (and cgroup) namespaces, a root
-  made of read-only binds of the system directories and the Python runtime, a fresh
-  ``/dev``, ``/proc`` and a private tmpfs ``/tmp``; the runner keeps only the capabilities
-  it needs to drop candidates to another uid and clean up after them.
-* ``unshare`` (util-linux, as root): new mount, pid, net, ipc and uts namespaces; the runner
-  builds the same read-only root itself and ``chroot``s into it.
-* ``none``: no namespaces (not root, or namespaces refused). It warns once, loudly: the
-  candidate then sees the host's file system (as an unprivileged uid when run as root) and
-  the network.
+* ``bwrap`` (bubblewrap installed): new pid, net, ipc, uts (and cgroup) namespaces, a
+  read-only root made of read-only binds of the system directories and the Python runtime
+  (installed-package folders hidden), a fresh read-only ``/dev``, ``/proc`` and private,
+  size-bounded ``/tmp`` and ``/dev/shm``. As root the runner keeps only the capabilities it
+  needs to drop candidates to another uid; as an ordinary user bubblewrap runs it in a user
+  namespace holding only that user, with no capabilities.
+* ``unshare`` (util-linux): new mount, pid, net, ipc and uts namespaces (and, for an
+  ordinary user, a user namespace); :mod:`r1envs.sandbox._rootfs` builds the same root there
+  and starts the runner in it (for an ordinary user in a nested user namespace, without
+  capabilities).
+* ``none``: no namespaces; only when asked for explicitly (it warns loudly): the candidate
+  sees the host's file system (as an unprivileged uid when run as root) and the network.
 
-In every mode each test runs in a fresh forked child of the runner with an unprivileged uid
-unique to the slot (when root), rlimits on address space, CPU, file size, open files and
-processes, its own session, a fresh working directory and an empty environment; afterwards
-every process of that uid is killed (``kill(-1)`` from that uid: detached, ``setsid`` and
-double-forked processes included) and the directory removed. Slots start lazily, are reused
-across calls, restart when they die, and are shared by threads (``workers`` slots run in
-parallel). Only ``subprocess`` and threads are used, so the sandbox works inside Gymnasium's
-daemonic ``AsyncVectorEnv`` workers.
+``"auto"`` (the default) takes ``bwrap``, else ``unshare``, and otherwise refuses with an
+error that says how to enable either: it never falls back to ``none``.
+
+In every mode each test runs in a fresh forked child of the runner with rlimits on address
+space, CPU, file size, open files and processes, its own session, a fresh working directory
+and an empty environment; as root with an unprivileged uid unique to the slot. Afterwards
+every other process in the slot is killed (as init of the slot's pid namespace, or from the
+candidate uid when root: detached, ``setsid`` and double-forked processes included) and the
+working directory removed; the runner empties the slot's own ``/tmp`` and ``/dev/shm``, and no
+mode touches a file outside the sandbox's own folders. Slots start lazily, are reused across
+calls, restart when they die, and are shared by threads (``workers`` slots run in parallel).
+Only ``subprocess`` and threads are used, so the sandbox works inside Gymnasium's daemonic
+``AsyncVectorEnv`` workers.
 """
 
 from __future__ import annotations
@@ -304,8 +313,8 @@ class LocalSandbox(Sandbox):
 
     Args:
         workers: slots that run in parallel (default: the number of CPUs).
-        isolation: ``"auto"`` (bubblewrap, else ``unshare``, else none with a loud warning),
-            or one of ``"bwrap"``, ``"unshare"``, ``"none"``.
+        isolation: ``"auto"`` (bubblewrap, else ``unshare``), or one of ``"bwrap"``,
+            ``"unshare"``, ``"none"`` (no isolation: only when chosen explicitly).
         nproc: process limit per candidate uid (``RLIMIT_NPROC``).
         tmp_mb: size of the private ``/tmp`` of each slot.
         file_size_mb: largest file a candidate may write.
@@ -313,6 +322,11 @@ class LocalSandbox(Sandbox):
             bound on a whole test: all its processes and the files it writes to ``/tmp``
             share ``memory_limit_mb``, plus 48 MiB for the runner); rlimits alone bound
             each process otherwise.
+
+    Raises:
+        ValueError: for a bad argument.
+        SandboxError: when the isolation asked for (for ``"auto"``: bubblewrap and
+            ``unshare``) cannot start here; the message says why and how to fix it.
     """
 
     def __init__(
