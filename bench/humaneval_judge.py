@@ -101,7 +101,9 @@ def run_ours(problems: list[CodeProblem], codes: list[str], workers: int) -> tup
     run_tests(codes[0], problems[0], sandbox)  # start the slots outside the timing
     start = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(lambda pc: run_tests(pc[1], pc[0], sandbox), zip(problems, codes)))
+        results = list(
+            pool.map(lambda pc: run_tests(pc[1], pc[0], sandbox), zip(problems, codes, strict=True))
+        )
     seconds = time.perf_counter() - start
     errors = [r.error for r in results if r.error]
     if errors:
@@ -138,7 +140,10 @@ def main() -> None:
     print(f"canonical: {passed}/{len(problems)} pass; ours {ours:.2f} s ({args.workers} worker)")
     if not args.no_variants:
         for name, template in BROKEN.items():
-            codes = [c + "\n" + template.format(f=p.entry_point) for c, p in zip(canon, problems)]
+            codes = [
+                c + "\n" + template.format(f=p.entry_point)
+                for c, p in zip(canon, problems, strict=True)
+            ]
             n, seconds = run_ours(problems, codes, args.workers)
             print(f"broken {name:17s}: {n}/{len(problems)} pass ({seconds:.2f} s)")
     if not args.no_reference:
