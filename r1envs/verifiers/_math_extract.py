@@ -42,7 +42,9 @@ _BOX_RE = re.compile(r"\\(?:boxed|fbox|framebox)\s*")
 _ANSWER_WORD_RE = re.compile(r"[Aa][Nn][Ss][Ww][Ee][Rr][Ss]?(?![a-zA-Z])")
 _FINAL_BEFORE_RE = re.compile(r"(?i)(?<![a-z])final\s*(?:\*\*)?\s*$")
 _AFTER_FINAL_RE = re.compile(r"(?i)(?:\s*\*\*)?\s*(?:(?:is|are)(?![a-z])|:|=)?\s*:?")
-_AFTER_VERB_RE = re.compile(r"(?i)\s+(?:is|are|will\s+be|should\s+be|would\s+be)(?![a-z])\s*:?")
+_AFTER_VERB_RE = re.compile(
+    r"(?i)\s+(?:is|are|(?:will|should|would|must|has\s+to|have\s+to)\s+be)(?![a-z])\s*:?"
+)
 _AFTER_COLON_RE = re.compile(r"\s*(?:\*\*)?\s*:")
 _AFTER_MATH_RE = re.compile(r"\s*(?=\$|\\\[|\\\()")
 
@@ -78,6 +80,11 @@ _FILLER_RE = re.compile(
     r"(?i)^\s*(?:i\s+hope|hope\s+(?:it|this)|let\s+me\s+know|feel\s+free|if\s+you\s+have|"
     r"thank|note\b|please|this\s+is\s+(?:the\s+)?(?:correct|final)|good\s+luck|"
     r"i\s+apologi|\[note)"
+)
+# A last sentence that announces more work: the response stops before its answer.
+_UNFINISHED_RE = re.compile(
+    r"(?i)^\s*(?:let(?:'s|\s+us|\s+me)\s+(?:check|verify|try|see|consider|look|compute|now)"
+    r"|next,?\s+(?:we|i)\b|now\s+(?:we|i)\s+(?:need|will|must)|wait\b)"
 )
 _COPULA_RE = re.compile(
     r"(?i)(?<![a-z])(?:is|are|was|were|be|equals?|gives|get|becomes|yields|of|by|est|ist|sont"
@@ -244,7 +251,7 @@ _LEAD_FILLER_RE = re.compile(
     r"only|equal\s+to|simply|now|finally)(?![a-z]),?)+\s*"
 )
 _TAIL_CUT_RE = re.compile(
-    r"(?i),\s*(?:i\.e\.|e\.g\.)|,\s+(?!and\b|or\b)[a-z]{2,}|\s+\((?=[a-z]{2,})"
+    r"(?i),\s*(?:i\.e\.?|e\.g\.?)|,\s+(?!and\b|or\b)[a-z]{2,}|\s+\((?=[a-z]{2,})"
 )
 _NUMBER_OR_FRACTION_RE = re.compile(
     r"(?<![A-Za-z0-9_.])[-+]?\d[\d,]*(?:\.\d+)?(?:/\d+)?(?:\s*%)?(?![A-Za-z0-9_])"
@@ -260,6 +267,14 @@ def _last_cue(s: str, spans: list[tuple[int, int, str]]) -> int:
         if _VALUE_AFTER_RE.search(s, m.end()):
             cut = m.end()
     return cut
+
+
+# Words after "the answer is" that judge or point rather than answer.
+_NOT_AN_ANSWER_RE = re.compile(
+    r"(?i)^(?:not\b|correct|incorrect|right|wrong|above|below|as\s+follows|given|shown|clear"
+    r"|unclear|this|that|these|here|there|simple|obvious|the\s+same|same|unknown|confirmed"
+    r"|verified|indeed|still|also|then|now|:)"
+)
 
 
 def statement_answer(s: str, *, need_cue: bool = False) -> str | None:
@@ -307,6 +322,9 @@ def statement_answer(s: str, *, need_cue: bool = False) -> str | None:
         if lead and not re.match(r"\s*(?:,|and\b|or\b|to\b|-)", rest):
             return lead.group(0)  # "73 after checking 5 cases"
         return plain if len(plain) <= 80 else None  # "12, 13 or 14": several answers
+    if not nums and not need_cue and len(plain) <= 40 and len(plain.split()) <= 3:
+        if not _NOT_AN_ANSWER_RE.match(plain):
+            return plain  # a word answer after an answer phrase: "the answer is Paris"
     return plain if len(plain) <= 40 and nums else None
 
 
@@ -333,6 +351,8 @@ def _final_sentence(text: str) -> str | None:
     for sent in reversed(_SENTENCE_SPLIT_RE.split(tail)):
         if not sent.strip() or _FILLER_RE.match(sent):
             continue
+        if _UNFINISHED_RE.match(sent):
+            return None
         if not re.search(r"[\d$]|\\[a-zA-Z]", sent):
             continue
         bare = _BARE_WRAP_RE.sub("", sent).strip().rstrip(".").strip()
@@ -372,7 +392,8 @@ def extract_parts(text: str, *, strict: bool = False) -> list[str] | None:
         else:
             parts = extract_parts(inner, strict=True) or _tag_answer(inner)
         candidates.append((tag[0] + (len(region) if inner_bx else 0), parts))
-    for start, end in reversed(_phrases(region)[-8:]):  # the last phrase that states a value
+    phrases = _phrases(region)
+    for start, end in reversed(phrases[-8:]):  # the last phrase that states a value
         if bx and bx[-1][0] > start:
             break
         ans = statement_answer(_sentence(region[end:]))
@@ -384,6 +405,8 @@ def extract_parts(text: str, *, strict: bool = False) -> list[str] | None:
         return _tidy(max(candidates, key=lambda c: c[0])[1])
     if strict:
         return None
+    if phrases and _wordy(region[phrases[-1][1] : phrases[-1][1] + 80]):
+        region = region[phrases[-1][0] :]  # "the answer is Paris": nothing before it counts
     short = region.strip()
     if len(short) <= 200 and "\n\n" not in short:
         words = len(re.findall(r"(?<![\\a-zA-Z])[a-zA-Z]{2,}", short))
@@ -396,13 +419,10 @@ def extract_parts(text: str, *, strict: bool = False) -> list[str] | None:
             and (outside == short or not re.search(r"[A-Za-z]{2,}", outside))
         ):
             return _tidy([short])  # a bare answer: "f(x) = 2x", "1:2", "4 4/9"
-        ans = statement_answer(short, need_cue=True) if words > 3 else None
-        if ans is None and words > 3:
+        if words > 3:
             ans = _final_sentence(short)
-        if ans is None and words <= 3:
-            ans = statement_answer(short)
-        if ans is None and words <= 3:  # a bare answer: "odd", "\\text{odd}", a matrix
-            ans = short
+        else:
+            ans = statement_answer(short) or short  # a bare answer: "odd", a matrix
         return _tidy([ans]) if ans else None
     ans = _final_sentence(region)
     return _tidy([ans]) if ans else None

@@ -61,6 +61,8 @@ _TEXT_CMDS = (
     "texttt",
     "boldsymbol",
     "mathbb",
+    "mathcal",
+    "mathscr",
     "bf",
     "rm",
 )

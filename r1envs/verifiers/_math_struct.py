@@ -4,7 +4,7 @@
 
 * ``("expr", text, ast | None)`` — one expression (``ast`` from :func:`parse_expr`);
 * ``("text", words)`` — a word answer (``\\text{Evelyn}``), lower-cased;
-* ``("choice", letter)`` — a multiple-choice letter;
+* ``("choice", letter, text)`` — a multiple-choice letter (and the option's text, or ``""``);
 * ``("tuple", open, close, items)`` — ``(1,2)``, ``[0,1)``: a point or an interval;
 * ``("set", items)`` — ``\\{1,2\\}``; ``("list", items)`` — ``1, 2`` or ``1 and 2``;
 * ``("union", parts)`` — ``(-\\infty,0) \\cup (1,2]``;
@@ -127,7 +127,7 @@ def structure(s: str, _depth: int = 0) -> Node:
         return ("expr", s, None)
     m = _CHOICE_RE.match(s)
     if m:
-        return ("choice", (m.group(1) or m.group(2)).upper())
+        return ("choice", (m.group(1) or m.group(2)).upper(), "")
     words = [p for p in _WORD_SPLIT_RE.split(" " + s + " ") if p.strip()]
     if len(words) > 1 and all(_balanced(p) for p in words):
         return ("list", _flat([structure(p, _depth + 1) for p in words[:MAX_ITEMS]]))

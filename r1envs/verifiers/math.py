@@ -67,9 +67,11 @@ from r1envs.verifiers._math_extract import (
     clean_text,
     extract_parts,
     joins_parts,
+    response_region,
 )
 from r1envs.verifiers._math_latex import MAX_EXPR_CHARS
 from r1envs.verifiers._math_normalize import normalize
+from r1envs.verifiers._math_prose import letter_in_prose
 from r1envs.verifiers._math_sets import real_set, set_verdict
 from r1envs.verifiers._math_struct import Node, structure
 
@@ -352,9 +354,10 @@ def parse_gold(gold: str) -> Node:
     """The structure of a gold answer (cached: golds repeat across a group of samples)."""
     parts = _gold_text(gold)
     if len(parts) == 1:
-        m = _GOLD_CHOICE_RE.match(normalize(parts[0]) + " ")
-        if m is not None:
-            return ("choice", m.group(1))
+        text = normalize(parts[0]) + " "
+        m = _GOLD_CHOICE_RE.match(text)
+        if m is not None:  # ("choice", letter, the option's text)
+            return ("choice", m.group(1), text[m.end() :].strip())
     return _structure_of(parts)
 
 
@@ -419,6 +422,22 @@ def _decimal_comma_equal(part: str, gold_one: str, pred: Node, g: Node, symbolic
     return alt is not None and equal(pred, _structure_one(alt), symbolic)
 
 
+def _unmarked_choice(completion: str, g: Node) -> MathResult | None:
+    """A choice gold and a response without an explicit marker: the letter its prose settles on.
+
+    "option C", "It can't be A, so it's C", "C。不是 A", a final ``(C)``; ``None`` when the
+    response has a marker (the marked answer is graded) or names no letter.
+    """
+    if extract_parts(completion, strict=True):
+        return None
+    letter = choice_in_text(completion)
+    if letter is None:
+        letter = letter_in_prose(response_region(clean_text(completion)))
+    if letter is None and len(completion.strip()) <= 200:
+        letter = _choice_letter(completion.strip())
+    return None if letter is None else MathResult(letter == g[1], letter)
+
+
 def extract_answer(completion: str, *, strict: bool = False) -> str | None:
     """The final answer text of ``completion`` (parts joined by ``", "``), or ``None``.
 
@@ -467,19 +486,17 @@ def check(completion: str, gold: str, *, strict: bool = False, timeout: float = 
     elif not isinstance(gold, str):
         gold = str(gold)  # numbers from JSON files
     try:
+        g = parse_gold(gold)
+        if g[0] == "choice" and not strict:
+            verdict = _unmarked_choice(completion, g)
+            if verdict is not None:
+                return verdict
         parts = extract_parts(completion, strict=strict)
         if not parts:
-            if parse_gold(gold)[0] == "choice" and not strict:  # "option C", "C. because..."
-                letter = choice_in_text(completion)
-                if letter is None and len(completion.strip()) <= 200:
-                    letter = _choice_letter(completion.strip())
-                if letter is not None:
-                    return MathResult(letter == parse_gold(gold)[1], letter)
             return MathResult(False, None)
         extracted = ", ".join(parts)
         if len(extracted) > MAX_EXPR_CHARS:
             return MathResult(False, extracted[:200])
-        g = parse_gold(gold)
         symbolic = _Symbolic(deadline)
         if len(parts) > 1:
             pred = _sprayed(parts, g, symbolic)
@@ -502,6 +519,8 @@ def check(completion: str, gold: str, *, strict: bool = False, timeout: float = 
                 letter = choice_in_text(completion)
             if letter is not None:
                 pred = ("choice", letter)
+            elif g[2]:
+                g = _structure_one(g[2])  # the option's text: "Paris" for "(C) Paris"
         ok = equal(pred, g, symbolic)
         if not ok and len(parts) == 1 and (gold_one := _single_gold(gold)) is not None:
             ok = angles_equal(parts[0], gold_one, pred, g, symbolic)  # 45^\circ vs \pi/4
