@@ -144,7 +144,7 @@ def _mbpp(rec: dict[str, Any]) -> dict[str, Any]:
         except ValueError:
             pass  # anything an assert cannot say: run the asserts as scripts
     tests = [f"{imports}\n{test}\n" if imports else f"{test}\n" for test in asserts]
-    return {"test_style": "script", "tests": tests, "entry_point": entry, "test_setup": setup}
+    return {"test_style": "script", "tests": tests, "entry_point": entry, "program_setup": setup}
 
 
 def _apps(rec: dict[str, Any]) -> dict[str, Any]:
@@ -326,6 +326,9 @@ def normalize_record(record: Mapping[str, Any], layout: str = "auto") -> dict[st
     question = next((rec.pop(k) for k in _QUESTION_KEYS if rec.get(k)), None)
     if layout == "humaneval" and isinstance(question, str):
         rec["prompt"] = question  # the prompt is also the judge's setup (helpers)
+    starter = rec.pop("starter_code", None)
+    if isinstance(question, str) and isinstance(starter, str) and starter.strip():
+        question += f"\n\nStart from:\n```python\n{starter.rstrip()}\n```"
     out: dict[str, Any] = {"question": question, **_CONVERTERS[layout](rec)}
     rec.pop("prompt", None)
     for key in ("time_limit_s", "memory_limit_mb", "id"):

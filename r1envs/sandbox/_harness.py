@@ -238,6 +238,7 @@ def child_main(req, test, workdir, fds):
             "__builtins__": __builtins__,
         }
         code = compile(req["code"], "solution.py", "exec")
+        prelude = compile(str(test.get("prelude") or ""), "setup.py", "exec")
     except BaseException as err:  # noqa: BLE001 - setup failed before any candidate code ran
         os.write(2, f"sandbox setup failed: {err!r}".encode())
         os._exit(70)
@@ -252,6 +253,7 @@ def child_main(req, test, workdir, fds):
         _exit(code)
 
     try:
+        exec(prelude, namespace)  # problem code the tests build inputs with (MBPP's setup)
         exec(code, namespace)
         sys.stdout.flush()
     except SystemExit as err:
@@ -361,6 +363,14 @@ def _unwrap(data, namespace, handles, depth=0):
     return {"tuple": tuple, "set": set, "frozenset": frozenset}[tag](items)
 
 
+_PROTOCOL = {
+    "len": len,
+    "list": list,
+    "getitem": lambda obj, key: obj[key],
+    "contains": lambda obj, item: item in obj,
+}
+
+
 def serve_calls(namespace, exit_):
     """In the program's process, after it loaded: answer the judge's calls until it hangs up."""
     handles = []
@@ -374,10 +384,12 @@ def serve_calls(namespace, exit_):
             exit_(0)
         try:
             obj = _resolve(req["target"], namespace, handles)
+            args = [_unwrap(a, namespace, handles) for a in req.get("args", ())]
             if req.get("op") == "call":
-                args = [_unwrap(a, namespace, handles) for a in req.get("args", ())]
                 kwargs = {str(k): _unwrap(a, namespace, handles) for k, a in req.get("kwargs", ())}
                 obj = obj(*args, **kwargs)
+            elif req.get("op") == "protocol":  # len(obj), list(obj), obj[k], k in obj
+                obj = _PROTOCOL[str(req.get("fn"))](obj, *args)
             reply = {"ok": encode(obj, 0, handles)}
             data = json.dumps(reply)
         except Exception as err:  # noqa: BLE001 - the judge re-raises it
@@ -441,13 +453,11 @@ class _Conn:
             self._die("the program broke the call protocol")
         return reply
 
-    def ask(self, op, target, args=(), kwargs=None, label=""):
+    def ask(self, op, target, args=(), kwargs=None, label="", fn=None):
         if self.gone:
             raise CandidateGone(self.gone)
-        msg = {"op": op, "target": target}
-        if op == "call":
-            msg["args"] = [_pack(a) for a in args]
-            msg["kwargs"] = [[k, _pack(v)] for k, v in (kwargs or {}).items()]
+        msg = {"op": op, "target": target, "args": [_pack(a) for a in args], "fn": fn}
+        msg["kwargs"] = [[k, _pack(v)] for k, v in (kwargs or {}).items()]
         try:
             write_frame(self.fd, msg)
         except OSError:
@@ -588,6 +598,14 @@ def _value_ops():
     return ops
 
 
+_FORWARD = {
+    "__len__": "len",
+    "__iter__": "list",
+    "__getitem__": "getitem",
+    "__contains__": "contains",
+}
+
+
 def _value_method(op, fn):
     def method(self, *args):
         value = self._value()
@@ -596,6 +614,13 @@ def _value_method(op, fn):
                 return False
             if op == "__str__":
                 return repr(value)
+            if op in _FORWARD:  # asked of the program: its answer is plain data
+                fn_name = _FORWARD[op]
+                conn = object.__getattribute__(value, "_conn")
+                target = object.__getattribute__(value, "_target")
+                label = f"{fn_name}({value._label()})"
+                answer = conn.ask("protocol", target, args, None, label, fn_name)
+                return iter(answer) if op == "__iter__" else answer
             raise TypeError(f"{value!r} cannot be used in {op.strip('_')} by the test")
         return fn(value, *args)
 

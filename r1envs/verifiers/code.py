@@ -91,7 +91,9 @@ class CodeProblem(BaseModel):
     code, pytest-style functions), each run by a judge process of its own in which the
     solution's names are proxies (see the module doc). ``test_setup`` is problem code the
     judge runs before each script (helpers the tests call, e.g. HumanEval's prompt); with
-    an ``entry_point`` that name is always the solution's.
+    an ``entry_point`` that name is always the solution's. ``program_setup`` runs in the
+    program's process before the solution (MBPP's ``test_setup_code``: classes and data the
+    tests build their inputs with, which must live where the solution runs).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -100,6 +102,7 @@ class CodeProblem(BaseModel):
     test_style: Literal["assert", "stdio", "script"]
     entry_point: str | None = None
     test_setup: str = ""
+    program_setup: str = ""
     time_limit_s: float = Field(default=2.0, gt=0, le=60)
     memory_limit_mb: int = Field(default=256, ge=32, le=8192)
     id: str | None = None
@@ -127,8 +130,9 @@ class CodeProblem(BaseModel):
                         _check_script(test, f"tests.{i}")
                 except ValueError as err:
                     raise ValueError(f"tests.{i}: {err}") from None
-            if self.test_setup:
-                _check_script(self.test_setup, "test_setup")
+            for name in ("test_setup", "program_setup"):
+                if getattr(self, name):
+                    _check_script(getattr(self, name), name)
         elif not all(isinstance(t, StdioTest) for t in self.tests):
             raise ValueError("tests: stdio tests must be {'input', 'output'} objects")
         return self
@@ -314,7 +318,12 @@ def build_request(code: str, problem: CodeProblem) -> dict[str, Any]:
         ]
     elif problem.test_style == "script":
         tests = [
-            {"script": t, "setup": problem.test_setup, "entry": problem.entry_point}
+            {
+                "script": t,
+                "setup": problem.test_setup,
+                "entry": problem.entry_point,
+                "prelude": problem.program_setup,
+            }
             for t in problem.tests
         ]
     else:
