@@ -86,3 +86,70 @@ def test_templates():
     assert REASONING_START in formats.default_template("r1")
     with pytest.raises(ValueError, match="output_format"):
         formats.default_template("chatml")
+
+
+def _reference_r1_zero(text: str) -> bool:
+    """The format as a pattern (backtracking; only for short texts)."""
+    import re
+
+    counts = [text.count(t) for t in ("<think>", "</think>", "<answer>", "</answer>")]
+    shape = re.fullmatch(r"\s*<think>(.*?)</think>\s*<answer>(.*?)</answer>\s*", text, re.DOTALL)
+    return counts == [1, 1, 1, 1] and shape is not None and bool(shape.group(2).strip())
+
+
+def test_r1_zero_format_matches_its_pattern_on_every_short_arrangement():
+    import itertools
+
+    pieces = ["<think>", "</think>", "<answer>", "</answer>", " ", "\n", "x"]
+    checked = 0
+    for n in range(1, 7):
+        for combo in itertools.product(pieces, repeat=n):
+            text = "".join(combo)
+            well_formed = format_reward(text, "r1-zero", think_prefill=False) == 1.0
+            assert well_formed == _reference_r1_zero(text), text
+            checked += 1
+    assert checked > 137_000
+
+
+ADVERSARIAL = {
+    "unclosed answers": "<answer>" * 25_000,
+    "unclosed boxed": "\\boxed{" * 25_000,
+    "backticks": "`" * 200_000,
+    "unclosed thinks": "<think>" * 25_000,
+    "closing thinks": "</think>" * 25_000,
+    "open and close runs": "<think></think><answer>" * 25_000,
+    "reasoning delimiters": REASONING_START * 25_000,
+    "near-miss tags": " " * 100_000
+    + "<think>"
+    + "</thin" * 30_000
+    + "</think><answer>"
+    + "</answe" * 30_000
+    + "</answer>"
+    + " " * 100_000
+    + "z",
+}
+
+
+@pytest.mark.timeout(30)  # a hang guard: each input takes milliseconds in linear time
+@pytest.mark.parametrize("name", sorted(ADVERSARIAL))
+def test_pathological_completions_parse(name):
+    text = ADVERSARIAL[name]
+    for output_format in ("r1-zero", "r1"):
+        for prefill in (None, True, False):
+            parsed = parse(text, output_format, prefill)
+            assert not parsed.well_formed
+            assert format_reward(text, output_format, prefill) == 0.0
+    assert formats.last_boxed(text) is None
+    expected = {"open and close runs": "<answer>", "near-miss tags": "</answe" * 30_000}
+    assert formats.final_answer_text(text) == expected.get(name, text.strip())
+
+
+@pytest.mark.timeout(30)
+def test_long_well_formed_completion_is_recognised():
+    text = "<think>" + "step. " * 100_000 + "</think>\n" + " " * 50_000 + "<answer>4</answer>\n"
+    assert format_reward(text, "r1-zero") == 1.0
+    assert parse(text, "r1-zero").answer == "4"
+    assert format_reward(text + "x", "r1-zero") == 0.0
+    boxed = "\\boxed{" * 25_000 + "7" + "}" * 25_000
+    assert formats.last_boxed(boxed) == "7"
+    assert formats.final_answer_text("<think>x</think>" + boxed) == "7"
