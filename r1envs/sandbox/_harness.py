@@ -525,7 +525,8 @@ def _unpack(data, conn, depth=0):
     if tag == "bytes":
         return bytes.fromhex(v)
     if tag == "ref":
-        return Remote(conn, {"ref": int(data["id"])}, str(data.get("type", "object"))[:60])
+        kind = str(data.get("type", "object"))[:60]
+        return Remote(conn, {"ref": int(data["id"]), "type": kind}, kind)
     if tag == "dict":
         return {_unpack(k, conn, depth + 1): _unpack(x, conn, depth + 1) for k, x in v}
     items = [_unpack(x, conn, depth + 1) for x in v]
@@ -550,7 +551,7 @@ class Remote:
 
     def _label(self):
         target = object.__getattribute__(self, "_target")
-        base = target.get("name") or f"<{object.__getattribute__(self, '_type') or 'object'}>"
+        base = target.get("name") or f"<{target.get('type') or 'object'}>"
         return ".".join([str(base), *map(str, target.get("path", ()))])
 
     def __getattr__(self, name):
