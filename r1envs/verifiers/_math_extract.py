@@ -86,6 +86,10 @@ _UNFINISHED_RE = re.compile(
     r"(?i)^\s*(?:let(?:'s|\s+us|\s+me)\s+(?:check|verify|try|see|consider|look|compute|now)"
     r"|next,?\s+(?:we|i)\b|now\s+(?:we|i)\s+(?:need|will|must)|wait\b)"
 )
+_UNSURE_RE = re.compile(
+    r"(?i)\b(?:i\s+am|i'm)\s+not\s+sure|\bi\s+(?:do\s+not|don't)\s+know|\bcannot\s+(?:determine|"
+    r"be\s+determined|solve)|\bno\s+way\s+to\s+(?:know|tell)"
+)
 _COPULA_RE = re.compile(
     r"(?i)(?<![a-z])(?:is|are|was|were|be|equals?|gives|get|becomes|yields|of|by|est|ist|sont"
     r"|sind|es|son|são|égale?s?|gleich|равн[оаы]|составляет|(?:it|that|this|which)['’]s)(?![a-z])"
@@ -93,6 +97,7 @@ _COPULA_RE = re.compile(
 )
 _NUMBER_TOKEN_RE = re.compile(r"(?<![A-Za-z0-9_.])[-+]?\d[\d,]*(?:\.\d+)?(?:\s*%)?(?![A-Za-z0-9_])")
 _LATIN_WORD_RE = re.compile(r"[a-zA-Z]{3,}")
+_WORD2_RE = re.compile(r"(?<![A-Za-z])[A-Za-z]{2,}")
 
 
 def _wordy(s: str) -> bool:
@@ -351,12 +356,13 @@ def _final_sentence(text: str) -> str | None:
     for sent in reversed(_SENTENCE_SPLIT_RE.split(tail)):
         if not sent.strip() or _FILLER_RE.match(sent):
             continue
-        if _UNFINISHED_RE.match(sent):
+        if _UNFINISHED_RE.match(sent) or _UNSURE_RE.search(sent[:300]):
             return None
         if not re.search(r"[\d$]|\\[a-zA-Z]", sent):
             continue
         bare = _BARE_WRAP_RE.sub("", sent).strip().rstrip(".").strip()
-        if bare and len(bare) <= 60 and not _wordy(re.sub(r"\\[a-zA-Z]+", "", bare)):
+        plain = re.sub(r"\\[a-zA-Z]+", "", bare)
+        if bare and len(bare) <= 60 and not _wordy(plain) and len(_WORD2_RE.findall(plain)) < 2:
             return bare  # a final line that is only the answer: "**73**", "\\[ 73 \\]"
         return sentence_value(sent)
     return None

@@ -220,6 +220,9 @@ def normalize(text: str) -> str:
     if s.endswith(".") and not s.endswith("..."):
         s = s[:-1].rstrip(" ,;:")
     s = re.sub(r"^\\(?:therefore|implies|Rightarrow)\s*", "", s)
+    s = re.sub(r"^\\forall\s*[^,]{1,40},\s*(?=\S)", "", s)  # "\forall x>0, f(x) = 0"
+    if s.startswith("\\boxed") and s.count("{") > s.count("}"):  # an unclosed \boxed{
+        s = re.sub(r"^\\boxed\s*\{", "", s)
     for _ in range(2):
         s = _TRAILING_UNIT_RE.sub("", s).strip(" ,;:")
         s = _TRAILING_WORDS_RE.sub("", s).strip(" ,;:")

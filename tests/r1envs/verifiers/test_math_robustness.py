@@ -36,6 +36,27 @@ HOSTILE = {
     "nested_sqrt": "\\boxed{" + "\\sqrt{" * 40 + "2" + "}" * 40 + "}",
     "big_power": "\\boxed{(x+1)^{1000}}",
     "dollars": "$" * 100_000,
+    "backticks": "`" * 200_000,
+    "unclosed_answer_tags": "<answer>" * 25_000,
+    "unclosed_answer_tags_text": "<answer>x " * 25_000,
+    "unclosed_boxes": "\\boxed{" * 25_000,
+    "unclosed_boxes_digits": "\\boxed{1" * 25_000,
+    "spaced_boxes": "\\boxed " * 25_000,
+    "unclosed_inline_math": "\\(" * 25_000,
+    "unclosed_display_math": "\\[" * 25_000,
+    "answer_phrases": "the answer is " * 15_000,
+    "cjk_markers": "答案：" * 25_000,
+    "bold_runs": "**1" * 60_000,
+}
+
+# Runs that once made a regex scan quadratically, each followed by a real final answer.
+RUNS = {
+    "backticks": "`" * 200_000,
+    "unclosed_answer_tags": "<answer>" * 25_000,
+    "unclosed_boxes": "\\boxed{" * 25_000,
+    "spaced_boxes": "\\boxed " * 25_000,
+    "unclosed_inline_math": "\\(" * 25_000,
+    "dollar_letters": "$x" * 50_000,
 }
 
 
@@ -48,6 +69,22 @@ def test_hostile_input_is_wrong_and_bounded(name, gold):
     assert elapsed < 5.0, f"{name}: {elapsed:.2f}s"
     assert r.correct is False
     assert r.error is None
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+@pytest.mark.parametrize(
+    "template",
+    ["{} The answer is $5$.", "The answer is {}", "<answer>{}", "{}\nSo the total is 5."],
+)
+def test_long_runs_stay_within_the_budget(name, template):
+    text = template.format(RUNS[name])
+    t0 = time.perf_counter()
+    r = mv.check(text, "5", timeout=5.0)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 5.0, f"{name}: {elapsed:.2f}s"
+    assert r.error is None
+    if template.startswith("{} The answer"):
+        assert r.correct, (name, r.extracted)  # the final answer after the run is still read
 
 
 def test_hostile_gold_does_not_raise():
