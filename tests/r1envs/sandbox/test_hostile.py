@@ -322,3 +322,20 @@ def test_the_runner_cannot_be_inspected_or_tampered_with(any_sandbox, outer_boun
     result = _judge(any_sandbox, code, problem, outer_bound)
     assert not result.passed, result.feedback()
     assert _judge(any_sandbox, SUM_OK, SUM, outer_bound).passed
+
+
+def test_breaking_out_of_the_root_fails(any_sandbox, outer_bound, planted):
+    # a fresh user namespace would grant chroot() again: then the classic chroot escape
+    token, files = planted
+    code = (
+        "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "for flags in (0x10000000 | 0x00020000, 0x10000000):\n"
+        "    if libc.unshare(flags) == 0:\n        break\n"
+        "try:\n    os.makedirs('esc', exist_ok=True)\n    os.chroot('esc')\n"
+        "    for _ in range(64):\n        os.chdir('..')\n    os.chroot('.')\nexcept OSError:\n"
+        "    pass\nprint('escaped' if any(os.path.exists(p) for p in %r) else 'no')\n"  # noqa: UP031
+        % [str(f) for f in files]
+    )
+    problem = {**SUM, "tests": [{"input": "", "output": "escaped\n"}], "time_limit_s": 1.5}
+    result = _judge(any_sandbox, code, problem, outer_bound)
+    assert not result.passed, result.feedback()
