@@ -2,6 +2,9 @@
 
 Usage: python bench/math_verify_throughput.py [--cases PATH] [--repeat 1]
 
+``--cases tests/r1envs/verifiers/data/math_grader_cases.jsonl`` runs the cases collected
+from public graders' test suites and issues instead of our own corpus.
+
 One pass over the labelled corpus (``tests/r1envs/verifiers/data/math_cases.jsonl``) with
 ``r1envs.verifiers.math.check`` and one with math-verify (``parse`` of gold and response,
 then ``verify``). Before each pass, sympy's cache and both verifiers' caches are cleared;
@@ -48,7 +51,9 @@ def run_ours(cases: list[dict]) -> tuple[list[bool], float]:
     sympy.core.cache.clear_cache()
     ours.clear_caches()
     t0 = time.perf_counter()
-    out = [ours.check(c["response"], c["gold"], strict=c["strict"]).correct for c in cases]
+    out = [
+        ours.check(c["response"], c["gold"], strict=c.get("strict", False)).correct for c in cases
+    ]
     return out, time.perf_counter() - t0
 
 

@@ -1,17 +1,27 @@
 """Final-answer extraction, as a careful grader reads a completion.
 
-1. Only the response is read: text after a chat-turn token the model ran on into
-   (``<|im_start|>``...) is dropped, and when a ``</think>`` (or the r1 reasoning end) is
-   followed by more text, only that text is read — a ``\\boxed{}`` in the thinking does not
-   count when a different final answer follows it.
+1. Only the response is read: text after a chat-template token the model ran on into
+   (``<|im_start|>``, ``<|eot_id|>``, ``<end_of_turn>``, ``</s>``...) is dropped, and when a
+   ``</think>`` (or the r1 reasoning end) is followed by more text, only that text is read —
+   a ``\\boxed{}`` in the thinking does not count when a different final answer follows it.
 2. The LAST explicit final-answer marker wins: ``\\boxed{}``/``\\fbox{}``, ``<answer>…</answer>``,
-   "final answer …", "the answer is …", "answer: …", ``#### n``.
+   "final answer …", "the answer is …", "answer: …", ``#### n``, and the same markers in
+   other languages (``答案：``, ``Réponse :``, ``Antwort:``, ``Ответ:``, ``الإجابة`` …, see
+   :mod:`._math_prose`).
 3. Without a marker (non-strict mode), the answer stated in the last sentence that states
-   one (filler such as "I hope it is correct." is skipped); never a number from earlier
-   working.
-4. Several boxes in the final statement (``\\boxed{-2} and \\boxed{1}``) are returned
-   together as a multi-part answer; the comparison decides whether the gold has that many
-   parts (otherwise it is answer spraying and wrong).
+   one (filler such as "I hope it is correct." is skipped; a last sentence that announces
+   more work or says it is unsure gives no answer). In that sentence: the value after its
+   last cue ("is", "=", "是", "est"...), its bold ``**45**``, or — when it concludes ("So ...",
+   "... in all", "所以", "Итого") — its only number. Sentences end at ``.!?`` and ``。！？``.
+   Never a number from earlier working.
+4. Several boxes in the final statement (``\\boxed{-2} and \\boxed{1}``, or boxes joined by
+   labels and words: ``\\text{ for part (a) and }``, ``y_2 =``) are returned together as a
+   multi-part answer; the comparison decides whether the gold has that many parts
+   (otherwise it is answer spraying and wrong).
+
+Every scan is linear in the input (boxes are matched with one pass over the braces, the
+last ``<answer>`` tag is found with ``rfind``, math spans are searched in bounded windows),
+so runs of backticks, unclosed tags or ``\\boxed{`` return within the verifier's budget.
 """
 
 from __future__ import annotations
@@ -32,8 +42,10 @@ MAX_ANSWER_CHARS = 1500
 MAX_PARTS = 64
 
 _TURN_END_RE = re.compile(
-    r"<\|im_start\|>|<\|im_end\|>|<\|endoftext\|>|<\|eot_id\|>|<\|user\|>"
-    "|<\uff5cend\u2581of\u2581sentence\uff5c>|<\uff5cUser\uff5c>"
+    r"<\|im_start\|>|<\|im_end\|>|<\|endoftext\|>|<\|eot_id\|>|<\|user\|>|<\|start_header_id\|>"
+    r"|<\|end\|>|<\|assistant\|>|<\|system\|>|<end_of_turn>|<start_of_turn>|</s>|\[INST\]"
+    r"|<\|end_of_text\|>|<\|return\|>|<\|start\|>"
+    "|<\uff5cend\u2581of\u2581sentence\uff5c>|<\uff5cUser\uff5c>|<\uff5cAssistant\uff5c>"
 )
 _BAD_CHARS_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _BOX_RE = re.compile(r"\\(?:boxed|fbox|framebox)\s*")
@@ -98,6 +110,9 @@ _COPULA_RE = re.compile(
 _NUMBER_TOKEN_RE = re.compile(r"(?<![A-Za-z0-9_.])[-+]?\d[\d,]*(?:\.\d+)?(?:\s*%)?(?![A-Za-z0-9_])")
 _LATIN_WORD_RE = re.compile(r"[a-zA-Z]{3,}")
 _WORD2_RE = re.compile(r"(?<![A-Za-z])[A-Za-z]{2,}")
+_ENV_NAME_RE = re.compile(r"\\(?:begin|end)\s*\{[^{}]*\}|\\[a-zA-Z]+")
+# A line that is only a number and a word or two: "28 percent", "64 square feet".
+_VALUE_LINE_RE = re.compile(r"^[-+]?\d[\d,.]*\s*(?:[A-Za-z%]+\.?\s*){1,2}$")
 
 
 def _wordy(s: str) -> bool:
@@ -358,12 +373,14 @@ def _final_sentence(text: str) -> str | None:
             continue
         if _UNFINISHED_RE.match(sent) or _UNSURE_RE.search(sent[:300]):
             return None
-        if not re.search(r"[\d$]|\\[a-zA-Z]", sent):
+        if not re.search(r"[\d$=]|\\[a-zA-Z]", sent):
             continue
         bare = _BARE_WRAP_RE.sub("", sent).strip().rstrip(".").strip()
-        plain = re.sub(r"\\[a-zA-Z]+", "", bare)
+        plain = _ENV_NAME_RE.sub("", bare)
         if bare and len(bare) <= 60 and not _wordy(plain) and len(_WORD2_RE.findall(plain)) < 2:
             return bare  # a final line that is only the answer: "**73**", "\\[ 73 \\]"
+        if _VALUE_LINE_RE.match(bare):
+            return bare  # a final line that is a value and its unit: "64 square feet"
         return sentence_value(sent)
     return None
 

@@ -15,20 +15,35 @@ expected value, and the verdict is computed here, in the judge's process:
   ``float``, ``str``, ``list``, ``tuple``, ``dict``, ``set``, ``bytes``, ``None``); an
   object of any other type, including ``str``/``int`` subclasses and always-equal objects,
   arrives as an opaque token that equals nothing. ``==`` is replaced by a strict comparison
-  (same type, except int vs float; floats within tolerance; containers element-wise).
+  (same type; an int and a float only when exactly equal — ``1000001.0`` is not
+  ``1000000``; floats within tolerance of floats; containers element-wise).
   The sandbox could be made to report any plain value — but that is the same as returning it,
   and without the expected value it cannot know which one passes.
 * ``stdio`` tests: the sandbox returns the captured output; the comparison is here, over the
   whole output, line by line (the line counts must match: no ``zip`` prefix passes),
-  trailing whitespace ignored, numbers compared with tolerance.
+  trailing whitespace ignored, an integer answer exactly, other numbers with tolerance.
+  A program killed by a signal fails, whatever it printed first (``os.abort()``).
+* ``script`` tests (test scripts as data sets write them: a HumanEval ``check``, MBPP
+  asserts with setup code, pytest-style functions, call-based APPS/LiveCodeBench cases)
+  run in a *judge process* of their own, a sibling of the program in the same sandbox with
+  the same limits (data sets are data, not trusted code). In the judge every name of the
+  solution module is a proxy: calling it calls into the program's process over a socket.
+  Only plain data crosses (the exact types above); any other object stays in the program
+  and the judge holds a handle that equals nothing (its methods, ``len``, iteration and
+  indexing still ask the program). Exceptions of builtin types keep their type; an exit of
+  the program (``sys.exit``, ``os._exit``, a signal) ends the test as a failure no
+  ``except`` can catch. The program cannot shadow the judge's builtins, nor the helpers
+  of ``test_setup`` (the judge runs its own copy); the judge is not dumpable, so a program
+  under the same uid cannot reach its verdict pipe. A script passes when it runs to its
+  end, the program alive, having called the program at least once.
 * Exit codes, printed markers, ``atexit``/signal handlers and exceptions hooks decide
   nothing: a test passes only on returned values (or output) that compare equal here.
 * A problem with zero tests fails validation; an infrastructure failure (sandbox cannot
   start, died) is ``result.error``, never a silent failure.
 
-Asserts must call the solution outside comprehensions and lambdas (write one assert per
-case); test expressions themselves are trusted problem data, evaluated here with a small set
-of builtins and ``math``.
+``assert`` tests must call the solution outside comprehensions and lambdas (write one
+assert per case, or use a ``script`` test); their expressions are trusted problem data,
+evaluated here with a small set of builtins and ``math``.
 """
 
 from __future__ import annotations

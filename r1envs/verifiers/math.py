@@ -8,11 +8,14 @@ Usage::
 
 Design:
 
-* **Extraction** (:mod:`._math_extract`): the last explicit final-answer marker
-  (``\\boxed{}``, ``<answer>``, "the answer is", "Final Answer:", ``#### n``); without one,
-  and only when ``strict=False``, the answer stated in the final sentence. Never "any
-  number in the text". Several boxes in the final statement form a multi-part answer,
-  which is right only if the gold has those parts (else it is answer spraying).
+* **Extraction** (:mod:`._math_extract`, :mod:`._math_prose`): the last explicit
+  final-answer marker (``\\boxed{}``, ``<answer>``, "the answer is", "Final Answer:",
+  ``#### n``, ``答案：``, ``Réponse :``, ``Ответ:``...); without one, and only when
+  ``strict=False``, the answer stated in the final sentence, in any language ("So she pays
+  45 dollars in all.", "所以一共需要 45 元。"). Never "any number in the text". Several
+  boxes in the final statement form a multi-part answer, which is right only if the gold
+  has those parts (else it is answer spraying). For a choice gold without a marker, the
+  letter the prose settles on ("It can't be A, so it's C", "C。不是 A", a final ``(C)``).
 * **Structure** (:mod:`._math_struct`): tuples, intervals, sets, lists, unions, matrices,
   equations, inequalities, choice letters, words.
 * **Equivalence** (:mod:`._math_compare`): rationals exactly with ``fractions.Fraction`` in
@@ -23,9 +26,12 @@ Design:
   holds in any thread and in daemonic worker processes (no ``signal.alarm``). Absurd inputs
   (exponent towers, huge factorials, deep nesting, megabytes of text) are refused before
   anything evaluates them: they are wrong answers, not verifier errors.
-* **Numbers**: exact comparison; decimals only match with the rounding rules documented in
-  :mod:`._math_compare` (``0.333333`` matches ``1/3``; ``0.333`` does not; gold ``7.78``
-  accepts ``70/9``); percent ``50\\%`` matches ``50``, ``0.5`` and ``1/2``.
+* **Numbers**: exact comparison; a decimal matches an exact value only by the rounding
+  rule of :mod:`._math_compare`, the same whichever side is the gold (5 significant
+  digits, within one unit of the last: ``0.33333`` and ``1/3`` match both ways; ``0.333``
+  and ``1/3``, ``7.78`` and ``70/9`` do not, either way; ``0.460`` is not ``0.5``);
+  percent ``50\\%`` matches ``50``, ``0.5`` and ``1/2``; a decimal comma (``3,14``) is
+  read as a point against a decimal when it cannot separate thousands.
 
 Equivalence policy, in short: bare lists (``1, 2``) and sets are order-insensitive, tuples
 and intervals are ordered and their brackets must match; ``a \\pm b`` is the list of both
@@ -36,7 +42,15 @@ compared as sets (:mod:`._math_sets`): ``|x| \\geq 1`` equals ``(-\\infty,-1]\\c
 ``x = 3`` answers a gold ``3``; units, ``\\text{}`` annotations after a value and degree
 signs are ignored (``30^\\circ`` is ``30``), and an answer that states its angle unit is
 converted (``45^\\circ`` is ``\\pi/4``, :mod:`._math_angles`); words compare
-case-insensitively; a choice letter matches ``B``, ``(B)``, ``\\text{(B)}`` or ``B) 12``.
+case-insensitively; a choice letter matches ``B``, ``(B)``, ``\\text{(B)}``,
+``\\mathcal{B}`` or ``B) 12``, and a gold ``(C) Paris`` also accepts ``Paris``. Labels on
+either side name the quantity and are dropped: ``AB = 5``, ``|AB| = 1``,
+``V_1 : V_2 = 3 : 4``, ``\\frac{NO}{BO} = \\frac{1}{\\sqrt6}`` (not an equation such as
+``x + y = 2``); ``x = 2, y = 3`` is the point ``(2, 3)`` and ``p=2, q=3; p=3, q=2`` the
+solutions ``(2, 3), (3, 2)``; ``0 < f(x) < 1`` is the interval ``(0, 1)``; a solution list
+is compared without its repeats; a gold of several boxes (``\\boxed{1} and \\boxed{-2}``)
+equals one box holding the same values; ``a \\approx d`` matches a gold equal to ``a`` or
+to ``d``.
 
 ``MathResult.error`` is set only when the verifier itself failed (its time budget ran out
 in the helper process, or the helper could not be started) — never for a wrong answer.
