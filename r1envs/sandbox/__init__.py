@@ -32,6 +32,9 @@ def get_sandbox(spec: str | Sandbox | None = None) -> Sandbox:
 
     Raises:
         ValueError: for an unknown name.
+        SandboxError: when the named sandbox cannot start here (``"local"``: neither
+            bubblewrap nor ``unshare`` can isolate candidates; it never runs them unisolated
+            unless ``LocalSandbox(isolation="none")`` is passed explicitly).
     """
     if isinstance(spec, Sandbox):
         return spec
