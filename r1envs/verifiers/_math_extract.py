@@ -95,7 +95,7 @@ _FILLER_RE = re.compile(
 )
 # A last sentence that announces more work: the response stops before its answer.
 _UNFINISHED_RE = re.compile(
-    r"(?i)^\s*(?:let(?:'s|\s+us|\s+me)\s+(?:check|verify|try|see|consider|look|compute|now)"
+    r"(?i)^\s*(?:let(?:'s|\s+us|\s+me)\s+(?:check|verify|try|see|consider|look|compute|now|think|re)"
     r"|next,?\s+(?:we|i)\b|now\s+(?:we|i)\s+(?:need|will|must)|wait\b)"
 )
 _UNSURE_RE = re.compile(

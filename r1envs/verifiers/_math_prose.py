@@ -24,11 +24,11 @@ import re
 _MARKER_WORDS = (
     "最终答案|最后答案|正确答案|答案|答曰|答复|解答|回答|答え|最終解答|정답|답변|답"
     "|réponse(?:\\s+finale)?|antwort|ответ|respuesta(?:\\s+final)?|risposta|resposta|jawaban"
-    "|jibu|odpowied[zź]|cevap|đáp\\s+án|उत्तर|উত্তর|الإجابة(?:\\s+النهائية)?|الجواب|إجابة"
+    "|jawabannya|jibu|odpowied[zź]|cevap|đáp\\s+án|उत्तर|উত্তর|الإجابة(?:\\s+النهائية)?|الجواب|إجابة"
 )
 MARKER_RE = re.compile(
     r"(?i)(?<![^\W\d_])(?:" + _MARKER_WORDS + r")(?:\s*\*\*)?\s*"
-    r"(?:[:：]|是|为|為|は|는|est\b|ist\b|es\b|è\b|é\b|هي|هو|—|-\s)\s*(?:\*\*)?\s*:?"
+    r"(?:[:：]|是|为|為|は|는|은|est\b|ist\b|es\b|è\b|é\b|adalah\b|là\b|هي|هو|—|-\s)\s*(?:\*\*)?\s*:?"
 )
 SENTENCE_END = "\u3002\uff01\uff1f"  # 。！？
 # Words that open the conclusion of a sentence (capitalised, or in a script without case).
@@ -73,16 +73,20 @@ _CONCLUDES_RE = re.compile(
     r"|en\s+total|entonces|portanto|quindi|in\s+tutto|итак|итого|всего|значит|поэтому"
     r"|таким\s+образом)(?![a-z\u0400-\u04ff])|所以|因此|一共|总共|總共|共|故|综上|よって|따라서"
 )
+_STEP_RE = re.compile(r"(?i)^\s*(?:first|next|then|now|step|to\s+find|we\s+(?:need|want|start))\b")
 _HEDGE_RE = re.compile(r"(?i)\?|not\s+sure|maybe|perhaps|guess|earlier|unsure|unclear")
 
 
 def lone_number(sentence: str) -> str | None:
-    """The only number a concluding sentence states ("So she pays 45 dollars in all.").
+    """The only number a final sentence states ("So she pays 45 dollars in all.").
 
-    The sentence must conclude (a word such as "so", "in all", "所以", "Итого") and not
-    hedge; its math spans count as values too.
+    The sentence must not hedge ("not sure", a question) nor read as a step of working
+    ("First, ...", "Next, ...") unless it concludes ("so", "in all", "所以", "Итого"); its
+    math spans count as values too.
     """
-    if not _CONCLUDES_RE.search(sentence) or _HEDGE_RE.search(sentence):
+    if _HEDGE_RE.search(sentence) or (
+        _STEP_RE.match(sentence) and not _CONCLUDES_RE.search(sentence)
+    ):
         return None
     maths = _MATH_RE.findall(sentence)
     nums = _NUMBER_RE.findall(_MATH_RE.sub(" ", sentence))
