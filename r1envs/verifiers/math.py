@@ -444,9 +444,9 @@ def _unmarked_choice(completion: str, g: Node) -> MathResult | None:
     """
     if extract_parts(completion, strict=True):
         return None
-    letter = choice_in_text(completion)
+    letter = letter_in_prose(response_region(clean_text(completion)))
     if letter is None:
-        letter = letter_in_prose(response_region(clean_text(completion)))
+        letter = choice_in_text(completion)
     if letter is None and len(completion.strip()) <= 200:
         letter = _choice_letter(completion.strip())
     return None if letter is None else MathResult(letter == g[1], letter)

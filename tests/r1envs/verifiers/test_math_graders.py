@@ -101,6 +101,26 @@ def test_choice_letters_in_prose(gold, response, label):
     assert check(response, gold).correct is label
 
 
+WORKING = "Option A gives 12 and option B gives 15, which is too big.\n"
+
+
+@pytest.mark.parametrize(
+    ("ending", "letter"),
+    [
+        ("**C**", "C"),
+        ("C is correct.", "C"),
+        ("Not A, but C.", "C"),
+        ("B is wrong, so C.", "C"),
+        ("因此选 C。", "C"),
+        ("The answer is not C; it is B.", "B"),
+        ("So it must be B.", "B"),
+    ],
+)
+def test_the_letter_comes_from_the_end_not_the_working(ending, letter):
+    assert check(WORKING + ending, "C").correct is (letter == "C")
+    assert check(WORKING + ending, "B").correct is (letter == "B")
+
+
 @pytest.mark.parametrize(
     ("gold", "answer", "label"),
     [
