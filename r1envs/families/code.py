@@ -2,8 +2,9 @@
 
 Problem schema (:class:`~r1envs.verifiers.code.CodeProblem`)::
 
-    {"question": str, "tests": [...], "test_style": "assert" | "stdio",
-     "entry_point": str | None, "time_limit_s": float, "memory_limit_mb": int}
+    {"question": str, "tests": [...], "test_style": "assert" | "stdio" | "script",
+     "entry_point": str | None, "time_limit_s": float, "memory_limit_mb": int,
+     "test_setup": str, "program_setup": str}
 
 The graded code is the last fenced code block of the completion (the whole text if none).
 Reward ``accuracy`` is 1 only when every test passes; ``pass_rate`` is its own component.
@@ -11,13 +12,21 @@ With ``gym.make("r1/Code-v0", max_turns=3)`` a failed attempt returns the failin
 feedback as the next observation. ``sandbox=`` takes ``"local"`` (default), ``"docker"`` or
 a :class:`~r1envs.sandbox.Sandbox`.
 
-Loaders accept the common layouts besides the native schema (:func:`normalize_record`):
+Data sets load as they are, one :func:`load_code_problems` call per layout (a sample of each
+ships in ``tasks/code/layouts/``; ``layout="auto"`` tells them apart by their fields):
 
-* stdio lists: ``{"question", "inputs": [...], "outputs": [...]}``, or an ``input_output``
-  field holding that JSON (APPS style);
-* assert tests: ``{"prompt"|"text"|"question", "test": str | [str], "entry_point"}``, where a
-  string ``test`` may define ``def check(candidate): assert candidate(...) == ...``
-  (HumanEval style) and ``test_list`` is a list of asserts (MBPP style).
+* ``humaneval``: ``prompt``, ``entry_point``, a ``test`` script defining ``check(candidate)``
+  (any statements); run as ``check(<entry_point>)`` with the prompt's helpers;
+* ``mbpp``: ``text``/``prompt``, ``test_list`` asserts, ``test_setup_code``, ``test_imports``;
+* ``apps`` / ``taco``: ``question``, ``input_output`` JSON: stdio ``inputs``/``outputs``, or
+  call-based with ``fn_name`` (``Solution().fn`` or a top-level ``fn``);
+* ``codecontests``: ``description``, ``public_tests``/``private_tests``/``generated_tests``;
+* ``livecodebench``: ``question_content``, ``starter_code``, ``public_test_cases`` and
+  ``private_test_cases`` (JSON or the packed form), ``stdin`` or ``functional`` (the method
+  ``metadata.func_name`` of ``Solution``);
+* ``pytest``: a ``test`` file of ``def test_…()`` functions (and ``Test*`` classes), one
+  test each; ``from solution import f``, ``pytest.raises``/``approx``/``mark.parametrize``;
+* ``native``: the schema above.
 """
 
 from __future__ import annotations

@@ -12,9 +12,10 @@ detached, double-forked or ``setsid`` processes included) and the working direct
 removed. Before accepting work the runner runs a self-test program the same way, so a runner
 that cannot drop privileges reports an infrastructure error instead of judging.
 
-What comes back is *data*, never a verdict: for ``assert`` tests the values of the call
-expressions the judge asked for (serialized to plain JSON with exact types), for ``stdio``
-tests the captured output. The candidate runs in the same process as the serializer and may
+What comes back is *data*, never the program's word: for ``assert`` tests the values of the
+call expressions the judge asked for (serialized to plain JSON with exact types, passed on
+unparsed), for ``stdio`` tests the captured output, for ``script`` tests the verdict of a
+judge process that ran the test script against the program (see ``run_judge``). The candidate runs in the same process as the serializer and may
 tamper with it; that only lets it choose which plain value it reports, which it could do by
 returning that value. The expected values never enter the sandbox, so nothing in here can
 reveal them, and the comparison happens in the judge's process.
@@ -636,7 +637,6 @@ for _op, _fn in _value_ops().items():
 def _pytest_shim():
     """A minimal ``pytest`` for pytest-style test files: ``raises``, ``approx``, ``fail``,
     ``skip`` and ``mark.parametrize`` (the real one is not importable in the sandbox)."""
-    import math
     import re
     import types
 
@@ -684,7 +684,7 @@ def _pytest_shim():
                 return a == b
             rel = 1e-6 if self.rel is None else self.rel
             tol = max(rel * abs(b), 1e-12 if self.abs is None else self.abs)
-            return a == b or abs(a - b) <= tol or (math.isnan(a) and math.isnan(b) and False)
+            return a == b or abs(a - b) <= tol
 
         def __eq__(self, other):
             if type(other) is Remote:

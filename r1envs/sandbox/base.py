@@ -4,11 +4,15 @@ A sandbox runs *requests* in the wire format of the in-sandbox runner
 (:mod:`r1envs.sandbox._harness`): one candidate program plus the tests of one problem::
 
     {"code": str, "time_limit": float, "memory_mb": int, "output_limit": int,
-     "tests": [{"exprs": [str, ...]} | {"input": str}, ...]}
+     "tests": [{"exprs": [str, ...]} | {"input": str}
+               | {"script": str, "setup": str, "entry": str | None, "prelude": str}, ...]}
 
-and returns one raw outcome per test (``status``, ``stdout``, ``stderr``, ``values``,
-``exit_code``/``signal``). Sandboxes never decide pass or fail: the judge in
-:mod:`r1envs.verifiers.code` does, in its own process.
+and returns one raw outcome per test (``status``, ``stdout``, ``stderr``, ``exit_code`` /
+``signal``; ``frames``, the raw JSON result frames of an ``exprs`` test; ``verdict``, the
+report of a ``script`` test's judge process). The program never decides pass or fail: for
+``exprs`` and ``input`` tests the judge in :mod:`r1envs.verifiers.code` does, in its own
+process; a ``script`` test is judged by a process of its own next to the program (see
+:func:`r1envs.sandbox._harness.run_judge`).
 """
 
 from __future__ import annotations

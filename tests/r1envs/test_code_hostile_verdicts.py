@@ -58,9 +58,17 @@ SCRIPT_HACKS = {
 }
 
 
-@pytest.fixture(scope="module")
-def sandbox():
-    box = LocalSandbox(workers=2)
+@pytest.fixture(scope="module", params=["local", pytest.param("docker", marks=pytest.mark.docker)])
+def sandbox(request):
+    if request.param == "docker":
+        from r1envs.sandbox.docker import DockerSandbox, docker_unavailable_reason
+
+        reason = docker_unavailable_reason()
+        if reason:
+            pytest.skip(f"no usable Docker engine: {reason}")
+        box = DockerSandbox(workers=2)
+    else:
+        box = LocalSandbox(workers=2)
     yield box
     box.close()
 
