@@ -199,3 +199,19 @@ def test_extract_code_is_linear_in_the_worst_case():
         assert time.monotonic() - start < 0.5
     assert extract_code("a ```py\nx = 1\n``` b ```\ny = 2\n```") == "y = 2\n"
     assert extract_code("````\nz\n````") == "z\n"  # the rest of a fence line is its info
+
+
+def test_output_that_would_swell_the_runners_reply_is_a_verdict(sandbox):
+    # control characters take six bytes each in the JSON reply: 12 tests of 1 MiB of them
+    # would be 72 MiB in the runner; past its budget a test fails instead
+    problem = {
+        "question": "q",
+        "test_style": "stdio",
+        "tests": [{"input": f"{i}\n", "output": "1\n"} for i in range(12)],
+        "time_limit_s": 2.0,
+    }
+    code = "import sys\nsys.stdout.write('\\x01' * ((1 << 20) - 16))\n"
+    result = run_tests(code, problem, sandbox)
+    assert result.error is None and not result.passed
+    assert any("output limit" in t.feedback for t in result.tests)
+    assert run_tests("print(1)\n", problem, sandbox).passed
