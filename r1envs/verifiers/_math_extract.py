@@ -29,11 +29,11 @@ from __future__ import annotations
 import re
 
 from r1envs.verifiers._math_prose import (
-    MARKER_RE,
     SENTENCE_END,
     bold_answer,
     conclusion,
     lone_number,
+    marker_spans,
 )
 
 MAX_SCAN_CHARS = 200_000
@@ -80,8 +80,7 @@ def _phrases(text: str) -> list[tuple[int, int]]:
     k = text.rfind("####")
     if k >= 0:
         found.append((k, k + 4))
-    if not text.isascii():
-        found.extend((m.start(), m.end()) for m in MARKER_RE.finditer(text))
+    found.extend(marker_spans(text))
     return sorted(found)
 
 

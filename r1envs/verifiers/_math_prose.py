@@ -24,12 +24,28 @@ import re
 _MARKER_WORDS = (
     "最终答案|最后答案|正确答案|答案|答曰|答复|解答|回答|答え|最終解答|정답|답변|답"
     "|réponse(?:\\s+finale)?|antwort|ответ|respuesta(?:\\s+final)?|risposta|resposta|jawaban"
-    "|jawabannya|jibu|odpowied[zź]|cevap|đáp\\s+án|उत्तर|উত্তর|الإجابة(?:\\s+النهائية)?|الجواب|إجابة"
+    "|jawabannya|jibu|คำตอบ|సమాధానం|odpowied[zź]|cevap|đáp\\s+án|उत्तर|উত্তর|الإجابة(?:\\s+النهائية)?|الجواب|إجابة"
 )
 MARKER_RE = re.compile(
-    r"(?i)(?<![^\W\d_])(?:" + _MARKER_WORDS + r")(?:\s*\*\*)?\s*"
+    r"(?i)(?:" + _MARKER_WORDS + r")(?:\s*\*\*)?\s*"
     r"(?:[:：]|是|为|為|は|는|은|est\b|ist\b|es\b|è\b|é\b|adalah\b|là\b|هي|هو|—|-\s)\s*(?:\*\*)?\s*:?"
 )
+_ASCII_MARKERS = ("antwort", "respuesta", "risposta", "resposta", "jawaban", "jibu", "cevap")
+MARKER_WINDOW = 6000
+"""Markers in other languages are looked for in the last this many characters."""
+
+
+def marker_spans(text: str) -> list[tuple[int, int]]:
+    """``(start, end)`` of the answer markers in other languages near the end of ``text``."""
+    base = max(0, len(text) - MARKER_WINDOW)
+    tail = text[base:]
+    if tail.isascii():
+        low = tail.lower()
+        if not any(w in low for w in _ASCII_MARKERS):
+            return []
+    return [(base + m.start(), base + m.end()) for m in MARKER_RE.finditer(tail)]
+
+
 SENTENCE_END = "\u3002\uff01\uff1f"  # 。！？
 # Words that open the conclusion of a sentence (capitalised, or in a script without case).
 _CONCLUSION_RE = re.compile(
