@@ -33,6 +33,7 @@ import builtins
 import errno
 import json
 import os
+import re
 import resource
 import select
 import shutil
@@ -466,6 +467,7 @@ class _Conn:
         reply = self.receive()
         if "exit" in reply:
             self._die(f"the program raised {str(reply['exit'])[:60]}")
+        self.calls += 1  # the program answered (a value or an exception)
         if "raised" in reply:
             name, text = str(reply["raised"])[:60], str(reply.get("msg", ""))[:300]
             self.last = f"{label} raised {name}: {text}"
@@ -479,7 +481,6 @@ class _Conn:
             value = _unpack(reply["ok"], self)
         except (ValueError, TypeError, KeyError, RecursionError) as err:
             self._die(f"the program sent a malformed value ({type(err).__name__})")
-        self.calls += 1
         self.last = f"{label} returned {_short(value)}"
         return value
 
@@ -634,30 +635,64 @@ for _op, _fn in _value_ops().items():
     setattr(Remote, _op, _value_method(_op, _fn))
 
 
+class _Raises:
+    """``pytest.raises`` as a context manager (never catches an exit of the program)."""
+
+    def __init__(self, kinds, match=None):
+        self.kinds, self.match, self.value = kinds, match, None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, tb):
+        if kind is None:
+            raise AssertionError(f"DID NOT RAISE {self.kinds}")
+        if not issubclass(kind, self.kinds) or issubclass(kind, CandidateGone):
+            return False
+        if self.match is not None and not re.search(self.match, str(value)):
+            raise AssertionError(f"{value!r} does not match {self.match!r}")
+        self.value = value
+        return True
+
+
+class _Approx:
+    """``pytest.approx``: numbers (and lists, tuples, dicts of them) within tolerance."""
+
+    def __init__(self, expected, rel=None, abs=None):  # noqa: A002 - pytest's names
+        self.expected, self.rel, self.abs = expected, rel, abs
+
+    def _close(self, a, b):
+        if type(b) in (list, tuple):
+            return type(a) in (list, tuple) and len(a) == len(b) and all(map(self._close, a, b))
+        if type(b) is dict:
+            return (
+                type(a) is dict and a.keys() == b.keys() and all(self._close(a[k], b[k]) for k in b)
+            )
+        if type(a) not in (int, float) or type(b) not in (int, float):
+            return a == b
+        rel = 1e-6 if self.rel is None else self.rel
+        tol = max(rel * abs(b), 1e-12 if self.abs is None else self.abs)
+        return a == b or abs(a - b) <= tol
+
+    def __eq__(self, other):
+        if type(other) is Remote:
+            other = other._value()
+            if type(other) is Remote:
+                return False
+        return self._close(other, self.expected)
+
+    __hash__ = None
+
+    def __repr__(self):
+        return f"approx({self.expected!r})"
+
+
 def _pytest_shim():
     """A minimal ``pytest`` for pytest-style test files: ``raises``, ``approx``, ``fail``,
     ``skip`` and ``mark.parametrize`` (the real one is not importable in the sandbox)."""
-    import re
     import types
 
     mod = types.ModuleType("pytest")
-
-    class _Raises:
-        def __init__(self, kinds, match=None):
-            self.kinds, self.match, self.value = kinds, match, None
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, kind, value, tb):
-            if kind is None:
-                raise AssertionError(f"DID NOT RAISE {self.kinds}")
-            if not issubclass(kind, self.kinds) or issubclass(kind, CandidateGone):
-                return False
-            if self.match is not None and not re.search(self.match, str(value)):
-                raise AssertionError(f"{value!r} does not match {self.match!r}")
-            self.value = value
-            return True
 
     def raises(kinds, *args, match=None, **kwargs):
         ctx = _Raises(kinds, match)
@@ -666,37 +701,6 @@ def _pytest_shim():
         with ctx:
             args[0](*args[1:], **kwargs)
         return ctx
-
-    class _Approx:
-        def __init__(self, expected, rel=None, abs=None):  # noqa: A002 - pytest's names
-            self.expected, self.rel, self.abs = expected, rel, abs
-
-        def _close(self, a, b):
-            if type(b) in (list, tuple):
-                return type(a) in (list, tuple) and len(a) == len(b) and all(map(self._close, a, b))
-            if type(b) is dict:
-                return (
-                    type(a) is dict
-                    and a.keys() == b.keys()
-                    and all(self._close(a[k], b[k]) for k in b)
-                )
-            if type(a) not in (int, float) or type(b) not in (int, float):
-                return a == b
-            rel = 1e-6 if self.rel is None else self.rel
-            tol = max(rel * abs(b), 1e-12 if self.abs is None else self.abs)
-            return a == b or abs(a - b) <= tol
-
-        def __eq__(self, other):
-            if type(other) is Remote:
-                other = other._value()
-                if type(other) is Remote:
-                    return False
-            return self._close(other, self.expected)
-
-        __hash__ = None
-
-        def __repr__(self):
-            return f"approx({self.expected!r})"
 
     class _Skip(Exception):
         pass

@@ -125,3 +125,21 @@ def test_gzipped_jsonl(tmp_path):
     with gzip.open(path, "wt") as fh:
         fh.write(source)
     assert len(load_code_problems(path, layout="humaneval")) == 2
+
+
+def test_pytest_style_helpers():
+    source = (
+        "import pytest\nfrom solution import *\n\n"
+        "def test_mean():\n    assert mean([1, 2]) == pytest.approx(1.5)\n"
+        "    assert mean([0.1, 0.2]) == pytest.approx(0.15)\n\n"
+        "def test_empty():\n    with pytest.raises(ValueError, match='empty'):\n        mean([])\n"
+    )
+    problem = load_code_problems([{"question": "Mean of xs.", "test": source}])[0]
+    assert problem.metadata["layout"] == "pytest" and len(problem.tests) == 2
+    good = "def mean(xs):\n    if not xs:\n        raise ValueError('empty list')\n    return sum(xs) / len(xs)\n"
+    assert run_tests(good, problem).passed
+    wrong_message = good.replace("empty list", "no values")
+    result = run_tests(wrong_message, problem)
+    assert result.passed_tests == 1 and "does not match" in result.feedback()
+    exits = "import sys\ndef mean(xs):\n    if not xs:\n        sys.exit(0)\n    return sum(xs) / len(xs)\n"
+    assert run_tests(exits, problem).passed_tests == 1
