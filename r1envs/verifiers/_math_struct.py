@@ -130,7 +130,8 @@ def structure(s: str, _depth: int = 0) -> Node:
         return ("choice", (m.group(1) or m.group(2)).upper(), "")
     words = [p for p in _WORD_SPLIT_RE.split(" " + s + " ") if p.strip()]
     if len(words) > 1 and all(_balanced(p) for p in words):
-        return ("list", _flat([structure(p, _depth + 1) for p in words[:MAX_ITEMS]]))
+        items = _flat([structure(p, _depth + 1) for p in words[:MAX_ITEMS]])
+        return ("list", group_assignments(items))
     items = [p for p in split_top(s, (",", ";")) if p.strip()]
     if len(items) > 1 and _wrapped(s) is None:
         items = [q for p in items for q in _WORD_SPLIT_RE.split(" " + p + " ") if q.strip()]
