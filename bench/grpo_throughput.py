@@ -13,12 +13,13 @@ T=1.0, beta=0, mu=1, lr 1e-4, dynamic sampling off, no checkpoints. Prints
 (first step excluded) and the peak RSS of this process.
 
 Threads: for small CPU models the trainer uses the cores that were idle when it started
-(``r1agent.models.small_model_threads``: all of them on an idle machine, fewer when other
+(``r1agent.accel.cpu.small_model_threads``: all of them on an idle machine, fewer when other
 work holds cores); the baseline uses torch's default unless given ``--threads``. Compare on
 an idle machine, or give both the same ``--threads``.
 
-On a CPU the trainer runs fastlm's fused loops from ``r1agent/native.c`` when a C compiler
-is present and keeps freed memory for reuse (``r1agent.models.retain_freed_memory``);
+On a CPU in float32 the trainer runs fastlm's fused loops from ``r1agent/accel/native.c`` when a
+C compiler is present (``forward: auto``), and this script, like the ``r1agent`` command,
+keeps freed memory for reuse (``r1agent.accel.cpu.tune_process``);
 ``R1_NATIVE=0`` and ``R1_MALLOC=0`` measure without them.
 """
 
@@ -80,12 +81,13 @@ def main() -> None:
     ap.add_argument("--micro-batch-size", type=int, default=64)
     a = ap.parse_args()
 
-    from r1agent.accel.cpu import idle_cores
+    from r1agent.accel.cpu import idle_cores, tune_process
     from r1agent.infra.config import load_config
     from r1agent.recipes.grpo import train_grpo
 
     if "bench/AddBoxed-v0" not in gym.registry:
         gym.register("bench/AddBoxed-v0", entry_point=AddBoxedEnv)
+    tune_process()  # what the r1agent command does before any command
     out = tempfile.mkdtemp(prefix="r1agent_bench_")
     cfg = load_config(
         {

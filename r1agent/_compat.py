@@ -52,6 +52,7 @@ class _View(types.ModuleType):
     """An old module whose contents now live in several modules."""
 
     _targets: tuple[types.ModuleType, ...] = ()
+    _saved: dict[str, tuple[types.ModuleType, Any]] = {}
 
     def __getattr__(self, name: str) -> Any:
         for target in type(self)._targets:
@@ -62,9 +63,18 @@ class _View(types.ModuleType):
     def __setattr__(self, name: str, value: Any) -> None:
         for target in type(self)._targets:
             if not name.startswith("__") and hasattr(target, name):
+                type(self)._saved.setdefault(name, (target, getattr(target, name)))
                 setattr(target, name, value)
                 return
         super().__setattr__(name, value)
+
+    def __delattr__(self, name: str) -> None:
+        # undoing a set through the view (as ``monkeypatch`` does) restores the first value
+        if name in type(self)._saved:
+            target, value = type(self)._saved.pop(name)
+            setattr(target, name, value)
+            return
+        super().__delattr__(name)
 
     def __dir__(self) -> list[str]:
         return sorted({n for t in type(self)._targets for n in dir(t)})
@@ -85,7 +95,7 @@ class _AliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         targets = tuple(importlib.import_module(m) for m in ALIASES[spec.name.rpartition(".")[2]])
         if len(targets) == 1:
             return targets[0]
-        view_type = type("_View", (_View,), {"_targets": targets})
+        view_type = type("_View", (_View,), {"_targets": targets, "_saved": {}})
         view = view_type(spec.name, targets[0].__doc__)
         view.__all__ = sorted({n for t in targets for n in getattr(t, "__all__", ())})
         return view

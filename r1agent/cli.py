@@ -1,8 +1,10 @@
 """The ``r1agent`` command line (typer): a thin layer over per-command functions.
 
 ``r1agent grpo CONFIG.yaml key=value ...`` trains with GRPO; ``r1agent tiny DIR`` builds the
-tiny model. Other commands (the R1 stages, pipeline, eval, demo) register themselves on
-:data:`app` from their own modules.
+tiny model; the R1 stages, pipeline, distill, eval and demo follow. Process-wide tuning
+(glibc's malloc policy, :func:`r1agent.accel.cpu.tune_process`) happens here, once per
+command, never inside the library. Each command imports its recipe when it runs, so
+``r1agent --help`` answers without loading torch.
 """
 
 from __future__ import annotations
@@ -19,6 +21,14 @@ app = typer.Typer(
 )
 
 __all__ = ["app", "main"]
+
+
+@app.callback()
+def _process_setup() -> None:
+    """r1agent: GRPO and the R1 stages."""
+    from r1agent.accel.cpu import tune_process  # loads torch: only once a command runs
+
+    tune_process()
 
 
 @app.command()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,7 +42,6 @@ def _busy_cores(window: float = 0.2) -> float:
     """Cores busy with other work now: from ``/proc/stat`` over ``window`` seconds on Linux,
     less this process's own CPU time in the window (its threads may still be spinning down
     from earlier work), else the one-minute load average (which lags by about a minute)."""
-    import time
 
     def sample() -> tuple[float, float, float]:
         with open("/proc/stat", encoding="ascii") as f:

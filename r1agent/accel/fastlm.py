@@ -38,7 +38,18 @@ import torch.nn.functional as F
 
 from r1agent.accel import cpu, native
 
-__all__ = ["decode", "left_pad", "prefix_shared_logits", "supports", "unique_prompts"]
+__all__ = [
+    "FORWARDS",
+    "decode",
+    "left_pad",
+    "prefix_shared_logits",
+    "supports",
+    "unique_prompts",
+    "use_fast",
+]
+
+#: The ``forward`` setting's choices: ``auto``, Hugging Face's forward, this module's.
+FORWARDS = ("auto", "hf", "fast")
 
 _ARCHS = {"Qwen2ForCausalLM", "LlamaForCausalLM", "MistralForCausalLM", "Qwen3ForCausalLM"}
 _STATIC_ROPE = {"default", "linear", "llama3", "yarn"}  # inv_freq fixed at load time
@@ -63,6 +74,42 @@ def supports(model: Any) -> bool:
         return False
     types = getattr(cfg, "layer_types", None)
     return not types or all(t == "full_attention" for t in types)
+
+
+def use_fast(model: Any, forward: str = "auto", *, distributed: bool = False) -> bool:
+    """Whether ``model`` runs on this module under the ``forward`` setting.
+
+    ``hf``: never. ``fast``: always (an error where it cannot). ``auto``: on CPU in float32
+    for the models :func:`supports`, in one process; Hugging Face's forward elsewhere (on
+    a GPU it stays on the well-trodden path). Under DDP/FSDP (``distributed``) the update
+    must run through the wrapper's forward, so ``auto`` means Hugging Face's there.
+
+    Raises:
+        ValueError: for an unknown setting, or ``fast`` with a model this module does not
+            support or under DDP/FSDP.
+    """
+    if forward not in FORWARDS:
+        raise ValueError(f"forward must be one of {', '.join(FORWARDS)}, forward: {forward!r}")
+    if forward == "hf":
+        return False
+    supported = supports(model)
+    if forward == "fast":
+        if not supported:
+            raise ValueError(
+                f"forward: fast needs a plain Llama-family model (Qwen2/3, Llama, Mistral "
+                f"without sliding windows), model: {type(model).__name__}"
+            )
+        if distributed:
+            raise ValueError("forward: fast cannot run under DDP/FSDP; use forward: auto or hf")
+        return True
+    param = next(model.parameters(), None)
+    return (
+        supported
+        and not distributed
+        and param is not None
+        and param.device.type == "cpu"
+        and param.dtype == torch.float32
+    )
 
 
 # --------------------------------------------------------------------------- building blocks

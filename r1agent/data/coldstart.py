@@ -24,7 +24,10 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from r1agent.data.rejection import dedup, readable
 from r1agent.data.sft import Example
+from r1agent.rollout.episodes import make_env, render_prompt
+from r1agent.rollout.transformers_engine import generate
 from r1envs import formats
 
 ARITHMETIC_ID = "r1/Arithmetic-v0"
@@ -155,7 +158,6 @@ def solver_examples(
     Raises:
         AssertionError: if ``check`` and a solver's answer is graded wrong (a solver bug).
     """
-    from r1agent.rollout.episodes import make_env, render_prompt
 
     envs = {e: make_env(e) for e in dict.fromkeys(env_ids)}
     out = []
@@ -241,13 +243,8 @@ def model_examples(
     readability filters (:func:`r1agent.rejection.readable`) are kept, deduplicated. The
     training example pairs the plain problem prompt with the readable response.
     """
-    from r1agent.data.rejection import dedup, readable
-    from r1agent.rollout.episodes import make_env, render_prompt
 
-    generate = generate_fn
-    if generate is None:
-        from r1agent.rollout.transformers_engine import generate
-
+    gen = generate_fn or generate
     if source not in ("fewshot", "reflection", "zero"):
         raise ValueError(f"source must be fewshot, reflection or zero, source: {source!r}")
     shot_examples = (
@@ -266,7 +263,7 @@ def model_examples(
         else:
             query = prompt
         items.append((env_id, seed + i, prompt, query))
-    outs = generate(
+    outs = gen(
         model,
         tokenizer,
         [q for *_, q in items for _ in range(samples)],

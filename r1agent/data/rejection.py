@@ -21,7 +21,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from r1agent.data.sft import Example
+from r1agent.data.sft import Example, read_examples, write_examples
+from r1agent.rollout.episodes import make_env, render_prompt
+from r1agent.rollout.transformers_engine import generate
 from r1envs import formats
 from r1envs.rewards import language_consistency
 
@@ -83,7 +85,6 @@ def load_general(path: str | Path) -> list[Example]:
         FileNotFoundError: if the file is missing.
         ValueError: naming the file and line of a malformed record.
     """
-    from r1agent.data.sft import read_examples
 
     return read_examples(path)
 
@@ -110,19 +111,15 @@ def sample_and_filter(
     Returns:
         ``(kept examples, counts)`` where counts tells how many samples each filter dropped.
     """
-    from r1agent.rollout.episodes import make_env, render_prompt
 
-    generate = generate_fn
-    if generate is None:
-        from r1agent.rollout.transformers_engine import generate
-
+    gen = generate_fn or generate
     envs = {e: make_env(e) for e in dict.fromkeys(env_ids)}
     items = []
     for i in range(n_prompts):
         env_id = env_ids[i % len(env_ids)]
         obs, info = envs[env_id].reset(seed=seed + i)
         items.append((env_id, seed + i, render_prompt(tokenizer, obs, info, prompt_format)))
-    outs = generate(
+    outs = gen(
         model,
         tokenizer,
         [p for *_, p in items for _ in range(samples)],
@@ -179,7 +176,6 @@ def build_stage3_set(
             "rejection sampling kept no reasoning samples (all wrong, truncated or unreadable); "
             "sample more, raise max_new_tokens, or start from a stronger checkpoint"
         )
-    from r1agent.data.sft import write_examples
 
     path = Path(out_path)
     write_examples(path, [*reasoning, *general])

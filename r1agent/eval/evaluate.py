@@ -18,6 +18,7 @@ Design decisions:
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -25,7 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from r1agent.infra.models import load_model
+from r1agent.rollout.engine import Completion
 from r1agent.rollout.episodes import make_env, render_prompt
+from r1agent.rollout.transformers_engine import generate
 
 HELDOUT_SEED = 10_000_000
 PromptFormat = Literal["observation", "chat"]
@@ -263,8 +267,7 @@ def evaluate(
     """
     if k < 1 or n < 1:
         raise ValueError(f"need n >= 1 and k >= 1, n: {n}, k: {k}")
-    if generate_fn is None:
-        from r1agent.rollout.transformers_engine import generate as generate_fn
+    generate_fn = generate_fn or generate
     problems = heldout_problems(
         env_ids,
         n,
@@ -274,43 +277,19 @@ def evaluate(
         env_kwargs=env_kwargs,
     )
     envs = {e: make_env(e, (env_kwargs or {}).get(e)) for e in dict.fromkeys(env_ids)}
-    per_problem: list[list[dict[str, Any]]] = []
-    chunk = max(1, batch_size // k) if k <= batch_size else 1
-    for start in range(0, len(problems), chunk):
-        group = problems[start : start + chunk]
-        prompts = [p.prompt for p in group for _ in range(k)]
-        outs = generate_fn(
-            model,
-            tokenizer,
-            prompts,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            seed=seed + start,
-        )
-        for j, p in enumerate(group):
-            graded = []
-            for out in outs[j * k : (j + 1) * k]:
-                info = grade(envs[p.env_id], p, out.text)
-                graded.append(
-                    {
-                        "correct": bool(info["correct"]),
-                        "answer": info.get("extracted_answer"),
-                        "format": float(info["rewards"].get("format", 0.0)),
-                        "error": info.get("error"),
-                        "length": len(out.completion_ids),
-                        "truncated": bool(out.truncated),
-                        "text": out.text,
-                    }
-                )
-            per_problem.append(graded)
-    for env in envs.values():
-        env.close()
-    results = [
-        _aggregate(e, k, [g for p, g in zip(problems, per_problem, strict=True) if p.env_id == e])
-        for e in dict.fromkeys(env_ids)
-    ]
-    overall = _aggregate("all", k, per_problem)
+    sample = functools.partial(
+        generate_fn,
+        model,
+        tokenizer,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+    )
+    try:
+        per_problem = _sample_and_grade(sample, envs, problems, k, batch_size, seed)
+    finally:
+        for env in envs.values():
+            env.close()
     settings = {
         "n": n,
         "k": k,
@@ -321,6 +300,57 @@ def evaluate(
         "seed": seed,
         "base_seed": base_seed,
     }
+    return _report(model_name, settings, env_ids, problems, per_problem, keep_samples)
+
+
+def _sample_and_grade(
+    sample: Callable[..., list[Completion]],
+    envs: dict[str, Any],
+    problems: Sequence[Problem],
+    k: int,
+    batch_size: int,
+    seed: int,
+) -> list[list[dict[str, Any]]]:
+    """``k`` graded samples per problem; ``sample(prompts, seed=...)`` generates."""
+    per_problem: list[list[dict[str, Any]]] = []
+    chunk = max(1, batch_size // k) if k <= batch_size else 1
+    for start in range(0, len(problems), chunk):
+        group = problems[start : start + chunk]
+        outs = sample([p.prompt for p in group for _ in range(k)], seed=seed + start)
+        for j, p in enumerate(group):
+            per_problem.append([_graded(envs[p.env_id], p, o) for o in outs[j * k : (j + 1) * k]])
+    return per_problem
+
+
+def _graded(env: Any, problem: Problem, out: Completion) -> dict[str, Any]:
+    """One sample's grade as the report keeps it."""
+    info = grade(env, problem, out.text)
+    return {
+        "correct": bool(info["correct"]),
+        "answer": info.get("extracted_answer"),
+        "format": float(info["rewards"].get("format", 0.0)),
+        "error": info.get("error"),
+        "length": len(out.completion_ids),
+        "truncated": bool(out.truncated),
+        "text": out.text,
+    }
+
+
+def _report(
+    model_name: str,
+    settings: dict[str, Any],
+    env_ids: Sequence[str],
+    problems: Sequence[Problem],
+    per_problem: list[list[dict[str, Any]]],
+    keep_samples: int,
+) -> EvalReport:
+    """Aggregate graded samples per env and overall into an :class:`EvalReport`."""
+    k = settings["k"]
+    results = [
+        _aggregate(e, k, [g for p, g in zip(problems, per_problem, strict=True) if p.env_id == e])
+        for e in dict.fromkeys(env_ids)
+    ]
+    overall = _aggregate("all", k, per_problem)
     samples = [
         {"env_id": p.env_id, "seed": p.seed, **g[0]}
         for p, g in list(zip(problems, per_problem, strict=True))[:keep_samples]
@@ -378,7 +408,6 @@ def write_report(report: EvalReport, out_dir: str | Path, name: str = "eval") ->
 
 def evaluate_checkpoint(path: str | Path, env_ids: Sequence[str], **kwargs: Any) -> EvalReport:
     """Load a checkpoint directory with :func:`r1agent.models.load_model` and evaluate it."""
-    from r1agent.infra.models import load_model
 
     model, tokenizer = load_model(str(path))
     model.eval()

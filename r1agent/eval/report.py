@@ -1,6 +1,6 @@
 """Pipeline report: Markdown, PNG plots and a JSON summary.
 
-Plots (matplotlib, Agg backend):
+Plots (matplotlib figures drawn off-screen, no pyplot state):
 
 * ``training_curves.png`` — for each RL stage, reward, accuracy and mean response length per
   step (DeepSeek-R1's figure 7: response length grows as the model learns to think longer);
@@ -13,6 +13,8 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from matplotlib.figure import Figure
 
 #: Metric names looked up in an RL stage's metrics JSONL, first match wins.
 CURVES: dict[str, tuple[str, ...]] = {
@@ -66,11 +68,6 @@ def curve(
 
 def plot_training_curves(stage_dirs: Mapping[str, Path], out: Path) -> Path | None:
     """Reward / accuracy / response length per step for each RL stage."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     series = {}
     for stage, d in stage_dirs.items():
         f = find_metrics_file(d)
@@ -78,7 +75,8 @@ def plot_training_curves(stage_dirs: Mapping[str, Path], out: Path) -> Path | No
             series[stage] = read_metrics(f)
     if not series:
         return None
-    fig, axes = plt.subplots(1, len(CURVES), figsize=(5 * len(CURVES), 3.6))
+    fig = Figure(figsize=(5 * len(CURVES), 3.6))
+    axes = fig.subplots(1, len(CURVES))
     for ax, (title, names) in zip(axes, CURVES.items(), strict=True):
         for stage, rows in series.items():
             x, y = curve(rows, names)
@@ -90,20 +88,15 @@ def plot_training_curves(stage_dirs: Mapping[str, Path], out: Path) -> Path | No
     fig.tight_layout()
     path = out / "training_curves.png"
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def plot_pass_at_k(results: Mapping[str, Mapping[str, Any]], out: Path) -> Path | None:
     """pass@k over k, one line per evaluated checkpoint."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     if not results:
         return None
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig = Figure(figsize=(5.5, 3.8))
+    ax = fig.subplots()
     for name, res in results.items():
         env = res["envs"][0] if len(res["envs"]) == 1 else None
         src = env if env is not None else res["overall"]
@@ -117,7 +110,6 @@ def plot_pass_at_k(results: Mapping[str, Mapping[str, Any]], out: Path) -> Path 
     fig.tight_layout()
     path = out / "pass_at_k.png"
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

@@ -14,10 +14,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import gymnasium as gym
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-__all__ = ["GRPOConfig", "RolloutConfig", "apply_overrides", "load_config", "check_env_id"]
+import r1envs  # noqa: F401  (registers the r1 ids)
+
+__all__ = [
+    "GRPOConfig",
+    "GRPOSettings",
+    "RolloutConfig",
+    "apply_overrides",
+    "check_env_id",
+    "load_config",
+]
 
 
 class RolloutConfig(BaseModel):
@@ -77,6 +87,11 @@ class GRPOConfig(BaseModel):
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     fsdp: bool = Field(False, description="FSDP2 instead of DDP under torchrun")
+    forward: Literal["auto", "hf", "fast"] = Field(
+        "auto",
+        description="auto: the CPU accelerator (fastlm) on CPU in float32 for supported "
+        "models, Hugging Face's forward elsewhere; hf; fast (policy and reference alike)",
+    )
     threads: int = Field(0, ge=0, description="torch threads (0: auto, 1 for small CPU models)")
     save_every: int = Field(0, ge=0, description="checkpoint every N steps (0: final only)")
     keep_checkpoints: int = Field(2, ge=1, description="step checkpoints kept")
@@ -119,11 +134,39 @@ class GRPOConfig(BaseModel):
         return self
 
 
+#: Fields a recipe sets itself when it runs GRPO as one of its stages.
+STAGE_SET_FIELDS = ("model", "output_dir", "envs", "env_kwargs")
+
+
+class _Settings(BaseModel):
+    """Base of :data:`GRPOSettings`: also readable as a mapping (``settings["lr"]``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+    def overrides(self) -> dict[str, Any]:
+        """The settings given explicitly, as ``load_config`` overrides."""
+        return self.model_dump(exclude_unset=True)
+
+
+#: The GRPO settings of a pipeline or distillation stage: every :class:`GRPOConfig` field
+#: except :data:`STAGE_SET_FIELDS`, same types and defaults, unknown keys rejected — so a
+#: typo in ``stage4.grpo`` is named when the config loads, before any stage runs.
+GRPOSettings: type[_Settings] = create_model(  # type: ignore[call-overload]
+    "GRPOSettings",
+    __base__=_Settings,
+    **{
+        name: (f.annotation, f)
+        for name, f in GRPOConfig.model_fields.items()
+        if name not in STAGE_SET_FIELDS
+    },
+)
+
+
 def check_env_id(env_id: str) -> None:
     """Raise ``ValueError`` naming ``env_id`` when Gymnasium does not know it."""
-    import gymnasium as gym
-
-    import r1envs  # noqa: F401  (registers the r1 ids)
 
     name = env_id
     if ":" in env_id:

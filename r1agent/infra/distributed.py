@@ -17,6 +17,13 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.nn.parallel import DistributedDataParallel
 
 from r1agent.infra import checkpoint as ckpt
 
@@ -24,10 +31,12 @@ __all__ = [
     "Dist",
     "fsdp_gathered",
     "full_model_state",
+    "load_optimizer_state",
     "reduce_mean",
     "save_run_checkpoint",
     "setup_distributed",
     "unwrap",
+    "wrap_model",
 ]
 
 
@@ -69,8 +78,38 @@ def reduce_mean(row: dict[str, Any], dd: Dist) -> dict[str, Any]:
     return {**row, **{k: float(v) / dd.world for k, v in zip(keys, t.tolist(), strict=True)}}
 
 
+def wrap_model(model: Any, dd: Dist, device: torch.device, *, fsdp: bool) -> Any:
+    """The module the update calls: ``model`` alone, or under DDP / FSDP2 (``fsdp``) when
+    several processes train. FSDP2 shards each decoder layer, then the whole model, in place.
+    """
+    if dd.world <= 1:
+        return model
+    if fsdp:
+        from torch.distributed.fsdp import fully_shard  # public from torch 2.6
+
+        for layer in model.model.layers:
+            fully_shard(layer)
+        return fully_shard(model)
+    return DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None
+    )
+
+
+def load_optimizer_state(model: Any, optimizer: Any, state: dict[str, Any], *, fsdp: bool) -> None:
+    """Restore a saved optimizer state (a full state dict under FSDP2)."""
+    if fsdp:
+        set_optimizer_state_dict(
+            model,
+            optimizer,
+            optim_state_dict=state,
+            options=StateDictOptions(full_state_dict=True),
+        )
+    else:
+        optimizer.load_state_dict(state)
+
+
 def _fsdp_modules(model: Any) -> list[Any]:
-    from torch.distributed.fsdp import FSDPModule
+    from torch.distributed.fsdp import FSDPModule  # public from torch 2.6
 
     return [m for m in model.modules() if isinstance(m, FSDPModule)]
 
@@ -101,8 +140,6 @@ def full_model_state(model: Any, fsdp: bool) -> dict[str, Any] | None:
     """Full (unsharded, CPU) state dict under FSDP2 — a collective; ``None`` otherwise."""
     if not fsdp:
         return None
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
     opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
     return get_model_state_dict(model, options=opts)
 
@@ -123,11 +160,6 @@ def save_run_checkpoint(
     full_state = full_model_state(model, fsdp)
     optim_state = optimizer.state_dict()
     if fsdp:
-        from torch.distributed.checkpoint.state_dict import (
-            StateDictOptions,
-            get_optimizer_state_dict,
-        )
-
         opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
         optim_state = get_optimizer_state_dict(model, optimizer, options=opts)
     if dd.main:

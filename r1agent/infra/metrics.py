@@ -13,6 +13,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from matplotlib.figure import Figure
+from torch.utils.tensorboard import SummaryWriter
+
 __all__ = ["MetricsLogger", "plot_metrics", "read_jsonl"]
 
 #: Panels of the end-of-run figure (missing keys are skipped).
@@ -62,8 +65,6 @@ class MetricsLogger:
         self._fh = self.path.open("a")
         self._tb = None
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
             self._tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=resume_step + 1)
 
     def log(self, step: int, row: Mapping[str, Any]) -> None:
@@ -101,18 +102,14 @@ def plot_metrics(
     rows: Iterable[Mapping[str, Any]], out: str | Path, keys: Iterable[str] = PLOT_KEYS
 ) -> Path | None:
     """One PNG with a panel per metric over steps; ``None`` when there is nothing to plot."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = list(rows)
     present = [k for k in keys if any(isinstance(r.get(k), (int, float)) for r in rows)]
     if not present:
         return None
     cols = 3
     nrows = math.ceil(len(present) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 3 * nrows), squeeze=False)
+    fig = Figure(figsize=(4 * cols, 3 * nrows))
+    axes = fig.subplots(nrows, cols, squeeze=False)
     for ax, key in zip(axes.flat, present, strict=False):
         pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
         ax.plot([p[0] for p in pts], [p[1] for p in pts])
@@ -124,5 +121,4 @@ def plot_metrics(
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
-    plt.close(fig)
     return path

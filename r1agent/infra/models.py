@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 __all__ = [
     "default_device",
@@ -56,7 +57,6 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device | str) -
 
 def load_tokenizer(name_or_path: str) -> Any:
     """Load a tokenizer, left-padded, with a pad token (the eos token if it has none)."""
-    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     tokenizer.padding_side = "left"
@@ -84,7 +84,6 @@ def load_model(
         ``(model, tokenizer)``: the model in eval mode on ``device``; the tokenizer
         left-padded with a pad token set.
     """
-    from transformers import AutoModelForCausalLM
 
     dev = torch.device(device) if device is not None else default_device()
     tokenizer = load_tokenizer(name_or_path)

@@ -26,6 +26,14 @@ import random
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import gymnasium as gym
+import torch
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+import r1envs  # noqa: F401  (registers the ids)
+from r1envs import formats
+
 log = logging.getLogger(__name__)
 
 __all__ = ["CHAT_TEMPLATE", "QWEN_REGEX", "build_tiny_model", "default_texts", "build_tokenizer"]
@@ -55,7 +63,6 @@ CORPUS_ENVS: tuple[str, ...] = (
 
 def format_tags() -> list[str]:
     """The answer-format markers made single tokens (r1-zero tags and r1 delimiters)."""
-    from r1envs import formats
 
     return [
         formats.THINK_START,
@@ -67,7 +74,6 @@ def format_tags() -> list[str]:
 
 
 def _answers(rng: random.Random) -> str:
-    from r1envs import formats
 
     a, b = rng.randint(0, 999), rng.randint(0, 99)
     steps = f"{a} + {b} = {a + b}. Check: {a + b} - {b} = {a}."
@@ -81,9 +87,6 @@ def _answers(rng: random.Random) -> str:
 
 def default_texts(n_per_env: int = 200, seed: int = 0) -> list[str]:
     """Prompts of the registered envs (both formats, plain and chat) plus answer-shaped text."""
-    import gymnasium as gym
-
-    import r1envs  # noqa: F401  (registers the ids)
 
     rng = random.Random(seed)
     texts: list[str] = []
@@ -110,8 +113,6 @@ def build_tokenizer(
     texts: Iterable[str], *, vocab_size: int = 1024, extra_special_tokens: Sequence[str] = ()
 ):
     """Train a byte-level BPE tokenizer; returns a left-padded ``PreTrainedTokenizerFast``."""
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.normalizer = normalizers.NFC()
@@ -181,8 +182,6 @@ def build_tiny_model(
     Raises:
         ValueError: if ``hidden`` is not divisible by ``heads`` or ``heads`` by ``kv_heads``.
     """
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
 
     if hidden % heads or heads % kv_heads:
         raise ValueError(

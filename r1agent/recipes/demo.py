@@ -33,6 +33,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from r1agent.data.coldstart import solver_examples
+from r1agent.eval.evaluate import evaluate_checkpoint
+from r1agent.infra.models import load_model
+from r1agent.infra.tiny import build_tiny_model
+from r1agent.recipes.distill import DistillConfig, run_distill
 from r1agent.recipes.pipeline import (
     EvalConfig,
     PipelineConfig,
@@ -44,7 +49,10 @@ from r1agent.recipes.pipeline import (
     run_pipeline,
     stage_done,
 )
+from r1agent.recipes.pretrain import pretrain, synthetic_corpus
+from r1agent.recipes.reward_model import RewardModelConfig, train_reward_model
 from r1agent.recipes.sft import SFTConfig
+from r1agent.recipes.stages import write_stage_summary
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +115,6 @@ def demo_config(out: Path, base: Path, reward_model: Path, *, scale: float = 1.0
 
 def build_base(out: Path, *, pretrain_steps: int, seed: int = 0) -> Path:
     """The tiny factory's model (tokenizer trained on the envs' text), pretrained (stage 0)."""
-    from r1agent.data.coldstart import solver_examples
-    from r1agent.infra.models import load_model
-    from r1agent.infra.tiny import build_tiny_model
-    from r1agent.recipes.pretrain import pretrain, synthetic_corpus
 
     base = out / "base"
     if (base / "stage.json").is_file():
@@ -124,7 +128,6 @@ def build_base(out: Path, *, pretrain_steps: int, seed: int = 0) -> Path:
     summary = pretrain(
         model, tokenizer, base, steps=pretrain_steps, seed=seed, env_ids=ENV_IDS, max_value=9
     )
-    from r1agent.recipes.stages import write_stage_summary
 
     write_stage_summary(base, {"stage": "stage0", "checkpoint": str(base), **summary})
     return base
@@ -134,8 +137,6 @@ def run_demo(
     output: str | Path | None = None, *, scale: float = 1.0, generate_fn: Any = None
 ) -> dict[str, Any]:
     """Run the demo into ``output`` (default ``runs/demo-<time>``); returns ``report.json``'s dict."""
-    from r1agent.recipes.distill import DistillConfig, run_distill
-    from r1agent.recipes.reward_model import RewardModelConfig, train_reward_model
 
     out = Path(output or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -215,7 +216,6 @@ def learning_check(
     run: Path, *, n: int = 64, k: int = 8, generate_fn: Any = None
 ) -> dict[str, dict[str, float]]:
     """Paired stage-1 vs stage-2 numbers on the same held-out problems: greedy, pass@1, pass@k."""
-    from r1agent.eval.evaluate import evaluate_checkpoint
 
     cache = run / "learning_check.json"
     if cache.is_file():

@@ -20,8 +20,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from r1agent.data.sft import Example
+from r1agent.data.rejection import EmptyDatasetError, dedup, readable, sample_and_filter
+from r1agent.data.sft import Example, write_examples
+from r1agent.eval.evaluate import evaluate_checkpoint, write_report
+from r1agent.infra.config import GRPOSettings
+from r1agent.infra.models import load_model
 from r1agent.recipes.sft import SFTConfig, train_sft
+from r1agent.recipes.stages import run_grpo, write_stage_summary
+from r1agent.rewards.judges import EndpointJudge
+from r1agent.rollout.episodes import make_env, render_prompt
 
 
 class DistillConfig(BaseModel):
@@ -40,7 +47,9 @@ class DistillConfig(BaseModel):
     seed: int = Field(4_000_000, ge=0, lt=10_000_000, description="first training env seed")
     sft: SFTConfig = Field(default_factory=lambda: SFTConfig(epochs=2, lr=2e-3))
     rl_steps: int = Field(0, ge=0, description="also train the student by GRPO alone this long")
-    grpo: dict[str, Any] = Field(default_factory=dict, description="GRPO overrides for rl_steps")
+    grpo: GRPOSettings = Field(
+        default_factory=GRPOSettings, description="GRPO settings for rl_steps (typed)"
+    )
     eval_n: int = Field(300, ge=1, description="held-out problems for the comparison")
     eval_k: int = Field(4, ge=1)
 
@@ -49,7 +58,6 @@ def endpoint_samples(
     spec: str, prompts: Sequence[str], *, samples: int, max_new_tokens: int, temperature: float
 ) -> list[list[str]]:
     """Completions from an OpenAI-compatible endpoint (``URL#model``), ``samples`` per prompt."""
-    from r1agent.rewards.judges import EndpointJudge
 
     url, _, model = spec.partition("#")
     client = EndpointJudge(url, model or "default")
@@ -66,12 +74,8 @@ def teacher_data(
     config: DistillConfig, generate_fn: Any = None
 ) -> tuple[list[Example], dict[str, int]]:
     """Teacher-written, env-filtered examples."""
-    from r1agent.data.rejection import dedup, readable, sample_and_filter
-    from r1agent.rollout.episodes import make_env, render_prompt
 
     if not config.teacher.startswith(("http://", "https://")):
-        from r1agent.infra.models import load_model
-
         model, tokenizer = load_model(config.teacher)
         return sample_and_filter(
             model,
@@ -124,10 +128,6 @@ def run_distill(
     Raises:
         EmptyDatasetError: if no teacher sample survives the filters.
     """
-    from r1agent.data.rejection import EmptyDatasetError
-    from r1agent.eval.evaluate import evaluate_checkpoint, write_report
-    from r1agent.infra.models import load_model
-    from r1agent.recipes.stages import write_stage_summary
 
     out = Path(config.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -135,7 +135,6 @@ def run_distill(
     examples, counts = teacher_data(config, generate_fn)
     if not examples:
         raise EmptyDatasetError(f"the teacher wrote no correct, readable sample, counts: {counts}")
-    from r1agent.data.sft import write_examples
 
     write_examples(out / "teacher_data.jsonl", examples)
     model, tokenizer = load_model(config.student)
@@ -153,14 +152,12 @@ def run_distill(
     )
     checkpoints = {"distilled": student_dir}
     if config.rl_steps:
-        from r1agent.recipes.stages import run_grpo
-
         rl_dir = out / "rl_only"
         run_grpo(
             config.student,
             rl_dir,
             config.env_ids,
-            {**config.grpo, "steps": config.rl_steps},
+            {**config.grpo.overrides(), "steps": config.rl_steps},
             max_new_tokens=config.max_new_tokens,
             seed=config.seed,
         )

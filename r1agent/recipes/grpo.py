@@ -1,4 +1,4 @@
-"""GRPO over any mix of Gymnasium text envs — the training loop, top to bottom.
+"""GRPO over any mix of Gymnasium text envs — the recipe, top to bottom.
 
 Run it: ``r1agent grpo examples/grpo_tiny.yaml steps=20`` or, from Python,
 ``train_grpo(load_config({...}))``; multi-process: ``torchrun --nproc_per_node 2 -m
@@ -6,9 +6,15 @@ r1agent.cli grpo CONFIG`` (DDP, gloo on CPU, NCCL on GPU; ``fsdp=true`` shards w
 
 One step:
 
+:func:`train_grpo` sets up (:func:`build_policy`, :func:`build_optimizer`, :func:`resume`,
+:func:`build_engine`) and then runs the loop; each step's parts follow it in this file.
+The policy, the reference model and the rollouts run on one forward: the CPU
+accelerator (:mod:`r1agent.accel.fastlm`) or Hugging Face's, as ``forward`` chooses
+(``auto``: the accelerator on CPU in float32 for the models it supports).
+
 1. draw ``prompts_per_step`` problems ``(env_id, seed)`` from the weighted env mix
    (deterministic in ``(seed, step, rank)``, so a resumed run sees the same problems);
-2. run ``group_size`` episodes per problem (:func:`r1agent.rollout.collect_episodes`),
+2. run ``group_size`` episodes per problem (:func:`rollout`),
    refilling groups whose rewards are all equal when dynamic sampling is on;
 3. group-relative advantages; failed episodes (env exception, ``info["error"]``, NaN
    reward) and, optionally, truncated ones get zero weight;
@@ -29,6 +35,7 @@ written into ``output_dir`` itself (a Hugging Face directory), step checkpoints 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -36,23 +43,30 @@ import random
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from tqdm.auto import tqdm
+from transformers import AutoModelForCausalLM
 
-from r1agent.accel.cpu import retain_freed_memory, small_model_threads
+from r1agent.accel import fastlm
+from r1agent.accel.cpu import cpu_threads, small_model_threads
 from r1agent.infra import checkpoint as ckpt
 from r1agent.infra.config import GRPOConfig
 from r1agent.infra.distributed import (
+    Dist,
     fsdp_gathered,
     full_model_state,
+    load_optimizer_state,
     reduce_mean,
     save_run_checkpoint,
     setup_distributed,
     unwrap,
+    wrap_model,
 )
 from r1agent.infra.metrics import MetricsLogger, plot_metrics
 from r1agent.infra.models import default_device, load_model
@@ -60,16 +74,122 @@ from r1agent.rl import grpo
 from r1agent.rl.batch import Batch, batch_logprobs, build_batch, response_logits
 from r1agent.rl.stats import StepStats, step_metrics
 from r1agent.rollout.episodes import EnvPool, Episode, RewardFn, collect_episodes
+from r1agent.rollout.transformers_engine import generate
+from r1agent.rollout.vllm_engine import VLLMEngine
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Batch", "StepCallback", "build_batch", "sample_problems", "train_grpo"]
+__all__ = [
+    "Batch",
+    "StepCallback",
+    "build_batch",
+    "build_engine",
+    "build_optimizer",
+    "build_policy",
+    "resume",
+    "sample_problems",
+    "train_grpo",
+]
 
 #: ``callback(step, metrics) -> bool | None``; returning ``True`` stops training.
 StepCallback = Callable[[int, dict[str, Any]], "bool | None"]
 
 
+# --------------------------------------------------------------------------- the recipe
+
+
+def train_grpo(
+    config: GRPOConfig,
+    *,
+    model: Any = None,
+    tokenizer: Any = None,
+    reward_fn: RewardFn | None = None,
+    callbacks: Sequence[StepCallback] = (),
+    generate_fn: Callable[..., Any] | None = None,
+) -> dict[str, Any]:
+    """Train with GRPO as ``config`` says; returns the run summary.
+
+    Args:
+        config: a validated :class:`~r1agent.infra.config.GRPOConfig`.
+        model: an already loaded policy (default: ``config.model`` via :func:`load_model`).
+        tokenizer: its tokenizer (required with ``model``).
+        reward_fn: optional extra reward ``f(prompts, completions, infos) -> [float | None]``
+            added to the env reward (logged as ``rewards/custom``) — e.g. a reward model.
+        callbacks: ``f(step, metrics) -> bool | None`` after each step; ``True`` stops.
+        generate_fn: replaces :func:`r1agent.rollout.generate` (same signature).
+
+    Returns:
+        ``{"checkpoint": output_dir, "steps", "seconds", "final": last metrics,
+        "history": scalar metrics per step, "metrics_file", "plot"}``.
+    """
+    c, t_start = config, time.perf_counter()
+    device = default_device() if c.device == "auto" else torch.device(c.device)
+    dd = setup_distributed(device)
+    seed_everything(c.seed + dd.rank)
+    resume_from = ckpt.latest_checkpoint(Path(c.output_dir)) if c.resume else None
+    p = build_policy(c, dd, device, model, tokenizer, resume_from)
+    opt = build_optimizer(c, dd, p.model)
+    start = resume(c, dd, p.model, opt, resume_from)
+    engine, generate = build_engine(c, dd, p, resume_from, generate_fn)
+    run = RunLog.open(c, dd, start)
+    pool = EnvPool(c.env_kwargs)
+    step, row = start, {}
+    with cpu_threads(c.threads or small_model_threads(p.model)):
+        while step < c.steps:
+            t0 = time.perf_counter()
+            episodes, n_dropped = rollout(c, dd, p, pool, step, reward_fn, generate)  # 1-2
+            t_gen = time.perf_counter() - t0
+            batch, agg = make_batch(c, dd, episodes, p.tokenizer.pad_token_id, device)  # 3
+            stats, skipped = update(c, dd, p, opt, batch, agg, step)  # 4
+            if engine is not None:
+                engine.sync_weights(p.model)
+            step += 1
+            dt = time.perf_counter() - t0
+            row = step_metrics(
+                c, episodes, stats, n_dropped, skipped, dt, t_gen, opt.optimizer, step
+            )
+            row = reduce_mean(row, dd)
+            run.log(step, row, episodes)  # 5
+            stop = any(cb(step, row) for cb in callbacks)
+            if c.save_every and step % c.save_every == 0 and step < c.steps and not stop:
+                save_run_checkpoint(c, dd, p.model, p.tokenizer, opt.optimizer, opt.scheduler, step)
+            if stop:
+                break
+    pool.close()
+    return finish(c, dd, p, run, step, row, t_start)
+
+
 # --------------------------------------------------------------------------- setup
+
+
+@dataclass
+class Policy:
+    """The model being trained and what runs it.
+
+    ``model`` is the plain module (optimizer, checkpoints, rollouts), ``trained`` the
+    module the update calls (``model`` itself, or its DDP/FSDP2 wrapper), ``ref`` the
+    frozen reference (``beta > 0`` only). ``fast`` says whether the policy, the reference
+    and the rollouts run on the CPU accelerator (:func:`r1agent.accel.fastlm.use_fast`);
+    ``autocast`` is the mixed-precision context of the update (a no-op context outside CUDA
+    ``dtype: auto``).
+    """
+
+    model: Any
+    trained: Any
+    ref: Any
+    tokenizer: Any
+    fast: bool
+    autocast: Callable[[], Any]
+    param_dtype: torch.dtype
+    autocast_dtype: torch.dtype | None
+
+
+@dataclass
+class Optimizer:
+    """AdamW and its warm-up schedule."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
 
 
 def seed_everything(seed: int) -> None:
@@ -77,6 +197,192 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def build_policy(
+    c: GRPOConfig, dd: Dist, device: torch.device, model: Any, tokenizer: Any, resume_from: Any
+) -> Policy:
+    """Load (or take) the policy, restore resumed weights, load the reference, wrap for DDP/FSDP.
+
+    Raises:
+        ValueError: for a model without its tokenizer, or ``forward: fast`` on a model or
+            setup the accelerator cannot run.
+    """
+    param_dtype = torch.bfloat16 if c.dtype == "bfloat16" else torch.float32
+    if model is None:
+        model, tokenizer = load_model(str(resume_from or c.model), dtype=param_dtype, device=device)
+    elif resume_from is not None:
+        model.load_state_dict(AutoModelForCausalLM.from_pretrained(resume_from).state_dict())
+    if tokenizer is None:
+        raise ValueError("train_grpo: a model was given without its tokenizer")
+    fast = fastlm.use_fast(model, c.forward, distributed=dd.world > 1)
+    ref = None
+    if c.beta > 0:  # the reference is the starting policy, never a resumed one
+        ref, _ = load_model(c.model, dtype=param_dtype, device=device)
+        ref.requires_grad_(False)
+    autocast_dtype = torch.bfloat16 if device.type == "cuda" and c.dtype == "auto" else None
+    autocast = (
+        (lambda: torch.autocast(device.type, dtype=autocast_dtype))
+        if autocast_dtype
+        else contextlib.nullcontext
+    )
+    trained = wrap_model(model, dd, device, fsdp=c.fsdp)
+    return Policy(model, trained, ref, tokenizer, fast, autocast, param_dtype, autocast_dtype)
+
+
+def build_optimizer(c: GRPOConfig, dd: Dist, model: Any) -> Optimizer:
+    """AdamW over the model's parameters with linear warm-up to a constant rate."""
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=c.lr,
+        weight_decay=c.weight_decay,
+        fused=not (c.fsdp and dd.world > 1),  # one kernel per step (sharded DTensors: foreach)
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / (c.warmup_steps + 1)) if c.warmup_steps else 1.0
+    )
+    return Optimizer(optimizer, scheduler)
+
+
+def resume(c: GRPOConfig, dd: Dist, model: Any, opt: Optimizer, resume_from: Any) -> int:
+    """Restore optimizer, scheduler and RNG state from ``resume_from``; the step to start at."""
+    if resume_from is None:
+        return 0
+    state = ckpt.load_trainer_state(resume_from)
+    load_optimizer_state(model, opt.optimizer, state["optimizer"], fsdp=c.fsdp and dd.world > 1)
+    opt.scheduler.load_state_dict(state["scheduler"])
+    ckpt.set_rng_state(state["rng"][dd.rank] if isinstance(state["rng"], list) else state["rng"])
+    log.info("resuming from %s (step %d)", resume_from, int(state["step"]))
+    return int(state["step"])
+
+
+def build_engine(
+    c: GRPOConfig, dd: Dist, p: Policy, resume_from: Any, generate_fn: Callable[..., Any] | None
+) -> tuple[Any, Callable[..., Any]]:
+    """The rollout engine: ``(vllm_engine_or_None, generate)``.
+
+    ``generate_fn`` when given; a :class:`~r1agent.rollout.vllm_engine.VLLMEngine` for
+    ``rollout.engine: vllm`` (its weights synced from the policy after every step);
+    otherwise :func:`~r1agent.rollout.generate` on the policy's forward.
+    """
+    if generate_fn is not None:
+        return None, generate_fn
+    if c.rollout.engine == "vllm":
+        engine = VLLMEngine(
+            str(resume_from or c.model),
+            dtype=p.autocast_dtype or p.param_dtype,
+            gpu_memory_utilization=c.rollout.vllm_gpu_memory_utilization,
+            max_model_len=c.rollout.vllm_max_model_len,
+            seed=c.seed + dd.rank,
+        )
+        engine.sync_weights(p.model)  # a policy passed in may differ from the files
+        return engine, engine
+    return None, functools.partial(generate, forward="fast" if p.fast else "hf")
+
+
+class RunLog:
+    """Metrics (JSONL, TensorBoard) and the progress bar; rank 0 only (no-ops elsewhere)."""
+
+    def __init__(self, c: GRPOConfig, logger: MetricsLogger | None, bar: Any) -> None:
+        self.c, self.logger, self.bar = c, logger, bar
+
+    @classmethod
+    def open(cls, c: GRPOConfig, dd: Dist, start_step: int) -> RunLog:
+        """Open the metrics files (dropping rows after ``start_step``) and the bar."""
+        if not dd.main:
+            return cls(c, None, None)
+        logger = MetricsLogger(
+            Path(c.output_dir), tensorboard=c.tensorboard, resume_step=start_step
+        )
+        bar = (
+            tqdm(total=c.steps, initial=start_step, desc="grpo", dynamic_ncols=True)
+            if c.progress
+            else None
+        )
+        return cls(c, logger, bar)
+
+    def log(self, step: int, row: dict[str, Any], episodes: Sequence[Episode]) -> None:
+        """Log one step (with sample completions every ``sample_every`` steps)."""
+        if self.logger is None:
+            return
+        c = self.c
+        if c.sample_every and (step % c.sample_every == 0 or step == 1):
+            row["samples/completions"] = [
+                f"{e.prompt[-200:]} ⟶ {e.text}" for e in episodes[:: c.group_size][:4]
+            ]
+        self.logger.log(step, row)
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(
+                reward=f"{row['charts/reward']:.3f}", acc=f"{row['charts/accuracy']:.2f}"
+            )
+
+
+# --------------------------------------------------------------------------- one step
+
+
+def rollout(
+    c: GRPOConfig,
+    dd: Dist,
+    p: Policy,
+    pool: EnvPool,
+    step: int,
+    reward_fn: RewardFn | None,
+    generate: Callable[..., Any],
+) -> tuple[list[Episode], int]:
+    """Steps 1-2: ``group_size`` episodes per problem; with dynamic sampling, groups whose
+    rewards are all equal are replaced (up to ``max_refills`` rounds). Returns the episodes
+    (groups contiguous) and the number of groups dropped."""
+    p.model.eval()
+    gen_seed = (c.seed * 1_000_003 + step * 1009 + dd.rank) % 2**62
+    g, want = c.group_size, c.prompts_per_step
+    kept: list[list[Episode]] = []
+    spare: list[list[Episode]] = []
+    dropped = 0
+    rounds = 1 + (c.max_refills if c.dynamic_sampling else 0)
+    with p.autocast(), fsdp_gathered(p.model, c.fsdp and dd.world > 1):
+        for r in range(rounds):
+            problems = sample_problems(
+                c.envs,
+                want - len(kept),
+                seed=c.seed,
+                step=step,
+                rank=dd.rank,
+                seed_range=c.seed_range,
+                round_=r,
+            )
+            eps = collect_episodes(
+                p.model,
+                p.tokenizer,
+                pool,
+                problems,
+                group_size=g,
+                prompt_format=c.prompt_format,
+                max_new_tokens=c.max_new_tokens,
+                max_turns=c.max_turns,
+                temperature=c.temperature,
+                top_p=c.top_p,
+                min_new_tokens=c.min_new_tokens,
+                seed=gen_seed + 104_729 * r,
+                batch_size=c.rollout.batch_size,
+                reward_fn=reward_fn,
+                generate_fn=generate,
+            )
+            if not c.dynamic_sampling:
+                return eps, 0
+            groups = [eps[i : i + g] for i in range(0, len(eps), g)]
+            rewards = torch.tensor(
+                [[e.reward if e.error is None else 0.0 for e in x] for x in groups]
+            )
+            for grp, ok in zip(
+                groups, grpo.varied_groups(rewards.reshape(-1), g).tolist(), strict=True
+            ):
+                (kept if ok else spare).append(grp)
+                dropped += 0 if ok else 1
+            if len(kept) >= want:
+                break
+    # keep the batch size fixed (DDP ranks must agree): pad with zero-advantage groups
+    return [e for grp in (kept + spare)[:want] for e in grp], dropped
 
 
 def sample_problems(
@@ -95,346 +401,135 @@ def sample_problems(
     return [(rng.choices(ids, weights)[0], rng.randrange(seed_range)) for _ in range(n)]
 
 
-# --------------------------------------------------------------------------- the loop
+def make_batch(
+    c: GRPOConfig, dd: Dist, episodes: Sequence[Episode], pad_id: int, device: torch.device
+) -> tuple[Batch, dict[str, Any]]:
+    """Step 3: group-relative advantages and episode weights (failed episodes and, with
+    ``mask_truncated``, truncated ones weigh 0), padded into a :class:`Batch` of the rows
+    whose loss terms are not identically zero (every row under DDP, where all ranks must
+    run the same micro-batches). Also returns the loss aggregation's global denominators,
+    so that micro-batch losses sum to the full-batch aggregate."""
+    rewards = torch.tensor([e.reward for e in episodes], dtype=torch.float64)  # (N,)
+    valid = torch.tensor([e.error is None for e in episodes])
+    advantages = grpo.group_advantages(rewards, c.group_size, valid=valid, scale=c.scale_rewards)
+    weights = valid.float()
+    if c.mask_truncated:
+        weights = weights * grpo.truncation_mask(torch.tensor([e.truncated for e in episodes]))
+    batch = build_batch(episodes, advantages, weights, pad_id).to(device)
+    n_eps = batch.response_ids.shape[0]
+    num_tokens = float(batch.mask.sum())
+    if dd.world > 1:  # gradients are averaged over ranks: divide by the mean token count
+        count = torch.tensor([num_tokens], dtype=torch.float64, device=device)
+        dist.all_reduce(count)
+        num_tokens = float(count) / dd.world
+    agg = {
+        "token_mean": {"num_tokens": num_tokens},
+        "sequence_mean": {"num_sequences": n_eps},
+        "constant": {"num_sequences": n_eps, "max_len": c.max_new_tokens * c.max_turns},
+    }[c.loss_aggregation]
+    if dd.world == 1:
+        batch = batch.rows(grpo.contributing_rows(batch.advantages, batch.mask, beta=c.beta))
+    return batch, agg
 
 
-def train_grpo(
-    config: GRPOConfig,
-    *,
-    model: Any = None,
-    tokenizer: Any = None,
-    reward_fn: RewardFn | None = None,
-    callbacks: Sequence[StepCallback] = (),
-    generate_fn: Callable[..., Any] | None = None,
-) -> dict[str, Any]:
-    """Train with GRPO as ``config`` says; returns the run summary.
-
-    Args:
-        config: a validated :class:`~r1agent.config.GRPOConfig`.
-        model: an already loaded policy (default: ``config.model`` via :func:`load_model`).
-        tokenizer: its tokenizer (required with ``model``).
-        reward_fn: optional extra reward ``f(prompts, completions, infos) -> [float | None]``
-            added to the env reward (logged as ``rewards/custom``) — e.g. a reward model.
-        callbacks: ``f(step, metrics) -> bool | None`` after each step; ``True`` stops.
-        generate_fn: replaces :func:`r1agent.rollout.generate` (same signature).
-
-    Returns:
-        ``{"checkpoint": output_dir, "steps", "seconds", "final": last metrics,
-        "history": scalar metrics per step, "metrics_file", "plot"}``.
-    """
-    c = config
-    t_start = time.perf_counter()
-    threads_before = torch.get_num_threads()
-    device = default_device() if c.device == "auto" else torch.device(c.device)
-    dd = setup_distributed(device)
-    out_dir = Path(c.output_dir)
-    seed_everything(c.seed + dd.rank)
-
-    # ---- model, reference, optimizer (resuming from the last checkpoint when there is one)
-    resume_from = ckpt.latest_checkpoint(out_dir) if c.resume else None
-    param_dtype = torch.bfloat16 if c.dtype == "bfloat16" else torch.float32
-    if model is None:
-        model, tokenizer = load_model(str(resume_from or c.model), dtype=param_dtype, device=device)
-    elif resume_from is not None:
-        from transformers import AutoModelForCausalLM
-
-        model.load_state_dict(AutoModelForCausalLM.from_pretrained(resume_from).state_dict())
-    if tokenizer is None:
-        raise ValueError("train_grpo: a model was given without its tokenizer")
-    threads = c.threads or small_model_threads(model)
-    if threads:
-        torch.set_num_threads(threads)
-    if device.type == "cpu":
-        retain_freed_memory()
-    autocast_dtype = torch.bfloat16 if device.type == "cuda" and c.dtype == "auto" else None
-    ref_model = None
-    if c.beta > 0:  # the reference is the starting policy, never a resumed one
-        ref_model, _ = load_model(c.model, dtype=param_dtype, device=device)
-        ref_model.requires_grad_(False)
-    policy = model
-    if dd.world > 1:
-        if c.fsdp:
-            from torch.distributed.fsdp import fully_shard
-
-            for layer in model.model.layers:
-                fully_shard(layer)
-            policy = fully_shard(model)
-        else:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            policy = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = torch.optim.AdamW(
-        model.parameters(),
-        lr=c.lr,
-        weight_decay=c.weight_decay,
-        fused=not (c.fsdp and dd.world > 1),  # one kernel per step (sharded DTensors: foreach)
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / (c.warmup_steps + 1)) if c.warmup_steps else 1.0
-    )
-    start_step = 0
-    if resume_from is not None:
-        state = ckpt.load_trainer_state(resume_from)
-        if c.fsdp and dd.world > 1:
-            from torch.distributed.checkpoint.state_dict import (
-                StateDictOptions,
-                set_optimizer_state_dict,
+def update(
+    c: GRPOConfig, dd: Dist, p: Policy, opt: Optimizer, batch: Batch, agg: dict[str, Any], step: int
+) -> tuple[StepStats, int]:
+    """Step 4: ``updates_per_batch`` optimizer steps on the batch; returns the statistics and
+    the number of updates skipped for a non-finite loss or gradient norm."""
+    p.model.train()
+    with p.autocast():
+        if c.updates_per_batch > 1:
+            batch.old_logprobs = batch_logprobs(
+                p.trained, batch, c.micro_batch_size, c.temperature, fast=p.fast
             )
-
-            set_optimizer_state_dict(
-                model,
-                optimizer,
-                optim_state_dict=state["optimizer"],
-                options=StateDictOptions(full_state_dict=True),
+        if p.ref is not None:
+            batch.ref_logprobs = batch_logprobs(
+                p.ref, batch, c.micro_batch_size, c.temperature, fast=p.fast
             )
-        else:
-            optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        ckpt.set_rng_state(
-            state["rng"][dd.rank] if isinstance(state["rng"], list) else state["rng"]
-        )
-        start_step = int(state["step"])
-        log.info("resuming from %s (step %d)", resume_from, start_step)
+    stats, skipped = StepStats(), 0
+    for u in range(c.updates_per_batch):
+        opt.optimizer.zero_grad(set_to_none=True)
+        loss = accumulate_gradients(c, p, batch, agg, stats, first=u == 0)
+        grad_norm = torch.nn.utils.clip_grad_norm_(p.model.parameters(), c.max_grad_norm)
+        if hasattr(grad_norm, "full_tensor"):  # FSDP2: a DTensor
+            grad_norm = grad_norm.full_tensor()
+        bad = torch.tensor([0.0 if math.isfinite(loss) and torch.isfinite(grad_norm) else 1.0])
+        if dd.world > 1:
+            dist.all_reduce(bad)
+        if bad.item() > 0:
+            warnings.warn(
+                f"step {step}: non-finite loss ({loss}) or grad norm; update skipped", stacklevel=1
+            )
+            opt.optimizer.zero_grad(set_to_none=True)
+            skipped += 1
+            continue
+        opt.optimizer.step()
+        stats.loss += loss
+        stats.grad_norm += float(grad_norm)
+    opt.scheduler.step()
+    return stats, skipped
 
-    engine = None
-    if c.rollout.engine == "vllm" and generate_fn is None:
-        from r1agent.rollout.vllm_engine import VLLMEngine
 
-        engine = VLLMEngine(
-            str(resume_from or c.model),
-            dtype=param_dtype if autocast_dtype is None else autocast_dtype,
-            gpu_memory_utilization=c.rollout.vllm_gpu_memory_utilization,
-            max_model_len=c.rollout.vllm_max_model_len,
-            seed=c.seed + dd.rank,
-        )
-        engine.sync_weights(model)  # a policy passed in may differ from the files
-        generate_fn = engine
-    pool = EnvPool(c.env_kwargs)
-    logger = (
-        MetricsLogger(out_dir, tensorboard=c.tensorboard, resume_step=start_step)
-        if dd.main
-        else None
-    )
+def accumulate_gradients(
+    c: GRPOConfig, p: Policy, batch: Batch, agg: dict[str, Any], stats: StepStats, *, first: bool
+) -> float:
+    """Forward and backward over the micro-batches (gradients summed); returns the loss:
+    clipped surrogate (clip-higher) + ``beta`` × k3 KL to the reference, aggregated by
+    ``loss_aggregation``. Old log-probs are the current ones detached when
+    ``updates_per_batch == 1``. With no rows, the gradient is zero."""
     aggregate = grpo.AGGREGATIONS[c.loss_aggregation]
-    pad_id = tokenizer.pad_token_id
-    autocast = (
-        (lambda: torch.autocast(device.type, dtype=autocast_dtype))
-        if autocast_dtype
-        else contextlib.nullcontext
-    )
-    bar = None
-    if dd.main and c.progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=c.steps, initial=start_step, desc="grpo", dynamic_ncols=True)
-
-    step = start_step
-    row: dict[str, Any] = {}
-    while step < c.steps:
-        t0 = time.perf_counter()
-        # ---- 1-2. rollouts: G episodes per problem, refilling uninformative groups
-        model.eval()
-        gen_seed = (c.seed * 1_000_003 + step * 1009 + dd.rank) % 2**62
-        with autocast(), fsdp_gathered(model, c.fsdp and dd.world > 1):
-            episodes, n_dropped = _collect(
-                c, model, tokenizer, pool, step, dd.rank, gen_seed, reward_fn, generate_fn
+    starts = list(range(0, batch.response_ids.shape[0], c.micro_batch_size))
+    ddp = isinstance(p.trained, torch.nn.parallel.DistributedDataParallel)
+    total = 0.0
+    for j, s in enumerate(starts):
+        mb = batch.rows(slice(s, s + c.micro_batch_size))
+        sync = j == len(starts) - 1 or not ddp
+        with contextlib.nullcontext() if sync else p.trained.no_sync(), p.autocast():
+            logits = response_logits(p.trained, mb, fast=p.fast)  # (n, R, V)
+            logp = grpo.token_logprobs(logits, mb.response_ids, temperature=c.temperature)
+            old = mb.old_logprobs if mb.old_logprobs is not None else logp.detach()
+            per_tok, clipped = grpo.clipped_surrogate(
+                logp, old, mb.advantages, eps_low=c.eps_low, eps_high=c.eps_high
             )
-        t_gen = time.perf_counter() - t0
-        g = c.group_size
+            kl = grpo.kl_k3(logp, mb.ref_logprobs) if mb.ref_logprobs is not None else None
+            if kl is not None:
+                per_tok = per_tok + c.beta * kl
+            loss = aggregate(per_tok, mb.mask, **agg)
+        loss.backward()
+        total += float(loss.detach())
+        stats.add(mb, logits, logp, clipped, kl, c.temperature, first=first)
+    if not starts:  # nothing to learn from: a zero gradient (weight decay still applies)
+        for prm in p.model.parameters():
+            if prm.requires_grad:
+                prm.grad = torch.zeros_like(prm)
+    return total
 
-        # ---- 3. advantages and per-episode weights
-        rewards = torch.tensor([e.reward for e in episodes], dtype=torch.float64)  # (N,)
-        valid = torch.tensor([e.error is None for e in episodes])
-        advantages = grpo.group_advantages(rewards, g, valid=valid, scale=c.scale_rewards)
-        weights = valid.float()
-        if c.mask_truncated:
-            weights = weights * grpo.truncation_mask(torch.tensor([e.truncated for e in episodes]))
-        batch = build_batch(episodes, advantages, weights, pad_id).to(device)
-        n_eps = batch.response_ids.shape[0]
-        num_tokens = float(batch.mask.sum())
-        if dd.world > 1:  # gradients are averaged over ranks: divide by the mean token count
-            count = torch.tensor([num_tokens], dtype=torch.float64, device=device)
-            dist.all_reduce(count)
-            num_tokens = float(count) / dd.world
-        # global denominators, so micro-batch losses sum to the full-batch aggregate
-        agg_kwargs = {
-            "token_mean": {"num_tokens": num_tokens},
-            "sequence_mean": {"num_sequences": n_eps},
-            "constant": {"num_sequences": n_eps, "max_len": c.max_new_tokens * c.max_turns},
-        }[c.loss_aggregation]
 
-        # ---- 4. policy update(s) on the rows whose loss terms are not identically zero
-        # (all of them under DDP, where every rank must run the same micro-batches)
-        if dd.world == 1:
-            batch = batch.rows(grpo.contributing_rows(batch.advantages, batch.mask, beta=c.beta))
-        n_rows = batch.response_ids.shape[0]
-        model.train()
-        with autocast():
-            if c.updates_per_batch > 1:
-                batch.old_logprobs = batch_logprobs(
-                    policy, batch, c.micro_batch_size, c.temperature
-                )
-            if ref_model is not None:
-                batch.ref_logprobs = batch_logprobs(
-                    ref_model, batch, c.micro_batch_size, c.temperature
-                )
-        stats = StepStats()
-        skipped = 0
-        for update in range(c.updates_per_batch):
-            optimizer.zero_grad(set_to_none=True)
-            starts = list(range(0, n_rows, c.micro_batch_size))
-            loss_total = 0.0
-            for j, s in enumerate(starts):
-                mb = batch.rows(slice(s, s + c.micro_batch_size))
-                sync = j == len(starts) - 1 or not isinstance(
-                    policy, torch.nn.parallel.DistributedDataParallel
-                )
-                with contextlib.nullcontext() if sync else policy.no_sync(), autocast():
-                    logits = response_logits(policy, mb)  # (n, R, V)
-                    logp = grpo.token_logprobs(
-                        logits, mb.response_ids, temperature=c.temperature
-                    )  # (n, R)
-                    old = mb.old_logprobs if mb.old_logprobs is not None else logp.detach()
-                    per_tok, clipped = grpo.clipped_surrogate(
-                        logp, old, mb.advantages, eps_low=c.eps_low, eps_high=c.eps_high
-                    )
-                    kl = grpo.kl_k3(logp, mb.ref_logprobs) if mb.ref_logprobs is not None else None
-                    if kl is not None:
-                        per_tok = per_tok + c.beta * kl
-                    loss = aggregate(per_tok, mb.mask, **agg_kwargs)
-                loss.backward()
-                loss_total += float(loss.detach())
-                stats.add(mb, logits, logp, clipped, kl, c.temperature, first=update == 0)
-            if not starts:  # nothing to learn from: a zero gradient (weight decay still applies)
-                for p in model.parameters():
-                    if p.requires_grad:
-                        p.grad = torch.zeros_like(p)
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c.max_grad_norm)
-            if hasattr(grad_norm, "full_tensor"):  # FSDP2: a DTensor
-                grad_norm = grad_norm.full_tensor()
-            bad = torch.tensor(
-                [0.0 if math.isfinite(loss_total) and torch.isfinite(grad_norm) else 1.0]
-            )
-            if dd.world > 1:
-                dist.all_reduce(bad)
-            if bad.item() > 0:
-                warnings.warn(
-                    f"step {step}: non-finite loss ({loss_total}) or grad norm; update skipped",
-                    stacklevel=1,
-                )
-                optimizer.zero_grad(set_to_none=True)
-                skipped += 1
-                continue
-            optimizer.step()
-            stats.loss += loss_total
-            stats.grad_norm += float(grad_norm)
-        scheduler.step()
-        if engine is not None:
-            engine.sync_weights(model)
-        step += 1
-        dt = time.perf_counter() - t0
-
-        # ---- 5. metrics, callbacks, checkpoints
-        row = step_metrics(c, episodes, stats, n_dropped, skipped, dt, t_gen, optimizer, step)
-        row = reduce_mean(row, dd)
-        if dd.main and logger is not None:
-            if c.sample_every and (step % c.sample_every == 0 or step == 1):
-                row["samples/completions"] = [
-                    f"{e.prompt[-200:]} ⟶ {e.text}" for e in episodes[::g][:4]
-                ]
-            logger.log(step, row)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(
-                    reward=f"{row['charts/reward']:.3f}", acc=f"{row['charts/accuracy']:.2f}"
-                )
-        stop = any(cb(step, row) for cb in callbacks)
-        if c.save_every and step % c.save_every == 0 and step < c.steps and not stop:
-            save_run_checkpoint(c, dd, model, tokenizer, optimizer, scheduler, step)
-        if stop:
-            break
-
-    # ---- final model, plots, summary
-    full_state = full_model_state(model, c.fsdp and dd.world > 1)
+def finish(
+    c: GRPOConfig, dd: Dist, p: Policy, run: RunLog, step: int, row: dict[str, Any], t_start: float
+) -> dict[str, Any]:
+    """Step 5's end: write the final model, plots and ``summary.json``; the run summary."""
+    out_dir = Path(c.output_dir)
+    full_state = full_model_state(p.model, c.fsdp and dd.world > 1)
     if dd.main:
-        ckpt.atomic_save_pretrained(out_dir, unwrap(model), tokenizer, state_dict=full_state)
+        ckpt.atomic_save_pretrained(out_dir, unwrap(p.model), p.tokenizer, state_dict=full_state)
     if dd.world > 1:
         dist.barrier()
-    pool.close()
     summary: dict[str, Any] = {
         "checkpoint": str(out_dir.resolve()),
         "steps": step,
         "seconds": round(time.perf_counter() - t_start, 2),
     }
-    if logger is not None:
-        logger.close()
+    if run.logger is not None:
+        run.logger.close()
         summary["final"] = {k: v for k, v in row.items() if not k.startswith("samples/")}
-        summary["history"] = logger.scalars()
-        summary["metrics_file"] = str(logger.path)
-        plot = plot_metrics(logger.history, out_dir / "plots" / "grpo.png") if c.plots else None
+        summary["history"] = run.logger.scalars()
+        summary["metrics_file"] = str(run.logger.path)
+        plot = plot_metrics(run.logger.history, out_dir / "plots" / "grpo.png") if c.plots else None
         summary["plot"] = str(plot) if plot else None
         final = {k: v for k, v in summary.items() if k != "history"}
         (out_dir / "summary.json").write_text(json.dumps(final, indent=2, default=str))
-    if bar is not None:
-        bar.close()
-    torch.set_num_threads(threads_before)
+    if run.bar is not None:
+        run.bar.close()
     return summary
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _collect(
-    c: GRPOConfig,
-    model: Any,
-    tokenizer: Any,
-    pool: EnvPool,
-    step: int,
-    rank: int,
-    gen_seed: int,
-    reward_fn: RewardFn | None,
-    generate_fn: Callable[..., Any] | None,
-) -> tuple[list[Episode], int]:
-    """Episodes for one batch; with dynamic sampling, all-equal groups are replaced."""
-    g, want = c.group_size, c.prompts_per_step
-    kept: list[list[Episode]] = []
-    spare: list[list[Episode]] = []
-    dropped = 0
-    rounds = 1 + (c.max_refills if c.dynamic_sampling else 0)
-    for r in range(rounds):
-        need = want - len(kept)
-        problems = sample_problems(
-            c.envs, need, seed=c.seed, step=step, rank=rank, seed_range=c.seed_range, round_=r
-        )
-        eps = collect_episodes(
-            model,
-            tokenizer,
-            pool,
-            problems,
-            group_size=g,
-            prompt_format=c.prompt_format,
-            max_new_tokens=c.max_new_tokens,
-            max_turns=c.max_turns,
-            temperature=c.temperature,
-            top_p=c.top_p,
-            min_new_tokens=c.min_new_tokens,
-            seed=gen_seed + 104_729 * r,
-            batch_size=c.rollout.batch_size,
-            reward_fn=reward_fn,
-            generate_fn=generate_fn,
-        )
-        groups = [eps[i : i + g] for i in range(0, len(eps), g)]
-        if not c.dynamic_sampling:
-            return eps, 0
-        rewards = torch.tensor(
-            [[e.reward if e.error is None else 0.0 for e in grp] for grp in groups]
-        )
-        varied = grpo.varied_groups(rewards.reshape(-1), g)
-        for grp, ok in zip(groups, varied.tolist(), strict=True):
-            (kept if ok else spare).append(grp)
-            dropped += 0 if ok else 1
-        if len(kept) >= want:
-            break
-    # keep the batch size fixed (DDP ranks must agree): pad with zero-advantage groups
-    chosen = (kept + spare)[:want]
-    return [e for grp in chosen for e in grp], dropped

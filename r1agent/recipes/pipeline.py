@@ -20,6 +20,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from r1agent.data.coldstart import solver_examples
+from r1agent.data.sft import read_examples
+from r1agent.eval.evaluate import evaluate_checkpoint, write_report
+from r1agent.eval.report import write_pipeline_report
+from r1agent.infra.config import GRPOSettings, load_config
+from r1agent.recipes import stages
 from r1agent.recipes.sft import SFTConfig
 
 log = logging.getLogger(__name__)
@@ -48,7 +54,9 @@ class RLConfig(BaseModel):
     """A GRPO stage: trainer settings passed through to :mod:`r1agent.trainer`."""
 
     model_config = ConfigDict(extra="forbid")
-    grpo: dict[str, Any] = Field(default_factory=dict, description="GRPO config overrides")
+    grpo: GRPOSettings = Field(
+        default_factory=GRPOSettings, description="GRPO settings (typed, see GRPOConfig)"
+    )
     env_kwargs: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="gym.make kwargs per training env id"
     )
@@ -113,91 +121,119 @@ def stage_done(out: Path, stage: str) -> bool:
 def run_pipeline(config: PipelineConfig, *, generate_fn: Any = None) -> dict[str, Any]:
     """Run (or resume) stages 1 → 4, evaluate every checkpoint and write the report.
 
+    Every GRPO stage's trainer config is validated first (:func:`check_stages`), so a bad
+    setting stops the run before stage 1.
+
     Returns:
         The pipeline report dict (also written as ``pipeline_report.json``).
     """
-    from r1agent.recipes import stages
-
+    check_stages(config)
     out = Path(config.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     (out / "pipeline_config.json").write_text(config.model_dump_json(indent=2))
+    runners = {"stage1": _stage1, "stage2": _stage2, "stage3": _stage3, "stage4": _stage4}
     timings: dict[str, float] = {}
-    envs = config.env_ids
     for stage in STAGES:
         if stage_done(out, stage):
             log.info("%s finished earlier, skipping", stage)
             continue
         t0 = time.time()
         log.info("running %s", stage)
-        if stage == "stage1":
-            c = config.stage1
-            if c.source == "file":
-                if not c.data:
-                    raise ValueError("stage1.source is 'file' but stage1.data is not set")
-                from r1agent.data.sft import read_examples
-
-                examples = read_examples(c.data)
-            else:
-                from r1agent.data.coldstart import solver_examples
-
-                examples = solver_examples(envs, c.examples, seed=config.seed, detailed=c.detailed)
-            stages.stage1_cold_start(
-                config.base_model,
-                out / "stage1",
-                examples,
-                c.sft,
-                env_ids=envs,
-                max_new_tokens=config.max_new_tokens,
-                prompt_format=config.prompt_format,
-                target_pass1=c.target_pass1,
-                min_pass_k=c.min_pass_k,
-                eval_n=c.eval_n,
-                eval_k=c.eval_k,
-                generate_fn=generate_fn,
-            )
-        elif stage == "stage2":
-            stages.stage2_reasoning_rl(
-                out / "stage1",
-                out / "stage2",
-                config.stage2,
-                env_ids=envs,
-                max_new_tokens=config.max_new_tokens,
-                seed=config.seed,
-            )
-        elif stage == "stage3":
-            c3 = config.stage3
-            sft3 = c3.sft
-            if c3.steps_from_stage1:
-                done = json.loads((out / "stage1" / "stage.json").read_text())
-                steps = max(1, round(done["steps"] * c3.steps_from_stage1))
-                sft3 = sft3.model_copy(update={"max_steps": steps})
-            stages.stage3_rejection_sft(
-                out / "stage2",
-                config.base_model,
-                out / "stage3",
-                sft3,
-                env_ids=envs,
-                n_prompts=c3.prompts,
-                samples=c3.samples,
-                max_new_tokens=config.max_new_tokens,
-                prompt_format=config.prompt_format,
-                general_path=c3.general,
-                general_limit=c3.general_limit,
-                temperature=c3.temperature,
-                max_per_prompt=c3.max_per_prompt,
-                generate_fn=generate_fn,
-            )
-        else:
-            stages.stage4_all_scenarios_rl(
-                out / "stage3",
-                out / "stage4",
-                config.stage4,
-                env_ids=envs,
-                max_new_tokens=config.max_new_tokens,
-                seed=config.seed,
-            )
+        runners[stage](config, out, generate_fn)
         timings[stage] = round(time.time() - t0, 1)
     return evaluate_stages(config, out, timings=timings, generate_fn=generate_fn)
+
+
+def check_stages(config: PipelineConfig) -> None:
+    """Validate the full GRPO config of stages 2 and 4 (env ids, consistency of settings).
+
+    Raises:
+        ValueError: naming the stage and the bad setting.
+    """
+    for name, rl in (("stage2", config.stage2), ("stage4", config.stage4)):
+        data = {
+            "model": config.base_model,
+            "output_dir": str(Path(config.output_dir) / name),
+            "envs": {e: 1.0 for e in config.env_ids},
+            "seed": config.seed,
+        }
+        try:
+            load_config(data, rl.grpo.overrides(), max_new_tokens=config.max_new_tokens)
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            raise ValueError(f"{name}.grpo: {exc}") from exc
+
+
+def _stage1(config: PipelineConfig, out: Path, generate_fn: Any) -> None:
+    c = config.stage1
+    if c.source == "file":
+        if not c.data:
+            raise ValueError("stage1.source is 'file' but stage1.data is not set")
+        examples = read_examples(c.data)
+    else:
+        examples = solver_examples(
+            config.env_ids, c.examples, seed=config.seed, detailed=c.detailed
+        )
+    stages.stage1_cold_start(
+        config.base_model,
+        out / "stage1",
+        examples,
+        c.sft,
+        env_ids=config.env_ids,
+        max_new_tokens=config.max_new_tokens,
+        prompt_format=config.prompt_format,
+        target_pass1=c.target_pass1,
+        min_pass_k=c.min_pass_k,
+        eval_n=c.eval_n,
+        eval_k=c.eval_k,
+        generate_fn=generate_fn,
+    )
+
+
+def _stage2(config: PipelineConfig, out: Path, generate_fn: Any) -> None:
+    stages.stage2_reasoning_rl(
+        out / "stage1",
+        out / "stage2",
+        config.stage2,
+        env_ids=config.env_ids,
+        max_new_tokens=config.max_new_tokens,
+        seed=config.seed,
+    )
+
+
+def _stage3(config: PipelineConfig, out: Path, generate_fn: Any) -> None:
+    c3 = config.stage3
+    sft3 = c3.sft
+    if c3.steps_from_stage1:
+        done = json.loads((out / "stage1" / "stage.json").read_text())
+        steps = max(1, round(done["steps"] * c3.steps_from_stage1))
+        sft3 = sft3.model_copy(update={"max_steps": steps})
+    stages.stage3_rejection_sft(
+        out / "stage2",
+        config.base_model,
+        out / "stage3",
+        sft3,
+        env_ids=config.env_ids,
+        n_prompts=c3.prompts,
+        samples=c3.samples,
+        max_new_tokens=config.max_new_tokens,
+        prompt_format=config.prompt_format,
+        general_path=c3.general,
+        general_limit=c3.general_limit,
+        temperature=c3.temperature,
+        max_per_prompt=c3.max_per_prompt,
+        generate_fn=generate_fn,
+    )
+
+
+def _stage4(config: PipelineConfig, out: Path, generate_fn: Any) -> None:
+    stages.stage4_all_scenarios_rl(
+        out / "stage3",
+        out / "stage4",
+        config.stage4,
+        env_ids=config.env_ids,
+        max_new_tokens=config.max_new_tokens,
+        seed=config.seed,
+    )
 
 
 def evaluate_stages(
@@ -209,8 +245,6 @@ def evaluate_stages(
     generate_fn: Any = None,
 ) -> dict[str, Any]:
     """Evaluate each finished stage's checkpoint (cached in ``stageN/eval.json``), write the report."""
-    from r1agent.eval.evaluate import evaluate_checkpoint, write_report
-    from r1agent.eval.report import write_pipeline_report
 
     checkpoints = {s: out / s for s in STAGES if stage_done(out, s)}
     checkpoints.update(extra or {})

@@ -21,6 +21,8 @@ from typing import Any
 
 from r1agent.data.sft import Example
 from r1agent.recipes.sft import SFTConfig, train_sft
+from r1agent.rollout.episodes import make_env
+from r1envs.resources import data_path
 
 #: Env seeds used for stage-0 prompts (below the held-out range, apart from stage 1's).
 PRETRAIN_SEED = 5_000_000
@@ -58,13 +60,10 @@ def synthetic_corpus(
         prompt_share: share of documents that are env prompts.
         max_value: largest operand drawn in the arithmetic text.
     """
-    from r1agent.rollout.episodes import make_env
 
     rng = random.Random(seed)
     general: list[str] = []
     if general_path is None:
-        from r1envs.resources import data_path
-
         try:
             general_path = data_path("general/general.jsonl")
         except FileNotFoundError:

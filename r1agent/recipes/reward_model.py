@@ -18,7 +18,9 @@ from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
+from transformers import AutoTokenizer
 
+from r1agent.accel.cpu import cpu_threads, small_model_threads
 from r1agent.rewards.reward_model import (
     bradley_terry_loss,
     load_reward_head,
@@ -27,6 +29,7 @@ from r1agent.rewards.reward_model import (
     rm_text,
     score_texts,
 )
+from r1envs.resources import data_path
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +61,8 @@ def train_reward_model(config: RewardModelConfig) -> dict[str, Any]:
     Raises:
         ValueError: if no data file is given or a file is malformed.
     """
-    from transformers import AutoTokenizer
 
     if not config.data:
-        from r1envs.resources import data_path
-
         config = config.model_copy(update={"data": [str(data_path("general/preferences.jsonl"))]})
     pairs = [p for f in config.data for p in read_preferences(f)]
     rng = random.Random(config.seed)
@@ -81,7 +81,6 @@ def train_reward_model(config: RewardModelConfig) -> dict[str, Any]:
     model.train()
     t0, step, metrics_path = time.time(), 0, Path(config.output_dir) / "rm_metrics.jsonl"
     metrics_path.parent.mkdir(parents=True, exist_ok=True)
-    from r1agent.accel.cpu import cpu_threads, small_model_threads
 
     with cpu_threads(small_model_threads(model)), metrics_path.open("w", encoding="utf-8") as mf:
         for _ in range(config.epochs):

@@ -24,7 +24,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -218,7 +218,6 @@ def train_sft(
     out.mkdir(parents=True, exist_ok=True)
     metrics_file = Path(metrics_path) if metrics_path else out / "sft_metrics.jsonl"
     torch.manual_seed(config.seed)
-    rng = random.Random(config.seed)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     encoded = [tokenize_example(tokenizer, ex, config.max_len, config.loss_on) for ex in examples]
     rows = build_rows(encoded, config.max_len, config.packing)
@@ -227,28 +226,20 @@ def train_sft(
     total = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     model.train()
-    t0, loss_val, tokens, order = time.time(), float("nan"), 0, []
+    t0, loss_val, tokens = time.time(), float("nan"), 0
+    batches = _shuffled_batches(len(rows), config.batch_size, random.Random(config.seed))
     # small models train faster single-threaded on CPU (OpenMP barriers cost more than they save)
     with cpu_threads(small_model_threads(model)), metrics_file.open("a", encoding="utf-8") as mf:
-        for step in range(total):
-            if len(order) < config.batch_size:
-                fresh = list(range(len(rows)))
-                rng.shuffle(fresh)
-                order += fresh
-            batch_idx, order = order[: config.batch_size], order[config.batch_size :]
-            for g in opt.param_groups:
-                g["lr"] = config.lr * lr_at(step, total, config.warmup_steps, config.min_lr_ratio)
-            loss, n = batch_loss(model, [rows[i] for i in batch_idx], pad_id, prefix)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            opt.step()
-            loss_val, tokens = float(loss.detach()), tokens + n
+        for step, batch_idx in zip(range(total), batches, strict=False):
+            lr = config.lr * lr_at(step, total, config.warmup_steps, config.min_lr_ratio)
+            batch = [rows[i] for i in batch_idx]
+            loss_val, n, grad_norm = _step(model, opt, batch, pad_id, prefix, lr, config.grad_clip)
+            tokens += n
             record = {
                 "step": step + 1,
                 "sft/loss": loss_val,
-                "sft/grad_norm": float(grad_norm),
-                "sft/lr": opt.param_groups[0]["lr"],
+                "sft/grad_norm": grad_norm,
+                "sft/lr": lr,
                 "sft/tokens": tokens,
                 "sft/seconds": round(time.time() - t0, 3),
             }
@@ -257,14 +248,9 @@ def train_sft(
             if (step + 1) % config.log_every == 0 or step + 1 == total:
                 log.info("sft step %d/%d loss %.4f", step + 1, total, loss_val)
             if step + 1 in config.save_steps and step + 1 < total:
-                path = atomic_save_pretrained(out / f"checkpoint-{step + 1}", model, tokenizer)
-                if on_save is not None:
-                    model.eval()
-                    stop = on_save(step + 1, path)
-                    model.train()
-                    if stop:
-                        total = step + 1
-                        break
+                if _save_intermediate(out, step + 1, model, tokenizer, on_save):
+                    total = step + 1
+                    break
     model.eval()
     _set_eos(model, tokenizer)
     atomic_save_pretrained(out, model, tokenizer)
@@ -279,6 +265,55 @@ def train_sft(
     }
     (out / "sft_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _shuffled_batches(n: int, batch_size: int, rng: random.Random) -> Iterator[list[int]]:
+    """Row indices in batches: epochs shuffled by ``rng``, a batch may span two epochs."""
+    order: list[int] = []
+    while True:
+        if len(order) < batch_size:
+            fresh = list(range(n))
+            rng.shuffle(fresh)
+            order += fresh
+        yield order[:batch_size]
+        order = order[batch_size:]
+
+
+def _step(
+    model: Any,
+    opt: torch.optim.Optimizer,
+    batch: list[Any],
+    pad_id: int,
+    prefix: Sequence[int],
+    lr: float,
+    grad_clip: float,
+) -> tuple[float, int, float]:
+    """One optimizer step at learning rate ``lr``; ``(loss, response tokens, grad norm)``."""
+    for g in opt.param_groups:
+        g["lr"] = lr
+    loss, n = batch_loss(model, batch, pad_id, prefix)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    return float(loss.detach()), n, float(grad_norm)
+
+
+def _save_intermediate(
+    out: Path,
+    step: int,
+    model: Any,
+    tokenizer: Any,
+    on_save: Callable[[int, Path], bool | None] | None,
+) -> bool:
+    """Save ``out/checkpoint-STEP`` and ask ``on_save`` (model in eval mode) whether to stop."""
+    path = atomic_save_pretrained(out / f"checkpoint-{step}", model, tokenizer)
+    if on_save is None:
+        return False
+    model.eval()
+    stop = on_save(step, path)
+    model.train()
+    return bool(stop)
 
 
 def _set_eos(model: Any, tokenizer: Any) -> None:

@@ -24,7 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from r1agent.data.general import general_examples
+from r1agent.data.rejection import build_stage3_set, sample_and_filter
 from r1agent.data.sft import Example, read_examples
+from r1agent.eval.evaluate import HELDOUT_SEED, evaluate
+from r1agent.infra.config import load_config
+from r1agent.infra.models import load_model
+from r1agent.recipes.grpo import train_grpo
 from r1agent.recipes.sft import SFTConfig, train_sft
 from r1agent.rewards.chat_env import CHAT_ENV_ID, cached_judge
 
@@ -36,7 +41,6 @@ log = logging.getLogger(__name__)
 
 def load_model_and_tokenizer(path: str | Path) -> tuple[Any, Any]:
     """Load a checkpoint with :func:`r1agent.models.load_model`."""
-    from r1agent.infra.models import load_model
 
     return load_model(str(path))
 
@@ -74,7 +78,6 @@ def stage1_cold_start(
     held-out range the report uses, a different sample seed) and training stops once pass@1
     reaches ``target_pass1`` with pass@``eval_k`` at least ``min_pass_k``.
     """
-    from r1agent.eval.evaluate import HELDOUT_SEED, evaluate
 
     model, tokenizer = load_model_and_tokenizer(base)
     history: list[dict[str, Any]] = []
@@ -136,8 +139,6 @@ def run_grpo(
         seed: run seed.
         env_kwargs: ``gym.make`` kwargs per env id.
     """
-    from r1agent.infra.config import load_config
-    from r1agent.recipes.grpo import train_grpo
 
     mix = dict(envs) if isinstance(envs, dict) else {e: 1.0 for e in envs}
     data: dict[str, Any] = {
@@ -164,7 +165,7 @@ def stage2_reasoning_rl(
         stage1,
         out_dir,
         list(env_ids),
-        rl.grpo,
+        rl.grpo.overrides(),
         max_new_tokens=max_new_tokens,
         seed=seed,
         env_kwargs=rl.env_kwargs,
@@ -208,7 +209,7 @@ def stage4_all_scenarios_rl(
         stage3,
         out_dir,
         mix,
-        rl.grpo,
+        rl.grpo.overrides(),
         max_new_tokens=max_new_tokens,
         seed=seed,
         env_kwargs=env_kwargs,
@@ -246,7 +247,6 @@ def stage3_rejection_sft(
         EmptyDatasetError: if no sample survives the filters (nothing is written as a model).
         FileNotFoundError, ValueError: for a missing or malformed general data file.
     """
-    from r1agent.data.rejection import build_stage3_set, sample_and_filter
 
     general = general_examples(general_path, general_limit)  # fails early on bad data
     model, tokenizer = load_model_and_tokenizer(stage2)

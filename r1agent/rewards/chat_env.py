@@ -16,6 +16,7 @@ import gymnasium as gym
 from r1agent.data.general import GENERAL_TEMPLATE, general_examples
 from r1agent.rewards.judges import load_judge
 from r1envs import formats
+from r1envs.spaces import UnicodeText
 
 __all__ = ["CHAT_ENV_ID", "GENERAL_TEMPLATE", "ChatEnv", "cached_judge", "register_chat_env"]
 
@@ -67,7 +68,6 @@ class ChatEnv(gym.Env[str, str]):
         helpfulness_weight: float = 1.0,
         harmlessness_weight: float = 0.5,
     ) -> None:
-        from r1envs.spaces import UnicodeText
 
         self.prompts = [e.prompt for e in general_examples(data)]
         self.help_judge = cached_judge(helpfulness)

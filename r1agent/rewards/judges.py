@@ -26,8 +26,9 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-from r1agent.rewards.reward_model import rm_text
+from r1agent.rewards.reward_model import rm_text, score_texts
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,6 @@ class RewardModelJudge:
     """
 
     def __init__(self, path: str, *, max_len: int = 256, batch_size: int = 32) -> None:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
@@ -83,7 +83,6 @@ class RewardModelJudge:
 
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float | None]:
         """Reward-model outputs for each ``(prompt, response)``."""
-        from r1agent.rewards.reward_model import score_texts
 
         _check_lengths(prompts, responses)
         texts = [rm_text(p, r) for p, r in zip(prompts, responses, strict=True)]
@@ -119,8 +118,6 @@ class GenerativeJudge:
         self, model: Any, tokenizer: Any = None, *, template: str = JUDGE_QUESTION
     ) -> None:
         if isinstance(model, str):
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-
             try:
                 tokenizer = AutoTokenizer.from_pretrained(model)
                 model = AutoModelForCausalLM.from_pretrained(model)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import AutoModelForSequenceClassification
 
 from r1envs.loaders import iter_jsonl
 
@@ -83,7 +84,6 @@ def bradley_terry_loss(
 
 def load_reward_head(path: str, tokenizer: Any) -> Any:
     """A sequence-classification model (one label) on the weights of ``path``."""
-    from transformers import AutoModelForSequenceClassification
 
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
     if model.config.pad_token_id is None:

@@ -104,14 +104,16 @@ def build_batch(
     )
 
 
-def response_logits(model: Any, b: Batch) -> torch.Tensor:
+def response_logits(model: Any, b: Batch, *, fast: bool | None = None) -> torch.Tensor:
     """``(n, R, V)`` logits predicting each response token (only the response is projected).
 
-    Llama-family models use :func:`r1agent.fastlm.prefix_shared_logits` (each distinct
-    prompt computed once per micro-batch); others (and DDP/FSDP-wrapped models) the Hugging
-    Face forward over ``[prompt | response]``.
+    With ``fast`` (default: :func:`r1agent.accel.fastlm.use_fast` with ``forward: auto``),
+    :func:`r1agent.accel.fastlm.prefix_shared_logits` (each distinct prompt computed once
+    per micro-batch); otherwise the Hugging Face forward over ``[prompt | response]``.
     """
-    if fastlm.supports(model):
+    if fast is None:
+        fast = fastlm.use_fast(model)
+    if fast:
         return fastlm.prefix_shared_logits(
             model, b.prompt_ids, b.prompt_valid, b.prompt_index, b.response_ids
         )
@@ -127,13 +129,16 @@ def response_logits(model: Any, b: Batch) -> torch.Tensor:
 
 
 @torch.no_grad()
-def batch_logprobs(model: Any, b: Batch, micro: int, temperature: float) -> torch.Tensor:
-    """``(N, R)`` log-probs of the response tokens under ``model`` (no grad; 0 on padding)."""
+def batch_logprobs(
+    model: Any, b: Batch, micro: int, temperature: float, *, fast: bool | None = None
+) -> torch.Tensor:
+    """``(N, R)`` log-probs of the response tokens under ``model`` (no grad; 0 on padding);
+    ``fast`` as in :func:`response_logits`."""
     out = torch.zeros(b.response_ids.shape, device=b.response_ids.device)
     for s in range(0, b.response_ids.shape[0], micro):
         mb = b.rows(slice(s, s + micro))
         lp = grpo.token_logprobs(
-            response_logits(model, mb), mb.response_ids, temperature=temperature
+            response_logits(model, mb, fast=fast), mb.response_ids, temperature=temperature
         )
         out[s : s + micro, : lp.shape[1]] = lp
     return out

