@@ -36,8 +36,9 @@ from r1envs.sandbox.base import (
 
 DEFAULT_IMAGE = "r1-sandbox:latest"
 SANDBOX_UID = 65534
-_REAPER = (
-    "import os, signal\n"
+_REAPER = (  # not dumpable: candidates share its uid, yet cannot ptrace it or open its memory
+    "import ctypes, os, signal\n"
+    "ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)\n"  # PR_SET_DUMPABLE 0
     "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})\n"
     "while True:\n"
     "    try:\n"
