@@ -368,12 +368,12 @@ class LocalSandbox(Sandbox):
         tried = "; ".join(f"{kind}: {problem}" for kind, problem in problems.items())
         raise SandboxError(
             f"LocalSandbox(isolation={isolation!r}): no isolation can start on this machine "
-            f"({tried}). To fix: install bubblewrap (apt-get install bubblewrap) and allow "
-            "unprivileged user namespaces (sysctl user.max_user_namespaces=15000, "
-            "kernel.unprivileged_userns_clone=1 where it exists, "
-            "kernel.apparmor_restrict_unprivileged_userns=0 on Ubuntu), or run as root for "
-            "'unshare', or use DockerSandbox; or pass isolation='none' to run candidates "
-            "without isolation (they then see this machine's files and network)."
+            f"({tried}). To fix: install bubblewrap (apt-get install bubblewrap) and, unless "
+            "running as root, allow unprivileged user namespaces (sysctl "
+            "user.max_user_namespaces=15000, kernel.unprivileged_userns_clone=1 where it "
+            "exists, kernel.apparmor_restrict_unprivileged_userns=0 on Ubuntu), or use "
+            "DockerSandbox; or pass isolation='none' to run candidates without isolation "
+            "(they then see this machine's files and network)."
         )
 
     def _reset_pool(self) -> None:
