@@ -130,11 +130,12 @@ def train_grpo(
     p = build_policy(c, dd, device, model, tokenizer, resume_from)
     opt = build_optimizer(c, dd, p.model)
     start = resume(c, dd, p.model, opt, resume_from)
-    engine, generate = build_engine(c, dd, p, resume_from, generate_fn)
-    run = RunLog.open(c, dd, start)
-    pool = EnvPool(c.env_kwargs)
-    step, row = start, {}
+    # threads first: vLLM-CPU freezes torch's thread count once its engine starts
     with cpu_threads(c.threads or small_model_threads(p.model)):
+        engine, generate = build_engine(c, dd, p, resume_from, generate_fn)
+        run = RunLog.open(c, dd, start)
+        pool = EnvPool(c.env_kwargs)
+        step, row = start, {}
         while step < c.steps:
             t0 = time.perf_counter()
             episodes, n_dropped = rollout(c, dd, p, pool, step, reward_fn, generate)  # 1-2
