@@ -16,6 +16,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from r1agent.infra.metrics import read_jsonl
+
 #: Metric names looked up in an RL stage's metrics JSONL, first match wins.
 CURVES: dict[str, tuple[str, ...]] = {
     "reward": ("charts/reward", "reward/mean", "rewards/total", "reward"),
@@ -31,15 +33,7 @@ CURVES: dict[str, tuple[str, ...]] = {
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """Rows of a metrics JSONL file (missing file: no rows; bad lines skipped)."""
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
+    return read_jsonl(path)
 
 
 def find_metrics_file(stage_dir: Path) -> Path | None:
