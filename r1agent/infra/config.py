@@ -82,6 +82,13 @@ class GRPOConfig(BaseModel):
     dynamic_sampling: bool = Field(False, description="drop all-equal groups and refill (DAPO)")
     max_refills: int = Field(4, ge=0, description="extra sampling rounds for dynamic sampling")
     mask_truncated: bool = Field(False, description="no loss on completions cut at the limit")
+    error_rate_warn: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="warn when more than this share of a step's episodes failed "
+        "(info['error'] set: an infrastructure fault, or an env exception)",
+    )
     seed: int = Field(0, description="run seed (prompts, sampling, init)")
     seed_range: int = Field(10_000_000, ge=1, description="env seeds drawn below this")
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"

@@ -27,7 +27,10 @@ accelerator (:mod:`r1agent.accel.fastlm`) or Hugging Face's, as ``forward`` choo
    saved); the reference model only exists when ``beta > 0``;
 5. log metrics (JSONL, TensorBoard, progress bar), checkpoint every ``save_every`` steps.
 
-A non-finite loss or gradient norm skips the update with a warning. The final model is
+A non-finite loss or gradient norm skips the update with a warning. A step whose episodes
+all failed (``info["error"]``: the grader or sandbox is down) changes no weight: no
+optimizer step, so no momentum or weight-decay update either. ``charts/error_rate`` is the
+share of failed episodes; above ``error_rate_warn`` a warning names an example error. The final model is
 written into ``output_dir`` itself (a Hugging Face directory), step checkpoints under
 ``output_dir/checkpoints``.
 """
@@ -141,7 +144,10 @@ def train_grpo(
             episodes, n_dropped = rollout(c, dd, p, pool, step, reward_fn, generate)  # 1-2
             t_gen = time.perf_counter() - t0
             batch, agg = make_batch(c, dd, episodes, p.tokenizer.pad_token_id, device)  # 3
-            stats, skipped = update(c, dd, p, opt, batch, agg, step)  # 4
+            if all_failed(dd, episodes, device):  # nothing usable: no weight may change
+                stats, skipped = hold(c, opt)
+            else:
+                stats, skipped = update(c, dd, p, opt, batch, agg, step)  # 4
             if engine is not None:
                 engine.sync_weights(p.model)
             step += 1
@@ -151,6 +157,8 @@ def train_grpo(
             )
             row = reduce_mean(row, dd)
             run.log(step, row, episodes)  # 5
+            if dd.main and row["charts/error_rate"] > c.error_rate_warn:
+                warn_errors(step, row["charts/error_rate"], c.error_rate_warn, episodes)
             stop = any(cb(step, row) for cb in callbacks)
             if c.save_every and step % c.save_every == 0 and step < c.steps and not stop:
                 save_run_checkpoint(c, dd, p.model, p.tokenizer, opt.optimizer, opt.scheduler, step)
@@ -431,6 +439,35 @@ def make_batch(
     if dd.world == 1:
         batch = batch.rows(grpo.contributing_rows(batch.advantages, batch.mask, beta=c.beta))
     return batch, agg
+
+
+def all_failed(dd: Dist, episodes: Sequence[Episode], device: torch.device) -> bool:
+    """Whether no episode of the step (on any rank) is usable: every one has ``error`` set."""
+    ok = torch.tensor([float(sum(e.error is None for e in episodes))], device=device)
+    if dd.world > 1:  # every rank must take the same decision
+        dist.all_reduce(ok)
+    return bool(ok.item() == 0)
+
+
+def hold(c: GRPOConfig, opt: Optimizer) -> tuple[StepStats, int]:
+    """A step whose episodes all failed (an infrastructure fault, not the policy's doing):
+    no optimizer step, so weights, Adam moments and weight decay stay as they were; the
+    learning-rate schedule still advances with the step count. Every update counts as
+    skipped."""
+    with warnings.catch_warnings():  # torch warns when the schedule moves before any step
+        warnings.filterwarnings("ignore", message=".*lr_scheduler.step.*optimizer.step")
+        opt.scheduler.step()
+    return StepStats(), c.updates_per_batch
+
+
+def warn_errors(step: int, rate: float, threshold: float, episodes: Sequence[Episode]) -> None:
+    """Warn that more than ``threshold`` of a step's episodes failed, with an example error."""
+    example = next((e.error for e in episodes if e.error is not None), None)
+    warnings.warn(
+        f"step {step}: {rate:.0%} of the episodes failed (info['error'] or an env exception; "
+        f"e.g. {example!r}), above error_rate_warn: {threshold}; their rewards are masked",
+        stacklevel=2,
+    )
 
 
 def update(

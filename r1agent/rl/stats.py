@@ -87,6 +87,7 @@ def step_metrics(
         "charts/response_length_max": float(max(lengths)),
         "charts/truncated_fraction": float(np.mean([e.truncated for e in episodes])),
         "charts/env_failures": float(len(episodes) - len(ok)),
+        "charts/error_rate": (len(episodes) - len(ok)) / max(len(episodes), 1),
         "charts/groups_dropped": float(n_dropped),
         "charts/lr": float(optimizer.param_groups[0]["lr"]),
         "losses/policy": st.loss / done_updates,

@@ -10,7 +10,12 @@ from r1envs.spaces import UnicodeText
 
 
 class DigitEnv(gym.Env):
-    """Reward = fraction of characters in ``a..m`` (dense, varied even for a random model)."""
+    """Reward = fraction of characters in ``a..m`` (dense, varied even for a random model).
+
+    ``fail="outage"``: every step reports ``info["error"]`` while ``DigitEnv.down`` is set.
+    """
+
+    down = False
 
     def __init__(self, fail: str | None = None, turns: int = 1) -> None:
         self.observation_space = UnicodeText(1000)
@@ -33,6 +38,8 @@ class DigitEnv(gym.Env):
         info = {"rewards": {"digit": score}, "correct": score > 0.5, "error": None}
         if self.fail == "error" and self.np_random.random() < 0.5:
             info["error"] = "grader timeout"
+        if self.fail == "outage" and DigitEnv.down:
+            info["error"] = "sandbox unreachable"
         if self.fail == "nan" and self.np_random.random() < 0.5:
             score = math.nan
         done = self.t >= self.turns
@@ -48,6 +55,7 @@ def register_test_envs() -> None:
         "test/DigitNaN-v0": {"fail": "nan"},
         "test/DigitResetRaise-v0": {"fail": "reset"},
         "test/DigitTwoTurns-v0": {"turns": 2},
+        "test/DigitOutage-v0": {"fail": "outage"},
     }
     for env_id, kwargs in specs.items():
         if env_id not in gym.registry:

@@ -260,3 +260,49 @@ def test_a_step_with_nothing_to_learn_still_runs(model_dir, tmp_path):
     # the trainable ones took the optimizer step of a zero gradient: weight decay only
     w = "model.layers.0.mlp.up_proj.weight"
     torch.testing.assert_close(after[w], before[w] * (1 - 1e-3 * 0.5) ** 2)
+
+
+def test_a_step_whose_episodes_all_failed_changes_no_weight(model_dir, tmp_path):
+    from r1agent.infra.models import load_model
+    from tests.r1agent.grpo_helpers import DigitEnv
+
+    model, tok = load_model(model_dir)
+    after_step1 = {}
+
+    def outage_after_step1(step, row):
+        if step == 1:
+            after_step1.update({k: v.clone() for k, v in model.state_dict().items()})
+            DigitEnv.down = True
+
+    cfg = base_config(
+        model_dir, tmp_path / "run", envs={"test/DigitOutage-v0": 1.0}, steps=3, weight_decay=0.5
+    )
+    try:
+        with pytest.warns(UserWarning, match="100% of the episodes failed.*sandbox unreachable"):
+            summary = train_grpo(cfg, model=model, tokenizer=tok, callbacks=[outage_after_step1])
+    finally:
+        DigitEnv.down = False
+    # Adam's momentum from step 1 and weight decay would both move the weights
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, after_step1[k]), k
+    rates = [r["charts/error_rate"] for r in summary["history"]]
+    assert rates == [0.0, 1.0, 1.0]
+    assert [r["losses/skipped_updates"] for r in summary["history"]] == [0.0, 1.0, 1.0]
+
+
+def test_error_rate_is_logged_and_warned_above_the_threshold(model_dir, tmp_path):
+    import warnings
+
+    kw = {"envs": {"test/DigitError-v0": 1.0}, "steps": 3}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = train_grpo(base_config(model_dir, tmp_path / "low", error_rate_warn=0.1, **kw))
+    rates = [r["charts/error_rate"] for r in summary["history"]]
+    # a group shares its problem, so it fails as a whole: rates of 0, 1/2 or 1 per step
+    assert any(r > 0.1 for r in rates) and set(rates) <= {0.0, 0.5, 1.0}
+    errors = [w for w in caught if "error_rate_warn: 0.1" in str(w.message)]
+    assert len(errors) == sum(r > 0.1 for r in rates) and "grader timeout" in str(errors[0].message)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train_grpo(base_config(model_dir, tmp_path / "high", error_rate_warn=1.0, **kw))
+    assert not [w for w in caught if "error_rate_warn" in str(w.message)]
