@@ -195,14 +195,17 @@ def test_busy_cores_leave_out_this_process_own_work():
         while not stop.is_set():
             pass
 
+    # other processes' load varies (CI, parallel jobs): compare with and without the spinner,
+    # taking the quietest of a few windows each
+    others = min(cpu._busy_cores(0.3) for _ in range(3))
     spinner = threading.Thread(target=spin)
     spinner.start()
     try:
-        busy = cpu._busy_cores(0.3)
+        busy = min(cpu._busy_cores(0.3) for _ in range(3))
     finally:
         stop.set()
         spinner.join()
-    assert busy < 0.8  # counted, the spinner alone would read as about one busy core
+    assert busy < others + 0.6  # counted, the spinner alone would add about one busy core
 
 
 def test_small_models_use_the_cores_idle_at_start(monkeypatch):
