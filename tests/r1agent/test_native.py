@@ -175,4 +175,6 @@ def test_retained_freed_memory_is_reused_without_page_faults(monkeypatch):
         return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
     faults_of_a_fresh_buffer()  # the heap grows once
-    assert faults_of_a_fresh_buffer() < 256  # 4096 pages of 4 KiB when mapped afresh
+    # 4096 pages of 4 KiB when mapped afresh; the quietest of three tries, since other
+    # threads of the test process may allocate in between
+    assert min(faults_of_a_fresh_buffer() for _ in range(3)) < 256
