@@ -22,6 +22,8 @@ import r1envs  # noqa: F401  (registers the r1 ids)
 
 __all__ = [
     "GRPOConfig",
+    "LoraConfig",
+    "REPORTERS",
     "GRPOSettings",
     "RolloutConfig",
     "apply_overrides",
@@ -39,6 +41,28 @@ class RolloutConfig(BaseModel):
     batch_size: int = Field(64, ge=1, description="prompts decoded together (hf engine)")
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="vLLM on GPU")
     vllm_max_model_len: int = Field(2048, ge=16, description="vLLM context length")
+
+
+#: Where metrics go besides ``metrics.jsonl`` (always written): ``report_to`` choices.
+REPORTERS = ("tensorboard", "wandb")
+
+
+class LoraConfig(BaseModel):
+    """LoRA adapters (PEFT) instead of full fine-tuning; QLoRA with ``quantize``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    r: int = Field(16, ge=1, description="adapter rank")
+    alpha: float = Field(32.0, gt=0, description="scaling numerator (scale = alpha / r)")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the adapter input")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear",
+        description="module names (or suffixes) to wrap; all-linear: every linear layer "
+        "of the decoder except the LM head",
+    )
+    quantize: Literal["4bit", "8bit"] | None = Field(
+        None, description="QLoRA: load the frozen base quantized (bitsandbytes, CUDA only)"
+    )
 
 
 class GRPOConfig(BaseModel):
@@ -94,6 +118,21 @@ class GRPOConfig(BaseModel):
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     fsdp: bool = Field(False, description="FSDP2 instead of DDP under torchrun")
+    fsdp_offload: bool = Field(
+        False, description="FSDP2: keep parameters, gradients and optimizer state on the CPU"
+    )
+    lora: LoraConfig | None = Field(None, description="train LoRA adapters (PEFT) only")
+    gradient_checkpointing: bool | None = Field(
+        None,
+        description="recompute each layer's activations in backward (None: on for models "
+        "over 100M parameters)",
+    )
+    logits_chunk: int = Field(
+        1024, ge=1, description="positions projected through the LM head at a time in the loss"
+    )
+    check_memory: bool = Field(
+        True, description="estimate memory before loading weights; stop if it cannot fit"
+    )
     forward: Literal["auto", "hf", "fast"] = Field(
         "auto",
         description="auto: the CPU accelerator (fastlm) on CPU in float32 for supported "
@@ -104,10 +143,25 @@ class GRPOConfig(BaseModel):
     keep_checkpoints: int = Field(2, ge=1, description="step checkpoints kept")
     resume: bool = Field(True, description="continue from the last checkpoint in output_dir")
     sample_every: int = Field(10, ge=0, description="log sample completions every N steps")
-    tensorboard: bool = True
+    tensorboard: bool = Field(True, description="shorthand: tensorboard in report_to")
+    report_to: list[str] | None = Field(
+        None,
+        description="metrics sinks besides metrics.jsonl: tensorboard, wandb "
+        "(None: tensorboard when tensorboard is true; [] for none)",
+    )
+    run_name: str | None = Field(None, description="run name for W&B (default: output_dir's name)")
+    eval_every: int = Field(0, ge=0, description="evaluate held-out pass@1 every N steps (0: off)")
+    eval_problems: int = Field(64, ge=1, description="held-out problems per evaluation")
     plots: bool = True
     progress: bool = True
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+
+    @property
+    def reporters(self) -> list[str]:
+        """The metrics sinks in effect (``report_to``, or tensorboard per ``tensorboard``)."""
+        if self.report_to is not None:
+            return list(dict.fromkeys(self.report_to))
+        return ["tensorboard"] if self.tensorboard else []
 
     @property
     def episodes_per_step(self) -> int:
@@ -135,6 +189,9 @@ class GRPOConfig(BaseModel):
             if not w > 0:
                 raise ValueError(f"env weights must be > 0, envs[{env_id!r}]: {w}")
             check_env_id(env_id)
+        bad = [r for r in self.report_to or [] if r not in REPORTERS]
+        if bad:
+            raise ValueError(f"report_to entries must be among {list(REPORTERS)}, report_to: {bad}")
         unknown = set(self.env_kwargs) - set(self.envs)
         if unknown:
             raise ValueError(f"env_kwargs names env ids not in envs: {sorted(unknown)}")
