@@ -1,7 +1,8 @@
 """The ``r1agent`` command line (typer): a thin layer over per-command functions.
 
 ``r1agent grpo CONFIG.yaml key=value ...`` trains with GRPO; ``r1agent tiny DIR`` builds the
-tiny model; the R1 stages, pipeline, distill, eval and demo follow. Process-wide tuning
+tiny model; the R1 stages, pipeline, distill, eval and demo follow; ``r1agent plan CONFIG``
+estimates a run's memory, ``r1agent merge ADAPTER OUT`` merges a LoRA adapter. Process-wide tuning
 (glibc's malloc policy, :func:`r1agent.accel.cpu.tune_process`) happens here, once per
 command, never inside the library. Each command imports its recipe when it runs, so
 ``r1agent --help`` answers without loading torch.
@@ -233,6 +234,60 @@ def demo(
 
     report = run_demo(output, scale=scale)
     typer.echo(json.dumps(report, indent=2))
+
+
+@app.command("plan")
+def plan_command(
+    config: Path = typer.Argument(..., help="GRPO YAML config (as for r1agent grpo)"),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, dotted keys"),
+    memory_gib: float | None = typer.Option(
+        None, help="the device's memory in GiB (default: measured on this machine)"
+    ),
+    prompt_tokens: int = typer.Option(512, help="tokens allowed for the prompt per episode"),
+    world: int | None = typer.Option(
+        None, help="processes under FSDP (default: WORLD_SIZE; only with fsdp=true)"
+    ),
+) -> None:
+    """Estimate a GRPO run's peak memory from the model's config (no weights); exit 1 if it
+    does not fit."""
+    from r1agent.infra.config import load_config
+    from r1agent.infra.memory import GIB
+    from r1agent.infra.plan import plan
+
+    cfg = load_config(config, overrides or [])
+    try:
+        p = plan(
+            cfg,
+            prompt_tokens=prompt_tokens,
+            memory_bytes=None if memory_gib is None else int(memory_gib * GIB),
+            world=world,
+        )
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(p.table())
+    if not p.fits:
+        typer.echo("try:\n" + "\n".join(f"  - {s}" for s in p.suggestions))
+        raise typer.Exit(1)
+
+
+@app.command()
+def merge(
+    adapter_dir: Path = typer.Argument(..., help="LoRA adapter directory (adapter_config.json)"),
+    out_dir: Path = typer.Argument(..., help="new or empty directory for the merged model"),
+    base: str | None = typer.Option(
+        None, help="base model (default: the adapter's base_model_name_or_path)"
+    ),
+) -> None:
+    """Merge a LoRA adapter into its base model and write a plain Hugging Face model."""
+    from r1agent.infra.merge import merge_adapter
+
+    try:
+        out = merge_adapter(adapter_dir, out_dir, base=base)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(str(out))
 
 
 def main() -> None:
