@@ -105,15 +105,18 @@ def sample_and_filter(
     min_language: float = 0.95,
     max_per_prompt: int = 1,
     generate_fn: Any = None,
+    env_kwargs: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[list[Example], dict[str, int]]:
     """Rejection-sample reasoning data from ``model`` on env problems ``seed .. seed+n-1``.
+
+    ``env_kwargs`` are ``gym.make`` kwargs per env id (the output format, the prompt template).
 
     Returns:
         ``(kept examples, counts)`` where counts tells how many samples each filter dropped.
     """
 
     gen = generate_fn or generate
-    envs = {e: make_env(e) for e in dict.fromkeys(env_ids)}
+    envs = {e: make_env(e, (env_kwargs or {}).get(e)) for e in dict.fromkeys(env_ids)}
     items = []
     for i in range(n_prompts):
         env_id = env_ids[i % len(env_ids)]
