@@ -397,6 +397,7 @@ def model_examples(
     output_format: str = "r1",
     env_kwargs: dict[str, dict[str, Any]] | None = None,
     query_format: str | None = None,
+    prompt_tokenizer: Any = None,
     generate_fn: Any = None,
 ) -> list[Example]:
     """Cold-start examples written by a model (``fewshot``, ``reflection`` or ``zero``).
@@ -423,6 +424,8 @@ def model_examples(
         env_kwargs: ``gym.make`` kwargs per env id (``output_format`` defaults to the above).
         query_format: how the model is prompted (default ``prompt_format``; an endpoint
             takes plain text: ``observation``).
+        prompt_tokenizer: renders the training prompts when the model that writes the data
+            is not the one trained (default ``tokenizer``).
         generate_fn: replaces :func:`r1agent.rollout.transformers_engine.generate`.
 
     Raises:
@@ -441,7 +444,7 @@ def model_examples(
         n,
         seed,
         source,
-        tokenizer,
+        (tokenizer, prompt_tokenizer or tokenizer),
         prompt_format,
         query_format or prompt_format,
         shot_list,
@@ -478,14 +481,18 @@ def _model_items(
     n: int,
     seed: int,
     source: str,
-    tokenizer: Any,
+    tokenizers: tuple[Any, Any],
     prompt_format: str,
     query_format: str,
     shots: Sequence[tuple[str, dict[str, Any], str]],
     output_format: str,
     kwargs: dict[str, dict[str, Any]],
 ) -> list[tuple[str, int, str, str]]:
-    """``(env id, env seed, training prompt, model query)`` per problem."""
+    """``(env id, env seed, training prompt, model query)`` per problem.
+
+    ``tokenizers`` are ``(the sampled model's, the trained model's)``.
+    """
+    tokenizer, prompt_tokenizer = tokenizers
     envs = {e: make_env(e, kwargs[e]) for e in dict.fromkeys(env_ids)}
     zero_kwargs = {
         e: {k: v for k, v in kw.items() if k not in ("template", "system_prompt", "think_prefill")}
@@ -497,7 +504,7 @@ def _model_items(
     for i in range(n):
         env_id = env_ids[i % len(env_ids)]
         obs, info = envs[env_id].reset(seed=seed + i)
-        prompt = render_prompt(tokenizer, obs, info, prompt_format)
+        prompt = render_prompt(prompt_tokenizer, obs, info, prompt_format)
         if source == "zero":
             obs, info = query_envs[env_id].reset(seed=seed + i)
         query = model_query(

@@ -70,6 +70,9 @@ def stage1_cold_start(
     eval_n: int = 96,
     eval_k: int = 8,
     generate_fn: Any = None,
+    loaded: tuple[Any, Any] | None = None,
+    env_kwargs: dict[str, dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Cold-start SFT of ``base`` on ``examples``, stopping at the first checkpoint with headroom.
 
@@ -77,9 +80,12 @@ def stage1_cold_start(
     T=0.6 on held-out problems (seeds above the eval range's first ``eval_n``... the same
     held-out range the report uses, a different sample seed) and training stops once pass@1
     reaches ``target_pass1`` with pass@``eval_k`` at least ``min_pass_k``.
+
+    ``loaded`` is ``base`` already loaded as ``(model, tokenizer)``; ``env_kwargs`` are the
+    quick-eval envs' ``gym.make`` kwargs; ``extra`` goes into ``stage.json``.
     """
 
-    model, tokenizer = load_model_and_tokenizer(base)
+    model, tokenizer = loaded if loaded is not None else load_model_and_tokenizer(base)
     history: list[dict[str, Any]] = []
 
     def on_save(step: int, _path: Path) -> bool:
@@ -96,6 +102,7 @@ def stage1_cold_start(
             seed=1234 + step,
             base_seed=HELDOUT_SEED + 500_000,
             generate_fn=generate_fn,
+            env_kwargs=env_kwargs,
         )
         row = {
             "step": step,
@@ -110,7 +117,8 @@ def stage1_cold_start(
     summary = train_sft(model, tokenizer, examples, sft, on_save=on_save)
     summary["quick_evals"] = history
     write_stage_summary(
-        out_dir, {"stage": "stage1", "checkpoint": str(Path(out_dir).resolve()), **summary}
+        out_dir,
+        {"stage": "stage1", "checkpoint": str(Path(out_dir).resolve()), **summary, **(extra or {})},
     )
     return summary
 
@@ -240,8 +248,11 @@ def stage3_rejection_sft(
     temperature: float = 1.0,
     max_per_prompt: int = 1,
     generate_fn: Any = None,
+    env_kwargs: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Rejection-sample from ``stage2``, add general data, SFT ``base`` on the union.
+
+    ``env_kwargs`` are the sampled envs' ``gym.make`` kwargs (output format, template).
 
     Raises:
         EmptyDatasetError: if no sample survives the filters (nothing is written as a model).
@@ -262,6 +273,7 @@ def stage3_rejection_sft(
         prompt_format=prompt_format,
         max_per_prompt=max_per_prompt,
         generate_fn=generate_fn,
+        env_kwargs=env_kwargs,
     )
     del model
     out = Path(out_dir)

@@ -21,7 +21,7 @@ from r1agent.recipes.pipeline import (
 from r1agent.recipes.sft import SFTConfig
 from r1agent.rollout.engine import Completion
 
-QUESTION = re.compile(r"User: (What is .*?\?)\.? Assistant:")
+QUESTION = re.compile(r"(What is [-+*\d ]+\?)")
 
 
 def oracle_generate(
