@@ -5,11 +5,13 @@ Under ``torchrun`` the trainer joins a process group (gloo on CPU, NCCL on GPU).
 every rank holds the full model; with FSDP2 (``fsdp: true``) parameters are sharded and
 gathered once around generation (ranks decode different numbers of tokens, so no
 collective may run inside it), and checkpoints are written from full state dicts.
+``fsdp_offload: true`` adds FSDP2's CPU offload (see :func:`wrap_model`; useful on CUDA).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -26,6 +28,8 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.nn.parallel import DistributedDataParallel
 
 from r1agent.infra import checkpoint as ckpt
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "Dist",
@@ -54,12 +58,16 @@ class Dist:
 
 
 def setup_distributed(device: torch.device) -> Dist:
-    """Join the torchrun process group when ``WORLD_SIZE > 1`` (gloo on CPU, NCCL on GPU)."""
+    """Join the torchrun process group when ``WORLD_SIZE > 1``.
+
+    On CPU the group is gloo. On GPU it is NCCL for CUDA tensors and gloo for CPU tensors
+    (metric reduction, and the gradient norm of FSDP2 parameters offloaded to the CPU).
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group("cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
     return Dist(dist.get_rank(), dist.get_world_size())
 
 
@@ -78,18 +86,48 @@ def reduce_mean(row: dict[str, Any], dd: Dist) -> dict[str, Any]:
     return {**row, **{k: float(v) / dd.world for k, v in zip(keys, t.tolist(), strict=True)}}
 
 
-def wrap_model(model: Any, dd: Dist, device: torch.device, *, fsdp: bool) -> Any:
-    """The module the update calls: ``model`` alone, or under DDP / FSDP2 (``fsdp``) when
-    several processes train. FSDP2 shards each decoder layer, then the whole model, in place.
+def wrap_model(
+    model: Any, dd: Dist, device: torch.device, *, fsdp: bool, offload: bool = False
+) -> Any:
+    """The module the update calls: ``model`` alone, or under DDP / FSDP2 when several
+    processes train.
+
+    FSDP2 (``fsdp``) shards each decoder layer, then the whole model, in place. ``offload``
+    (FSDP2 only) keeps the sharded parameters, their gradients and the optimizer state in
+    host memory (``CPUOffloadPolicy``): each layer's shard is copied to the GPU for its
+    all-gather, gradients are copied back, and the optimizer step runs on the CPU. It saves
+    GPU memory at the cost of host-device copies and a CPU optimizer step, so it is meant
+    for CUDA; on CPU the parameters already live in host memory and the setting changes
+    nothing (FSDP2's offload policy needs an accelerator, so it is not applied there).
+    With one process, or without ``fsdp``, ``offload`` has no effect and a warning says so.
+
+    Args:
+        model: the Hugging Face causal LM (``model.model.layers`` are sharded).
+        dd: the process group facts.
+        device: this process's device.
+        fsdp: shard with FSDP2 instead of replicating with DDP.
+        offload: FSDP2 CPU offload of parameters, gradients and optimizer state.
     """
+    if offload and (dd.world <= 1 or not fsdp):
+        logger.warning(
+            "fsdp_offload has no effect here (fsdp: %s, processes: %d): it applies to FSDP2 "
+            "under torchrun with several processes",
+            fsdp,
+            dd.world,
+        )
     if dd.world <= 1:
         return model
     if fsdp:
-        from torch.distributed.fsdp import fully_shard  # public from torch 2.6
+        from torch.distributed.fsdp import CPUOffloadPolicy, fully_shard  # public from 2.6
 
+        kwargs: dict[str, Any] = {}
+        if offload and device.type == "cuda":
+            kwargs["offload_policy"] = CPUOffloadPolicy()
+        elif offload:
+            logger.warning("fsdp_offload on %s: parameters are already in host memory", device)
         for layer in model.model.layers:
-            fully_shard(layer)
-        return fully_shard(model)
+            fully_shard(layer, **kwargs)
+        return fully_shard(model, **kwargs)
     return DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None
     )
