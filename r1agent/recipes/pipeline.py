@@ -210,11 +210,18 @@ def check_stages(config: PipelineConfig) -> None:
                 make_env(env_id, kwargs[env_id]).close()
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"{name}.env_kwargs[{env_id!r}]: {exc}") from exc
+        fmt = rl.grpo.overrides().get("prompt_format", config.prompt_format)
+        if fmt != config.prompt_format:
+            raise ValueError(
+                f"{name}.grpo.prompt_format is {fmt!r} but the run's prompt_format is "
+                f"{config.prompt_format!r}: set prompt_format once, at the top"
+            )
         data = {
             "model": config.base_model,
             "output_dir": str(Path(config.output_dir) / name),
             "envs": {e: 1.0 for e in config.env_ids},
             "seed": config.seed,
+            "prompt_format": config.prompt_format,
         }
         try:
             load_config(
@@ -308,9 +315,9 @@ def stage1_examples(
 ) -> tuple[list[Example], dict[str, dict[str, Any]]]:
     """Stage 1's cold-start examples, every env from its source in ``plan``.
 
-    Problem ``i < stage1.examples`` belongs to env ``env_ids[i % len(env_ids)]``; each
-    source serves its envs' share. Prompts are the envs' (``prompt_format``), responses
-    are in ``output_format``.
+    Env ``env_ids[i % len(env_ids)]`` gets problem ``i < stage1.examples``: each source
+    serves its envs' share, its envs in turn, env seeds from ``seed`` on. Prompts are the
+    stage-2 envs' (``prompt_format``), responses are in ``output_format``.
 
     Returns:
         ``(examples, per-source counts)``.
@@ -423,6 +430,7 @@ def _stage2(config: PipelineConfig, out: Path, generate_fn: Any) -> None:
         env_ids=config.env_ids,
         max_new_tokens=config.max_new_tokens,
         seed=config.seed,
+        prompt_format=config.prompt_format,
     )
 
 
@@ -461,6 +469,7 @@ def _stage4(config: PipelineConfig, out: Path, generate_fn: Any) -> None:
         env_ids=config.env_ids,
         max_new_tokens=config.max_new_tokens,
         seed=config.seed,
+        prompt_format=config.prompt_format,
     )
 
 

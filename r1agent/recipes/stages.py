@@ -135,6 +135,7 @@ def run_grpo(
     max_new_tokens: int,
     seed: int = 0,
     env_kwargs: dict[str, dict[str, Any]] | None = None,
+    prompt_format: str | None = None,
 ) -> dict[str, Any]:
     """Run the GRPO trainer (:func:`r1agent.trainer.train_grpo`) from ``model`` into ``out_dir``.
 
@@ -146,6 +147,7 @@ def run_grpo(
         max_new_tokens: completion cap.
         seed: run seed.
         env_kwargs: ``gym.make`` kwargs per env id.
+        prompt_format: how prompts are rendered (``overrides`` may still set it).
     """
 
     mix = dict(envs) if isinstance(envs, dict) else {e: 1.0 for e in envs}
@@ -155,6 +157,8 @@ def run_grpo(
         "envs": mix,
         "seed": seed,
     }
+    if prompt_format is not None:
+        data["prompt_format"] = prompt_format
     config = load_config(data, overrides, max_new_tokens=max_new_tokens, env_kwargs=env_kwargs)
     return train_grpo(config)
 
@@ -167,6 +171,7 @@ def stage2_reasoning_rl(
     env_ids: Sequence[str],
     max_new_tokens: int,
     seed: int = 0,
+    prompt_format: str | None = None,
 ) -> dict[str, Any]:
     """GRPO from the stage-1 checkpoint on the reasoning envs (rule rewards)."""
     summary = run_grpo(
@@ -177,6 +182,7 @@ def stage2_reasoning_rl(
         max_new_tokens=max_new_tokens,
         seed=seed,
         env_kwargs=rl.env_kwargs,
+        prompt_format=prompt_format,
     )
     write_stage_summary(
         out_dir, {"stage": "stage2", "checkpoint": str(Path(out_dir).resolve()), "trainer": summary}
@@ -192,6 +198,7 @@ def stage4_all_scenarios_rl(
     env_ids: Sequence[str],
     max_new_tokens: int,
     seed: int = 0,
+    prompt_format: str | None = None,
 ) -> dict[str, Any]:
     """GRPO from the stage-3 checkpoint: reasoning envs plus general prompts with model rewards.
 
@@ -221,6 +228,7 @@ def stage4_all_scenarios_rl(
         max_new_tokens=max_new_tokens,
         seed=seed,
         env_kwargs=env_kwargs,
+        prompt_format=prompt_format,
     )
     write_stage_summary(
         out_dir, {"stage": "stage4", "checkpoint": str(Path(out_dir).resolve()), "trainer": summary}

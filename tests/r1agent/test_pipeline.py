@@ -4,11 +4,13 @@ import json
 import re
 import shutil
 
+import gymnasium as gym
 import pydantic
 import pytest
 
-from r1agent.data.coldstart import r1_response, solve_arithmetic
+from r1agent.data.coldstart import format_response, r1_response, solve_arithmetic
 from r1agent.data.rejection import EmptyDatasetError
+from r1agent.infra.models import load_model
 from r1agent.recipes.pipeline import (
     EvalConfig,
     PipelineConfig,
@@ -16,10 +18,14 @@ from r1agent.recipes.pipeline import (
     Stage1Config,
     Stage3Config,
     Stage4Config,
+    env_kwargs_for,
     run_pipeline,
+    stage1_examples,
+    stage1_sources,
 )
 from r1agent.recipes.sft import SFTConfig
 from r1agent.rollout.engine import Completion
+from r1agent.rollout.episodes import render_prompt
 
 QUESTION = re.compile(r"(What is [-+*\d ]+\?)")
 
@@ -147,3 +153,130 @@ def test_inconsistent_grpo_settings_stop_the_run_before_stage1(tmp_path, tiny):
     with pytest.raises(ValueError, match=r"(?s)stage4\.grpo: .*min_new_tokens"):
         run_pipeline(cfg)
     assert not (tmp_path / "run" / "stage1").exists()
+
+
+# --------------------------------------------------------------------------- stage-1 sources
+
+
+def _cfg(tmp_path, tiny="m", **stage1):
+    return PipelineConfig.model_validate(
+        {
+            "output_dir": str(tmp_path / "run"),
+            "base_model": str(tiny),
+            "env_ids": ["r1/Arithmetic-v0", "r1/Math-v0", "r1/Countdown-v0"],
+            "stage1": stage1,
+        }
+    )
+
+
+def test_auto_source_takes_the_solver_where_there_is_one_and_the_model_elsewhere(tmp_path):
+    plan = stage1_sources(_cfg(tmp_path))
+    assert plan == {
+        "r1/Arithmetic-v0": "solver",
+        "r1/Math-v0": "reflection",
+        "r1/Countdown-v0": "solver",
+    }
+    plan = stage1_sources(
+        _cfg(tmp_path, sources={"r1/Math-v0": "fewshot", "default": "zero"}, model_source="zero")
+    )
+    assert plan == {"r1/Arithmetic-v0": "zero", "r1/Math-v0": "fewshot", "r1/Countdown-v0": "zero"}
+
+
+@pytest.mark.parametrize(
+    ("stage1", "match"),
+    [
+        ({"source": "solver"}, r"source 'solver' cannot serve env 'r1/Math-v0'"),
+        ({"sources": {"r1/Math-v0": "solver"}}, r"'solver' cannot serve env 'r1/Math-v0'"),
+        (
+            {"sources": {"r1/Math-v0": "file"}},
+            r"source 'file' for env 'r1/Math-v0' needs stage1\.data",
+        ),
+        ({"source": "file", "data": "nowhere.jsonl"}, r"file not found, data: 'nowhere\.jsonl'"),
+        ({"sources": {"r1/Logic-v0": "solver"}}, r"not in env_ids: \['r1/Logic-v0'\]"),
+    ],
+)
+def test_a_source_that_cannot_serve_an_env_stops_the_run_before_stage1(
+    tmp_path, tiny, stage1, match
+):
+    with pytest.raises(ValueError, match=match):
+        run_pipeline(_cfg(tmp_path, tiny, **stage1))
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_unknown_source_name_is_named_when_the_config_loads(tmp_path):
+    with pytest.raises(pydantic.ValidationError, match=r"(?s)stage1\.sources\.r1/Math-v0.*'bogus'"):
+        _cfg(tmp_path, sources={"r1/Math-v0": "bogus"})
+    with pytest.raises(pydantic.ValidationError, match=r"(?s)stage1\.source.*'solvr'"):
+        _cfg(tmp_path, source="solvr")
+
+
+def test_a_stage_output_format_or_prompt_format_against_the_runs_is_an_error(tmp_path, tiny):
+    cfg = _cfg(tmp_path, tiny)
+    cfg.stage2.env_kwargs = {"r1/Math-v0": {"output_format": "r1-zero"}}
+    with pytest.raises(ValueError, match=r"stage2\.env_kwargs\['r1/Math-v0'\]\.output_format"):
+        run_pipeline(cfg)
+    cfg = _cfg(tmp_path, tiny)
+    cfg.stage4.grpo = cfg.stage4.grpo.model_validate({"prompt_format": "chat"})
+    with pytest.raises(ValueError, match=r"stage4\.grpo\.prompt_format is 'chat'"):
+        run_pipeline(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+def test_every_reasoning_env_of_every_stage_gets_the_output_format(tmp_path):
+    cfg = _cfg(tmp_path)
+    cfg.stage2.env_kwargs = {"r1/Math-v0": {"reward_weights": {"language": 0.1}}}
+    kw2 = env_kwargs_for(cfg, cfg.stage2.env_kwargs)
+    assert kw2["r1/Math-v0"] == {"reward_weights": {"language": 0.1}, "output_format": "r1"}
+    assert {k: v["output_format"] for k, v in kw2.items()} == dict.fromkeys(cfg.env_ids, "r1")
+    cfg.output_format = "r1-zero"
+    kw4 = env_kwargs_for(cfg, {"r1agent/Chat-v0": {"data": "x.jsonl"}}, "stage4")
+    assert kw4["r1agent/Chat-v0"] == {"data": "x.jsonl"}  # not a reasoning env: untouched
+    assert all(kw4[e] == {"output_format": "r1-zero"} for e in cfg.env_ids)
+
+
+def _gold_writer(env_ids, output_format, n=64):
+    """A model that writes a correct response in ``output_format`` to each known question."""
+    gold = {}
+    for env_id in env_ids:
+        env = gym.make(env_id)
+        for seed in range(n):
+            _, info = env.reset(seed=seed)
+            gold[info["question"]] = env.unwrapped.task.validate(info["problem"]).answer
+    steps = ["Let me work it out.", "I check the result again."]
+
+    def generate(model, tokenizer, prompts, **kw):
+        out = []
+        for p in prompts:
+            q = max((q for q in gold if q in p), key=len, default=None)
+            text = format_response(steps, gold[q], output_format) if q else "no idea"
+            out.append(Completion([], [1], text, None, False))
+        return out
+
+    return generate
+
+
+@pytest.mark.parametrize("output_format", ["r1", "r1-zero"])
+def test_stage2_format_reward_is_earned_by_the_stage1_data(tmp_path, tiny, output_format):
+    cfg = _cfg(tmp_path, tiny, examples=12, samples=1)
+    cfg.output_format = output_format
+    cfg.prompt_format = "chat"
+    plan = stage1_sources(cfg)
+    model, tokenizer = load_model(str(tiny))
+    writer = _gold_writer(["r1/Math-v0"], output_format)
+    examples, counts = stage1_examples(cfg, plan, model, tokenizer, writer)
+    assert counts["solver"]["examples"] == 8 and counts["reflection"]["examples"] >= 1
+    envs = {e: gym.make(e, **kw) for e, kw in env_kwargs_for(cfg, cfg.stage2.env_kwargs).items()}
+    prompts = {}
+    for env_id in cfg.env_ids:
+        for seed in range(12):
+            obs, info = envs[env_id].reset(seed=seed)
+            prompts[render_prompt(tokenizer, obs, info, "chat")] = (env_id, seed)
+    for ex in examples:
+        assert ex.prompt.startswith("<|im_start|>system\n") and ex.prompt.endswith(
+            "<|im_start|>assistant\n"
+        )
+        env_id, seed = prompts[ex.prompt]  # the very prompt the stage-2 env renders
+        envs[env_id].reset(seed=seed)
+        _, reward, _, _, info = envs[env_id].step(ex.response)
+        assert info["rewards"]["format"] == 1.0 and info["correct"], (env_id, ex.response)
+        assert reward > 0
