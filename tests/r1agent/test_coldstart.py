@@ -73,3 +73,95 @@ def test_detailed_solver_splits_tens_and_units_and_stays_correct():
     assert solver_examples(
         ["r1/Arithmetic-v0"], 30, detailed=True
     )  # graded correct (asserted inside)
+
+
+def test_has_solver():
+    from r1agent.data.coldstart import has_solver
+
+    assert has_solver("r1/Arithmetic-v0") and has_solver("r1/Countdown-v0")
+    assert not has_solver("r1/Math-v0")
+
+
+def test_model_queries_in_chat_carry_the_instruction_and_the_shots(tiny):
+    from r1agent.data.coldstart import _shots, model_query
+    from r1agent.infra.models import load_tokenizer
+
+    tok = load_tokenizer(str(tiny))
+    env = gym.make("r1/Math-v0", output_format="r1-zero")
+    obs, info = env.reset(seed=3)
+    question = info["question"]
+    q = model_query("reflection", tok, obs, info, "chat", output_format="r1-zero")
+    assert q.startswith("<|im_start|>system\n" + formats.default_system_prompt("r1-zero"))
+    assert "<|im_start|>user\nAnswer with detailed reasoning" in q
+    assert q.endswith(f"{question}<|im_end|>\n<|im_start|>assistant\n")
+    assert "<answer>" in q.split("<|im_start|>user")[1]  # asks for the r1-zero tags
+    shots = _shots(["r1/Math-v0"], 2, 100, "r1-zero", {})  # Math has no solver: arithmetic
+    q = model_query("fewshot", tok, obs, info, "chat", shots=shots, output_format="r1-zero")
+    assert q.count("<|im_start|>assistant\n") == 3 and q.count("</answer>") >= 2
+    assert q.index(shots[1][2].strip()) < q.index(question)
+    q = model_query("fewshot", tok, obs, info, "observation", shots=shots)
+    assert q.startswith(shots[0][0]) and q.endswith(obs)
+
+
+def test_model_responses_are_kept_only_well_formed_in_the_output_format():
+    from r1agent.data.coldstart import model_response
+
+    zero = format_response(["1 + 2 = 3"], "3", "r1-zero")
+    r1 = format_response(["1 + 2 = 3"], "3", "r1")
+    assert model_response("zero", zero, "r1") == zero_to_r1(zero)
+    assert model_response("zero", zero, "r1-zero") == zero.strip()
+    assert model_response("reflection", zero, "r1") is None
+    assert model_response("reflection", r1, "r1-zero") is None
+    assert model_response("fewshot", r1 + "\n\nProblem: What is 2 + 2?", "r1") == r1
+
+
+def test_an_endpoint_writes_model_examples(tiny):
+    import json
+    import re
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from r1agent.data.coldstart import endpoint_generate, model_examples
+    from r1agent.infra.models import load_tokenizer
+
+    asked = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            content = body["messages"][0]["content"]
+            asked.append(content)
+            m = re.search(r"(What is [-+*\d ]+\?)", content)
+            text = format_response(*solve_arithmetic(m.group(1)), "r1") if m else "?"
+            reply = json.dumps({"choices": [{"message": {"content": text}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        tok = load_tokenizer(str(tiny))
+        spec = f"http://127.0.0.1:{server.server_port}/v1#teacher"
+        examples = model_examples(
+            None,
+            tok,
+            ["r1/Arithmetic-v0"],
+            3,
+            source="reflection",
+            samples=1,
+            prompt_format="chat",
+            query_format="observation",
+            generate_fn=endpoint_generate(spec),
+        )
+    finally:
+        server.shutdown()
+    assert len(asked) == 3 and all(a.startswith("Answer with detailed reasoning") for a in asked)
+    assert "<|im_start|>" not in asked[0]  # plain text to the endpoint
+    assert len(examples) == 3
+    assert all(e.prompt.startswith("<|im_start|>system") for e in examples)  # chat for training
