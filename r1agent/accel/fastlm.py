@@ -42,6 +42,7 @@ __all__ = [
     "FORWARDS",
     "decode",
     "left_pad",
+    "prefix_shared_hidden",
     "prefix_shared_logits",
     "supports",
     "unique_prompts",
@@ -577,18 +578,35 @@ def prefix_shared_logits(
     Returns:
         ``(N, R, V)`` logits: row ``i``, column ``t`` predicts ``response_ids[i, t]``.
     """
+    h = prefix_shared_hidden(model, prompt_ids, prompt_valid, prompt_index, response_ids)
+    return model.lm_head(h)
+
+
+def prefix_shared_hidden(
+    model: Any,
+    prompt_ids: torch.Tensor,
+    prompt_valid: torch.Tensor,
+    prompt_index: torch.Tensor,
+    response_ids: torch.Tensor,
+    *,
+    checkpoint: bool = False,
+) -> torch.Tensor:
+    """Final hidden states (after the last norm) predicting each response token, ``(N, R,
+    hidden)``; the arguments as in :func:`prefix_shared_logits`. Feed them to the LM head, or
+    to :func:`r1agent.rl.chunked.chunked_logprobs` to never hold ``(N, R, V)`` logits.
+
+    With ``checkpoint`` (gradient checkpointing), each layer keeps only its inputs for
+    backward and runs again there (non-reentrant :func:`torch.utils.checkpoint.checkpoint`).
+    """
     emb = model.model.embed_tokens
     positions = (prompt_valid.long().cumsum(-1) - 1).clamp(min=0)
-    x_p, kv_p = _layers_full(model, emb(prompt_ids), positions, _padded_causal(prompt_valid))
-
     # the prompt's last position predicts response token 0 and response token t predicts
     # t + 1, so the last response token is never an input
     inputs = response_ids[:, :-1]
     n, r = inputs.shape
-    last = x_p[:, -1][prompt_index][:, None]  # (N, 1, hidden)
-    if r == 0:
-        return model.lm_head(_rms(last, model.model.norm))
     p = prompt_ids.shape[1]
+    x_p = emb(prompt_ids)
+    cos_p, sin_p = _rope(model, positions, x_p.dtype)
     start = prompt_valid.sum(-1)[prompt_index]  # (N,) first response position
     pos_r = start[:, None] + torch.arange(r, device=start.device)  # (N, R - 1)
     cos, sin = _rope(model, pos_r, x_p.dtype)
@@ -600,13 +618,42 @@ def prefix_shared_logits(
         ),
         dim=-1,
     )  # (N, 1, R - 1, P + R - 1)
+    ctx = (cos_p, sin_p, _padded_causal(prompt_valid), cos, sin, mask, prompt_index)
     x = emb(inputs)
-    for layer, (k_p, v_p) in zip(model.model.layers, kv_p, strict=True):
-        attn = layer.self_attn
-        q, k, v = _qkv(attn, _rms(x, layer.input_layernorm), cos, sin)
-        k = torch.cat((k_p[prompt_index], k), dim=2)
-        v = torch.cat((v_p[prompt_index], v), dim=2)
-        x = x + attn.o_proj(_merge_heads(_attend(q, k, v, mask, attn.scaling)))
-        x = x + _mlp(layer.mlp, _rms(x, layer.post_attention_layernorm))
-    h = torch.cat((last, x), dim=1)  # (N, R, hidden)
-    return model.lm_head(_rms(h, model.model.norm))
+    for layer in model.model.layers:
+        if checkpoint and torch.is_grad_enabled():
+            x_p, x = torch.utils.checkpoint.checkpoint(
+                _shared_layer, layer, x_p, x, *ctx, use_reentrant=False
+            )
+        else:
+            x_p, x = _shared_layer(layer, x_p, x, *ctx)
+    last = x_p[:, -1][prompt_index][:, None]  # (N, 1, hidden)
+    return _rms(torch.cat((last, x), dim=1), model.model.norm)  # (N, R, hidden)
+
+
+def _shared_layer(
+    layer: Any,
+    x_p: torch.Tensor,
+    x: torch.Tensor,
+    cos_p: torch.Tensor,
+    sin_p: torch.Tensor,
+    mask_p: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    mask: torch.Tensor,
+    prompt_index: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One decoder layer over the distinct prompts ``x_p (U, P, hidden)`` and the response
+    rows ``x (N, R - 1, hidden)``, each response attending to its prompt's keys and values."""
+    attn = layer.self_attn
+    q_p, k_p, v_p = _qkv(attn, _rms(x_p, layer.input_layernorm), cos_p, sin_p)
+    x_p = x_p + attn.o_proj(_merge_heads(_attend(q_p, k_p, v_p, mask_p, attn.scaling)))
+    x_p = x_p + _mlp(layer.mlp, _rms(x_p, layer.post_attention_layernorm))
+    if x.shape[1] == 0:
+        return x_p, x
+    q, k, v = _qkv(attn, _rms(x, layer.input_layernorm), cos, sin)
+    k = torch.cat((k_p[prompt_index], k), dim=2)
+    v = torch.cat((v_p[prompt_index], v), dim=2)
+    x = x + attn.o_proj(_merge_heads(_attend(q, k, v, mask, attn.scaling)))
+    x = x + _mlp(layer.mlp, _rms(x, layer.post_attention_layernorm))
+    return x_p, x

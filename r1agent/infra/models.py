@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from r1agent.infra import lora
+
 __all__ = [
     "default_device",
     "default_dtype",
@@ -72,13 +74,19 @@ def load_model(
     *,
     dtype: str | torch.dtype | None = None,
     device: str | torch.device | None = None,
+    quantization_config: Any = None,
 ) -> tuple[Any, Any]:
     """Load a causal LM and its tokenizer.
+
+    A directory holding a LoRA adapter (``adapter_config.json``, as LoRA runs save) loads
+    as its base model with the adapter merged in: a plain model, whatever reads it.
 
     Args:
         name_or_path: local directory or hub id.
         dtype: ``None``/``"auto"`` (bf16 on GPU, fp32 on CPU), a name or a ``torch.dtype``.
         device: ``None`` picks CUDA when available, else CPU.
+        quantization_config: a transformers quantization config (QLoRA's frozen base),
+            placed on ``device`` by transformers.
 
     Returns:
         ``(model, tokenizer)``: the model in eval mode on ``device``; the tokenizer
@@ -87,8 +95,20 @@ def load_model(
 
     dev = torch.device(device) if device is not None else default_device()
     tokenizer = load_tokenizer(name_or_path)
-    model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=resolve_dtype(dtype, dev))
-    model.to(dev)
+    adapter = lora.is_adapter_dir(name_or_path)
+    source = lora.adapter_base(name_or_path) if adapter else name_or_path
+    if quantization_config is not None:
+        model = AutoModelForCausalLM.from_pretrained(
+            source,
+            dtype=resolve_dtype(dtype, dev),
+            quantization_config=quantization_config,
+            device_map={"": dev},
+        )
+    else:
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=resolve_dtype(dtype, dev))
+        model.to(dev)
+    if adapter:
+        model = lora.load_trainable(model, name_or_path).merge_and_unload()
     model.eval()
     gen = model.generation_config
     if gen.pad_token_id is None:

@@ -59,6 +59,7 @@ from transformers import AutoModelForCausalLM
 from r1agent.accel import fastlm
 from r1agent.accel.cpu import cpu_threads, small_model_threads
 from r1agent.infra import checkpoint as ckpt
+from r1agent.infra import lora
 from r1agent.infra.config import GRPOConfig
 from r1agent.infra.distributed import (
     Dist,
@@ -74,7 +75,7 @@ from r1agent.infra.distributed import (
 from r1agent.infra.metrics import MetricsLogger, plot_metrics
 from r1agent.infra.models import default_device, load_model
 from r1agent.rl import grpo
-from r1agent.rl.batch import Batch, batch_logprobs, build_batch, response_logits
+from r1agent.rl.batch import Batch, batch_logprobs, build_batch, response_logprobs
 from r1agent.rl.stats import StepStats, step_metrics
 from r1agent.rollout.episodes import EnvPool, Episode, RewardFn, collect_episodes
 from r1agent.rollout.transformers_engine import generate
@@ -93,6 +94,10 @@ __all__ = [
     "sample_problems",
     "train_grpo",
 ]
+
+#: Models above this many parameters train with gradient checkpointing unless the config
+#: says otherwise (``gradient_checkpointing: null``), as TRL and verl users expect.
+GRADIENT_CHECKPOINTING_PARAMS = 100_000_000
 
 #: ``callback(step, metrics) -> bool | None``; returning ``True`` stops training.
 StepCallback = Callable[[int, dict[str, Any]], "bool | None"]
@@ -149,7 +154,7 @@ def train_grpo(
             else:
                 stats, skipped = update(c, dd, p, opt, batch, agg, step)  # 4
             if engine is not None:
-                engine.sync_weights(p.model)
+                sync_engine(engine, p.model)
             step += 1
             dt = time.perf_counter() - t0
             row = step_metrics(
@@ -180,7 +185,9 @@ class Policy:
     frozen reference (``beta > 0`` only). ``fast`` says whether the policy, the reference
     and the rollouts run on the CPU accelerator (:func:`r1agent.accel.fastlm.use_fast`);
     ``autocast`` is the mixed-precision context of the update (a no-op context outside CUDA
-    ``dtype: auto``).
+    ``dtype: auto``). ``chunk`` is how many positions the loss projects through the LM head
+    at a time (``None``: the model's own full logits, under FSDP2 across processes);
+    ``checkpointing`` whether gradient checkpointing is on.
     """
 
     model: Any
@@ -191,6 +198,8 @@ class Policy:
     autocast: Callable[[], Any]
     param_dtype: torch.dtype
     autocast_dtype: torch.dtype | None
+    chunk: int | None = None
+    checkpointing: bool = False
 
 
 @dataclass
@@ -211,22 +220,24 @@ def seed_everything(seed: int) -> None:
 def build_policy(
     c: GRPOConfig, dd: Dist, device: torch.device, model: Any, tokenizer: Any, resume_from: Any
 ) -> Policy:
-    """Load (or take) the policy, restore resumed weights, load the reference, wrap for DDP/FSDP.
+    """Load (or take) the policy, restore resumed weights, add LoRA adapters and gradient
+    checkpointing as configured, load the reference, wrap for DDP/FSDP.
 
     Raises:
-        ValueError: for a model without its tokenizer, or ``forward: fast`` on a model or
-            setup the accelerator cannot run.
+        ValueError: for a model without its tokenizer, ``forward: fast`` on a model or
+            setup the accelerator cannot run, or a LoRA target that matches no layer.
     """
     param_dtype = torch.bfloat16 if c.dtype == "bfloat16" else torch.float32
-    if model is None:
-        model, tokenizer = load_model(str(resume_from or c.model), dtype=param_dtype, device=device)
-    elif resume_from is not None:
-        model.load_state_dict(AutoModelForCausalLM.from_pretrained(resume_from).state_dict())
-    if tokenizer is None:
-        raise ValueError("train_grpo: a model was given without its tokenizer")
+    model, tokenizer = load_policy(c, device, param_dtype, model, tokenizer, resume_from)
+    checkpointing = wants_gradient_checkpointing(c.gradient_checkpointing, model)
     fast = fastlm.use_fast(model, c.forward, distributed=dd.world > 1)
+    if checkpointing and not fast:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if c.lora is not None and not lora.is_peft(model):
+        model = lora.apply_lora(model, c.lora)
+        fast = False  # adapters run in the model's own forward
     ref = None
-    if c.beta > 0:  # the reference is the starting policy, never a resumed one
+    if c.beta > 0 and c.lora is None:  # the reference is the starting policy, never a resumed one
         ref, _ = load_model(c.model, dtype=param_dtype, device=device)
         ref.requires_grad_(False)
     autocast_dtype = torch.bfloat16 if device.type == "cuda" and c.dtype == "auto" else None
@@ -236,7 +247,53 @@ def build_policy(
         else contextlib.nullcontext
     )
     trained = wrap_model(model, dd, device, fsdp=c.fsdp)
-    return Policy(model, trained, ref, tokenizer, fast, autocast, param_dtype, autocast_dtype)
+    chunk = None if c.fsdp and dd.world > 1 else c.logits_chunk
+    return Policy(
+        model,
+        trained,
+        ref,
+        tokenizer,
+        fast,
+        autocast,
+        param_dtype,
+        autocast_dtype,
+        chunk=chunk,
+        checkpointing=checkpointing,
+    )
+
+
+def load_policy(
+    c: GRPOConfig,
+    device: torch.device,
+    param_dtype: torch.dtype,
+    model: Any,
+    tokenizer: Any,
+    resume_from: Any,
+) -> tuple[Any, Any]:
+    """The policy and its tokenizer: ``model`` when given, else ``config.model`` (or the
+    resumed checkpoint: full weights, or, under LoRA, the base with the saved adapter)."""
+    adapter = resume_from if c.lora is not None else None
+    if model is None:
+        quant = lora.quantization_config(c.lora.quantize, device) if c.lora else None
+        source = c.model if adapter else str(resume_from or c.model)
+        model, tokenizer = load_model(
+            source, dtype=param_dtype, device=device, quantization_config=quant
+        )
+    elif resume_from is not None and adapter is None:
+        model.load_state_dict(AutoModelForCausalLM.from_pretrained(resume_from).state_dict())
+    if tokenizer is None:
+        raise ValueError("train_grpo: a model was given without its tokenizer")
+    if adapter is not None and not lora.is_peft(model):
+        model = lora.load_trainable(model, adapter)
+    return model, tokenizer
+
+
+def wants_gradient_checkpointing(setting: bool | None, model: Any) -> bool:
+    """The ``gradient_checkpointing`` setting, or (``None``) whether the model has more
+    than :data:`GRADIENT_CHECKPOINTING_PARAMS` parameters."""
+    if setting is not None:
+        return setting
+    return sum(p.numel() for p in model.parameters()) > GRADIENT_CHECKPOINTING_PARAMS
 
 
 def build_optimizer(c: GRPOConfig, dd: Dist, model: Any) -> Optimizer:
@@ -278,15 +335,24 @@ def build_engine(
         return None, generate_fn
     if c.rollout.engine == "vllm":
         engine = VLLMEngine(
-            str(resume_from or c.model),
+            str(c.model if c.lora is not None else resume_from or c.model),
             dtype=p.autocast_dtype or p.param_dtype,
             gpu_memory_utilization=c.rollout.vllm_gpu_memory_utilization,
             max_model_len=c.rollout.vllm_max_model_len,
             seed=c.seed + dd.rank,
         )
-        engine.sync_weights(p.model)  # a policy passed in may differ from the files
+        sync_engine(engine, p.model)  # a policy passed in may differ from the files
         return engine, engine
     return None, functools.partial(generate, forward="fast" if p.fast else "hf")
+
+
+def sync_engine(engine: Any, model: Any) -> None:
+    """Push the policy's weights into the rollout engine (LoRA adapters merged in)."""
+    if lora.is_peft(model):
+        with lora.merged_weights(model) as weights:
+            engine.sync_weights(weights)
+    else:
+        engine.sync_weights(model)
 
 
 class RunLog:
@@ -477,14 +543,14 @@ def update(
     the number of updates skipped for a non-finite loss or gradient norm."""
     p.model.train()
     with p.autocast():
+        lp = functools.partial(batch_logprobs, chunk=p.chunk, fast=p.fast)
         if c.updates_per_batch > 1:
-            batch.old_logprobs = batch_logprobs(
-                p.trained, batch, c.micro_batch_size, c.temperature, fast=p.fast
-            )
+            batch.old_logprobs = lp(p.trained, batch, c.micro_batch_size, c.temperature)
         if p.ref is not None:
-            batch.ref_logprobs = batch_logprobs(
-                p.ref, batch, c.micro_batch_size, c.temperature, fast=p.fast
-            )
+            batch.ref_logprobs = lp(p.ref, batch, c.micro_batch_size, c.temperature)
+        elif c.beta > 0:  # LoRA: the reference is the base, adapters disabled
+            with lora.reference_context(p.model):
+                batch.ref_logprobs = lp(p.trained, batch, c.micro_batch_size, c.temperature)
     stats, skipped = StepStats(), 0
     for u in range(c.updates_per_batch):
         opt.optimizer.zero_grad(set_to_none=True)
@@ -524,8 +590,14 @@ def accumulate_gradients(
         mb = batch.rows(slice(s, s + c.micro_batch_size))
         sync = j == len(starts) - 1 or not ddp
         with contextlib.nullcontext() if sync else p.trained.no_sync(), p.autocast():
-            logits = response_logits(p.trained, mb, fast=p.fast)  # (n, R, V)
-            logp = grpo.token_logprobs(logits, mb.response_ids, temperature=c.temperature)
+            logp, entropy = response_logprobs(  # (n, R) each, LM head chunk by chunk
+                p.trained,
+                mb,
+                temperature=c.temperature,
+                chunk=p.chunk,
+                fast=p.fast,
+                checkpoint=p.checkpointing,
+            )
             old = mb.old_logprobs if mb.old_logprobs is not None else logp.detach()
             per_tok, clipped = grpo.clipped_surrogate(
                 logp, old, mb.advantages, eps_low=c.eps_low, eps_high=c.eps_high
@@ -536,7 +608,7 @@ def accumulate_gradients(
             loss = aggregate(per_tok, mb.mask, **agg)
         loss.backward()
         total += float(loss.detach())
-        stats.add(mb, logits, logp, clipped, kl, c.temperature, first=first)
+        stats.add(mb, entropy, logp, clipped, kl, first=first)
     if not starts:  # nothing to learn from: a zero gradient (weight decay still applies)
         for prm in p.model.parameters():
             if prm.requires_grad:

@@ -1,9 +1,12 @@
 """A GRPO batch: episodes padded into tensors, and the policy's log-probs on it.
 
 :func:`build_batch` pads episodes into a :class:`Batch` whose distinct prompts are kept
-once (``prompt_index`` maps rows to prompts); :func:`response_logits` runs the chosen
-forward over a micro-batch and :func:`batch_logprobs` gives the response tokens'
-log-probs without gradients (old and reference log-probs).
+once (``prompt_index`` maps rows to prompts). :func:`response_logprobs` runs the chosen
+forward over a micro-batch up to the final hidden states and projects them through the LM
+head a chunk of positions at a time (:mod:`r1agent.rl.chunked`), so ``(rows, tokens,
+vocab)`` logits never exist; :func:`batch_logprobs` gives the response tokens' log-probs
+without gradients (old and reference log-probs). :func:`response_logits` is the plain
+projection (for callers that want the logits themselves).
 """
 
 from __future__ import annotations
@@ -16,9 +19,18 @@ import torch
 
 from r1agent.accel import fastlm
 from r1agent.rl import grpo
+from r1agent.rl.chunked import DEFAULT_CHUNK, chunked_logprobs
 from r1agent.rollout.episodes import Episode
 
-__all__ = ["Batch", "batch_logprobs", "build_batch", "response_logits"]
+__all__ = [
+    "Batch",
+    "batch_logprobs",
+    "build_batch",
+    "output_head",
+    "response_hidden",
+    "response_logits",
+    "response_logprobs",
+]
 
 
 @dataclass
@@ -128,17 +140,89 @@ def response_logits(model: Any, b: Batch, *, fast: bool | None = None) -> torch.
     return out.logits[:, :-1]
 
 
+def output_head(model: Any) -> torch.nn.Module:
+    """The LM head of ``model`` (through DDP and PEFT wrappers)."""
+    inner = getattr(model, "module", model)  # DDP
+    return inner.get_output_embeddings()
+
+
+def response_hidden(
+    model: Any, b: Batch, *, fast: bool | None = None, checkpoint: bool = False
+) -> torch.Tensor:
+    """``(n, R, hidden)`` final hidden states (after the last norm) predicting each response
+    token; ``fast`` as in :func:`response_logits`. ``checkpoint`` recomputes each layer in
+    backward on the accelerator's forward (Hugging Face models use their own setting,
+    ``gradient_checkpointing_enable``)."""
+    if fast is None:
+        fast = fastlm.use_fast(model)
+    if fast:
+        return fastlm.prefix_shared_hidden(
+            model,
+            b.prompt_ids,
+            b.prompt_valid,
+            b.prompt_index,
+            b.response_ids,
+            checkpoint=checkpoint,
+        )
+    ids, attn, positions = b.full_rows()
+    out = model(
+        input_ids=ids,
+        attention_mask=attn,
+        position_ids=positions,
+        logits_to_keep=1,  # the head runs chunk by chunk outside; keep the model's share tiny
+        output_hidden_states=True,
+        use_cache=False,
+    )
+    r = b.response_ids.shape[1]
+    return out.hidden_states[-1][:, -(r + 1) : -1]
+
+
+def response_logprobs(
+    model: Any,
+    b: Batch,
+    *,
+    temperature: float,
+    chunk: int | None = DEFAULT_CHUNK,
+    fast: bool | None = None,
+    checkpoint: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(n, R)`` log-probs of the response tokens (differentiable) and the entropy of each
+    position's distribution (no gradient), both at ``temperature``, projecting ``chunk``
+    positions through the LM head at a time; see :func:`response_hidden`.
+
+    ``chunk=None`` runs the model's own forward to full logits instead: FSDP2 across
+    processes, where the LM head's weight is only gathered inside the wrapped forward.
+    """
+    if chunk is None:
+        logits = response_logits(model, b, fast=fast)
+        logp = grpo.token_logprobs(logits, b.response_ids, temperature=temperature)
+        return logp, grpo.token_entropy(logits.detach(), temperature=temperature)
+    h = response_hidden(model, b, fast=fast, checkpoint=checkpoint)
+    return chunked_logprobs(  # type: ignore[return-value]
+        h,
+        output_head(model),
+        b.response_ids,
+        temperature=temperature,
+        chunk=chunk,
+        return_entropy=True,
+    )
+
+
 @torch.no_grad()
 def batch_logprobs(
-    model: Any, b: Batch, micro: int, temperature: float, *, fast: bool | None = None
+    model: Any,
+    b: Batch,
+    micro: int,
+    temperature: float,
+    *,
+    fast: bool | None = None,
+    chunk: int | None = DEFAULT_CHUNK,
 ) -> torch.Tensor:
     """``(N, R)`` log-probs of the response tokens under ``model`` (no grad; 0 on padding);
-    ``fast`` as in :func:`response_logits`."""
+    ``fast`` as in :func:`response_logits`, ``chunk`` as in :func:`response_logprobs`."""
     out = torch.zeros(b.response_ids.shape, device=b.response_ids.device)
     for s in range(0, b.response_ids.shape[0], micro):
         mb = b.rows(slice(s, s + micro))
-        lp = grpo.token_logprobs(
-            response_logits(model, mb, fast=fast), mb.response_ids, temperature=temperature
-        )
+        lp, _ = response_logprobs(model, mb, temperature=temperature, chunk=chunk, fast=fast)
         out[s : s + micro, : lp.shape[1]] = lp
     return out

@@ -26,19 +26,26 @@ class _ChunkedLogProbs(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, inv_t: float, chunk: int):  # noqa: D102
-        logp = torch.empty(hidden.shape[0], device=hidden.device, dtype=torch.float32)
-        for s in range(0, hidden.shape[0], chunk):
+        n = hidden.shape[0]
+        logp = torch.empty(n, device=hidden.device, dtype=torch.float32)
+        entropy = torch.empty(n, device=hidden.device, dtype=torch.float32)
+        for s in range(0, n, chunk):
             logits = _chunk_logits(hidden[s : s + chunk], weight, bias, inv_t)
-            logp[s : s + chunk] = -F.cross_entropy(logits, targets[s : s + chunk], reduction="none")
+            full = torch.log_softmax(logits, dim=-1)
+            logp[s : s + chunk] = full.gather(-1, targets[s : s + chunk, None])[:, 0]
+            entropy[s : s + chunk] = -(full.exp() * full).sum(-1)
         ctx.save_for_backward(hidden, weight, bias, targets)
         ctx.inv_t, ctx.chunk = inv_t, chunk
-        return logp
+        ctx.mark_non_differentiable(entropy)
+        return logp, entropy
 
     @staticmethod
-    def backward(ctx, grad_logp):  # noqa: D102
+    def backward(ctx, grad_logp, _grad_entropy):  # noqa: D102
         hidden, weight, bias, targets = ctx.saved_tensors
         inv_t, chunk = ctx.inv_t, ctx.chunk
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        if grad_logp is None:
+            grad_logp = torch.zeros(hidden.shape[0], device=hidden.device)
         grad_h = torch.empty_like(hidden) if need_h else None
         grad_w = (
             torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
@@ -76,7 +83,8 @@ def chunked_logprobs(
     *,
     temperature: float = 1.0,
     chunk: int = DEFAULT_CHUNK,
-) -> torch.Tensor:
+    return_entropy: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """``log softmax(lm_head(hidden) / T)[target]`` per position, differentiable.
 
     Args:
@@ -85,9 +93,11 @@ def chunked_logprobs(
         targets: ``(...)`` token ids, the shape of ``hidden`` without its last dimension.
         temperature: divides the logits (match the sampling temperature).
         chunk: positions projected at a time.
+        return_entropy: also return the entropy of each position's distribution (no
+            gradient; computed from the same chunk of logits, so it costs no extra projection).
 
     Returns:
-        float32 log-probs shaped like ``targets``.
+        float32 log-probs shaped like ``targets`` (and the entropies, same shape).
     """
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1, got {chunk}")
@@ -95,9 +105,11 @@ def chunked_logprobs(
         raise ValueError(f"temperature must be positive, got {temperature}")
     shape = targets.shape
     flat = hidden.reshape(-1, hidden.shape[-1])
-    logp = _ChunkedLogProbs.apply(
+    logp, entropy = _ChunkedLogProbs.apply(
         flat, lm_head.weight, lm_head.bias, targets.reshape(-1), 1.0 / temperature, chunk
     )
+    if return_entropy:
+        return logp.view(shape), entropy.view(shape)
     return logp.view(shape)
 
 

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from r1agent.rl import grpo
 from r1agent.rl.batch import Batch
 from r1agent.rollout.episodes import Episode
 
@@ -34,23 +33,21 @@ class StepStats:
     def add(
         self,
         mb: Batch,
-        logits: torch.Tensor,
+        entropy: torch.Tensor,
         logp: torch.Tensor,
         clipped: torch.Tensor,
         kl: torch.Tensor | None,
-        temperature: float,
         *,
         first: bool = True,
     ) -> None:
-        """Accumulate one micro-batch; the engine mismatch counts on the first update only."""
+        """Accumulate one micro-batch (``entropy``: per token, at the sampling temperature);
+        the engine mismatch counts on the first update only."""
         m = (mb.mask > 0).float()
         self.tokens += float(m.sum())
         adv_pos = (mb.advantages > 0)[:, None].float()
         self.clip_high += float((clipped.float() * adv_pos * m).sum())
         self.clip_low += float((clipped.float() * (1 - adv_pos) * m).sum())
-        self.entropy += float(
-            (grpo.token_entropy(logits.detach(), temperature=temperature) * m).sum()
-        )
+        self.entropy += float((entropy.detach() * m).sum())
         if first:
             self.mismatch_tokens += float(m.sum())
             self.mismatch += float(((logp.detach() - mb.gen_logprobs).abs() * m).sum())

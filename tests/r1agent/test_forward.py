@@ -70,7 +70,7 @@ def test_generate_decodes_with_the_chosen_forward(model_dir, monkeypatch):
 @pytest.mark.parametrize("forward", ["auto", "hf", "fast"])
 def test_policy_reference_and_rollouts_share_one_forward(model_dir, tmp_path, monkeypatch, forward):
     seen: dict[str, list[int]] = {"logits": [], "decode": []}
-    real_logits, real_decode = fastlm.prefix_shared_logits, fastlm.decode
+    real_logits, real_decode = fastlm.prefix_shared_hidden, fastlm.decode
 
     def logits_spy(model, *a, **kw):
         seen["logits"].append(id(model))
@@ -80,7 +80,7 @@ def test_policy_reference_and_rollouts_share_one_forward(model_dir, tmp_path, mo
         seen["decode"].append(id(model))
         return real_decode(model, *a, **kw)
 
-    monkeypatch.setattr(fastlm, "prefix_shared_logits", logits_spy)
+    monkeypatch.setattr(fastlm, "prefix_shared_hidden", logits_spy)
     monkeypatch.setattr(fastlm, "decode", decode_spy)
     cfg = base_config(model_dir, tmp_path / forward, forward=forward, beta=0.1, dtype="float32")
     summary = train_grpo(cfg)

@@ -11,7 +11,7 @@ ROOT = Path(r1agent.__file__).parent
 MAX_FUNCTION_LINES = 80
 #: Function-level imports that stay: optional or version-dependent dependencies, and the
 #: command line, which imports a command's recipe only when that command runs.
-LAZY_IMPORTS_ALLOWED = {"vllm", "torch.distributed.fsdp"}
+LAZY_IMPORTS_ALLOWED = {"vllm", "torch.distributed.fsdp", "bitsandbytes", "wandb"}
 
 
 def _modules() -> dict[str, ast.Module]:

@@ -214,13 +214,13 @@ def test_rows_that_cannot_move_the_loss_are_skipped_without_changing_the_update(
         "micro_batch_size": 8,
     }
     rows_seen = []
-    real = trainer_mod.response_logits
+    real = trainer_mod.response_logprobs
 
     def counting(model, b, **kw):
         rows_seen.append(b.response_ids.shape[0])
         return real(model, b, **kw)
 
-    monkeypatch.setattr(trainer_mod, "response_logits", counting)
+    monkeypatch.setattr(trainer_mod, "response_logprobs", counting)
     train_grpo(base_config(model_dir, tmp_path / "skipping", **kw))
     skipped_rows = sum(rows_seen)
     assert 0 < skipped_rows < 2 * 4 * 4  # some, not all, of 2 steps x 16 episodes

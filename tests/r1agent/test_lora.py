@@ -1,0 +1,221 @@
+"""LoRA (PEFT) in the GRPO trainer, gradient checkpointing, and chunked log-probs in the update."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from r1agent.infra import lora
+from r1agent.infra.config import LoraConfig
+from r1agent.infra.models import load_model
+from r1agent.recipes import grpo as grpo_recipe
+from r1agent.recipes.grpo import train_grpo
+from r1agent.rl.batch import build_batch, response_logprobs
+from r1agent.rollout.episodes import Episode
+from tests.r1agent.grpo_helpers import base_config, register_test_envs, tiny_model
+from tests.r1agent.test_trainer_learning import heldout_reward, sft
+
+register_test_envs()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return tiny_model(tmp_path_factory.mktemp("lora") / "tiny")
+
+
+def _episodes(tok, n_prompts=2, group=3, seed=0):
+    rng = np.random.default_rng(seed)
+    eps = []
+    for i in range(n_prompts):
+        prompt = tok(f"question {i}: what is {i}+{i}?")["input_ids"]
+        for _ in range(group):
+            k = int(rng.integers(2, 7))
+            resp = [int(t) for t in rng.integers(5, 300, size=k)]
+            eps.append(
+                Episode(
+                    group=i,
+                    env_id="test/Digit-v0",
+                    seed=i,
+                    prompt=f"q{i}",
+                    prompt_ids=prompt,
+                    response_ids=resp,
+                    loss_mask=[1] * k,
+                    gen_logprobs=[0.0] * k,
+                    reward=float(rng.random()),
+                )
+            )
+    return eps
+
+
+def _batch(tok, eps):
+    adv = torch.linspace(-1, 1, len(eps))
+    return build_batch(eps, adv, torch.ones(len(eps)), tok.pad_token_id)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_chunked_logprobs_in_the_update_equal_full_logits(model_dir, fast):
+    model, tok = load_model(model_dir, dtype="float32", device="cpu")
+    b = _batch(tok, _episodes(tok))
+    grads = {}
+    values = {}
+    for chunk in (None, 3, 1024):
+        model.zero_grad()
+        logp, ent = response_logprobs(model, b, temperature=0.7, chunk=chunk, fast=fast)
+        (logp * b.mask).sum().backward()
+        values[chunk] = (logp.detach() * b.mask, ent * b.mask)
+        grads[chunk] = {n: p.grad.clone() for n, p in model.named_parameters()}
+    for chunk in (3, 1024):
+        torch.testing.assert_close(values[chunk][0], values[None][0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(values[chunk][1], values[None][1], atol=1e-5, rtol=1e-5)
+        for n, g in grads[None].items():
+            torch.testing.assert_close(grads[chunk][n], g, atol=1e-5, rtol=1e-4, msg=n)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_gradient_checkpointing_gives_the_same_gradients(model_dir, fast):
+    model, tok = load_model(model_dir, dtype="float32", device="cpu")
+    b = _batch(tok, _episodes(tok))
+    grads = []
+    for ckpt in (False, True):
+        if not fast:
+            if ckpt:
+                model.gradient_checkpointing_enable(
+                    gradient_checkpointing_kwargs={"use_reentrant": False}
+                )
+            else:
+                model.gradient_checkpointing_disable()
+        model.train()
+        model.zero_grad()
+        logp, _ = response_logprobs(model, b, temperature=1.0, fast=fast, checkpoint=ckpt)
+        (logp * b.mask).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    for n, g in grads[0].items():
+        torch.testing.assert_close(grads[1][n], g, atol=1e-5, rtol=1e-4, msg=n)
+
+
+def test_gradient_checkpointing_default_follows_model_size(model_dir, tmp_path, monkeypatch):
+    model, _ = load_model(model_dir, dtype="float32", device="cpu")
+    n = sum(p.numel() for p in model.parameters())
+    assert grpo_recipe.wants_gradient_checkpointing(None, model) is False
+    assert grpo_recipe.wants_gradient_checkpointing(True, model) is True
+    monkeypatch.setattr(grpo_recipe, "GRADIENT_CHECKPOINTING_PARAMS", n - 1)
+    assert grpo_recipe.wants_gradient_checkpointing(None, model) is True
+    assert grpo_recipe.wants_gradient_checkpointing(False, model) is False
+    cfg = base_config(model_dir, tmp_path / "run", forward="hf", steps=1)
+    seen = []
+    real = grpo_recipe.build_policy
+
+    def spy(*a, **kw):
+        p = real(*a, **kw)
+        seen.append((p.checkpointing, p.model.is_gradient_checkpointing))
+        return p
+
+    monkeypatch.setattr(grpo_recipe, "build_policy", spy)
+    train_grpo(cfg)
+    assert seen == [(True, True)]
+
+
+def test_lora_run_trains_adapters_only_and_saves_an_adapter(model_dir, tmp_path):
+    base, _ = load_model(model_dir, dtype="float32", device="cpu")
+    before = {n: p.clone() for n, p in base.state_dict().items()}
+    cfg = base_config(
+        model_dir,
+        tmp_path / "run",
+        lora={"r": 4, "alpha": 8},
+        beta=0.1,
+        lr=1e-2,
+        save_every=1,
+        steps=2,
+    )
+    summary = train_grpo(cfg)
+    out = tmp_path / "run"
+    assert (out / lora.ADAPTER_CONFIG).is_file() and (out / "adapter_model.safetensors").is_file()
+    assert not (out / "model.safetensors").exists()
+    assert lora.adapter_base(out) == model_dir
+    step1 = out / "checkpoints" / "step-000001"
+    assert (step1 / lora.ADAPTER_CONFIG).is_file()
+    kl = [r["losses/kl"] for r in summary["history"]]
+    assert kl[0] == pytest.approx(0.0, abs=1e-6)  # B = 0 at init: the policy is the base
+    assert np.isfinite(kl).all()
+    merged, _ = load_model(str(out), dtype="float32", device="cpu")  # base + adapter, merged
+    changed = [n for n, t in merged.state_dict().items() if not torch.equal(t, before[n])]
+    assert changed and all(".mlp." in n or ".self_attn." in n for n in changed)
+    adapter_cfg = json.loads((out / lora.ADAPTER_CONFIG).read_text())
+    assert adapter_cfg["r"] == 4 and adapter_cfg["lora_alpha"] == 8
+
+
+def test_lora_run_resumes_from_its_adapter_checkpoint(model_dir, tmp_path):
+    kw = {"lora": {"r": 4, "alpha": 8}, "lr": 1e-2, "save_every": 1}
+    full = train_grpo(base_config(model_dir, tmp_path / "full", steps=3, **kw))
+    train_grpo(base_config(model_dir, tmp_path / "cut", steps=2, **kw))
+    resumed = train_grpo(base_config(model_dir, tmp_path / "cut", steps=3, **kw))
+    assert resumed["steps"] == 3
+    a, _ = load_model(str(tmp_path / "full"), dtype="float32", device="cpu")
+    b, _ = load_model(str(tmp_path / "cut"), dtype="float32", device="cpu")
+    for (n, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        torch.testing.assert_close(x, y, atol=1e-6, rtol=1e-5, msg=n)
+    assert full["final"]["charts/reward"] == pytest.approx(resumed["final"]["charts/reward"])
+
+
+def test_a_lora_target_that_matches_nothing_is_named_before_training(model_dir, tmp_path):
+    cfg = base_config(model_dir, tmp_path / "run", lora={"target_modules": ["q_proj", "qkv_proj"]})
+    with pytest.raises(ValueError, match="qkv_proj"):
+        train_grpo(cfg)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_quantized_lora_without_cuda_is_a_clear_error(model_dir, tmp_path):
+    cfg = base_config(model_dir, tmp_path / "run", lora={"quantize": "4bit"}, device="cpu")
+    with pytest.raises(ValueError, match="quantize: 4bit needs a CUDA device"):
+        train_grpo(cfg)
+
+
+def test_merged_weights_are_named_like_the_base_and_restore_the_adapter(model_dir):
+    model, tok = load_model(model_dir, dtype="float32", device="cpu")
+    names = list(model.state_dict())
+    peft_model = lora.apply_lora(model, LoraConfig(r=4, alpha=8))
+    for n, p in peft_model.named_parameters():
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=0.1)
+    ids = torch.tensor([tok("what is 2+2?")["input_ids"]])
+    want = peft_model(input_ids=ids).logits
+    with lora.merged_weights(peft_model) as weights:
+        assert [n for n, _ in weights] == names
+        plain, _ = load_model(model_dir, dtype="float32", device="cpu")
+        plain.load_state_dict(dict(weights))
+    torch.testing.assert_close(plain(input_ids=ids).logits, want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(peft_model(input_ids=ids).logits, want)  # unmerged again
+    with lora.reference_context(peft_model):
+        base_logits = peft_model(input_ids=ids).logits
+    fresh, _ = load_model(model_dir, dtype="float32", device="cpu")
+    torch.testing.assert_close(base_logits, fresh(input_ids=ids).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_lora_grpo_raises_heldout_reward(tmp_path):
+    torch.manual_seed(0)
+    path = tiny_model(tmp_path / "tiny")
+    model, tok = load_model(path)
+    sft(model, tok, steps=150)  # held-out reward about 0.5: room to learn
+    before = heldout_reward(model, tok)
+    cfg = base_config(
+        path,
+        tmp_path / "run",
+        envs={"test/Add-v0": 1.0},
+        steps=300,
+        prompts_per_step=16,
+        group_size=8,
+        max_new_tokens=4,
+        lr=1e-3,
+        lora={"r": 16, "alpha": 32},
+        seed=0,
+    )
+    summary = train_grpo(cfg, model=model, tokenizer=tok)
+    after = heldout_reward(model, tok)
+    print(f"LoRA held-out mean reward: before {before:.3f} after {after:.3f}")
+    # 400 held-out problems at T=1: the std of a difference of two means is about 0.035
+    assert after > before + 0.06, (before, after)
+    rewards = [r["charts/reward"] for r in summary["history"]]
+    assert np.mean(rewards[-50:]) > np.mean(rewards[:50]) + 0.03
