@@ -30,6 +30,8 @@ from typing import Any
 
 from r1agent.data.rejection import dedup, readable
 from r1agent.data.sft import Example
+from r1agent.rewards.judges import EndpointJudge
+from r1agent.rollout.engine import Completion
 from r1agent.rollout.episodes import make_env, render_prompt
 from r1agent.rollout.transformers_engine import generate
 from r1envs import formats
@@ -286,9 +288,6 @@ def endpoint_generate(spec: str, *, api_key: str | None = None) -> Any:
     Raises:
         ValueError: if ``spec`` is not an ``http(s)://`` URL.
     """
-    from r1agent.rewards.judges import EndpointJudge
-    from r1agent.rollout.engine import Completion
-
     url, _, name = spec.partition("#")
     client = EndpointJudge(url, name or "default", api_key=api_key, timeout=600.0)
 
@@ -459,7 +458,19 @@ def model_examples(
         temperature=temperature,
         seed=seed,
     )
-    envs = {e: make_env(e, kwargs[e]) for e in dict.fromkeys(env_ids)}
+    return _keep_correct(items, outs, samples, source, output_format, kwargs)
+
+
+def _keep_correct(
+    items: Sequence[tuple[str, int, str, str]],
+    outs: Sequence[Any],
+    samples: int,
+    source: str,
+    output_format: str,
+    kwargs: dict[str, dict[str, Any]],
+) -> list[Example]:
+    """The completions graded correct, well-formed and readable, deduplicated."""
+    envs = {e: make_env(e, kw) for e, kw in kwargs.items()}
     kept: list[Example] = []
     for j, (env_id, env_seed, prompt, _) in enumerate(items):
         for out in outs[j * samples : (j + 1) * samples]:
