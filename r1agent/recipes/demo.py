@@ -81,6 +81,9 @@ def demo_config(out: Path, base: Path, reward_model: Path, *, scale: float = 1.0
         base_model=str(base),
         env_ids=ENV_IDS,
         prompt_format="observation",
+        # the envs' default prompts: stage 0's pretraining, the distillation and the learning
+        # check see the same ones
+        output_format="r1-zero",
         max_new_tokens=MAX_NEW_TOKENS,
         stage1=Stage1Config(
             examples=20000,
