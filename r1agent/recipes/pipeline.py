@@ -45,6 +45,7 @@ from r1agent.infra.config import GRPOSettings, load_config
 from r1agent.recipes import stages
 from r1agent.recipes.sft import SFTConfig
 from r1agent.rollout.episodes import make_env
+from r1envs import formats
 
 log = logging.getLogger(__name__)
 
@@ -201,8 +202,6 @@ def check_stages(config: PipelineConfig) -> None:
     Raises:
         ValueError: naming the stage and the bad setting.
     """
-    if not stage_done(Path(config.output_dir).resolve(), "stage1"):
-        stage1_sources(config)
     for name, rl in (("stage2", config.stage2), ("stage4", config.stage4)):
         kwargs = env_kwargs_for(config, rl.env_kwargs, name)
         for env_id in config.env_ids:
@@ -232,6 +231,8 @@ def check_stages(config: PipelineConfig) -> None:
             )
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
             raise ValueError(f"{name}.grpo: {exc}") from exc
+    if not stage_done(Path(config.output_dir).resolve(), "stage1"):
+        stage1_sources(config)
 
 
 def env_kwargs_for(
@@ -299,11 +300,28 @@ def stage1_sources(config: PipelineConfig) -> dict[str, str]:
             )
         plan[env_id] = src
     if "file" in plan.values():
-        try:
-            read_examples(c.data)  # type: ignore[arg-type]
-        except FileNotFoundError as exc:
-            raise ValueError(f"stage1.data: file not found, data: {c.data!r}") from exc
+        _check_file(c.data, config.output_format)  # type: ignore[arg-type]
     return plan
+
+
+def _check_file(data: str, output_format: str) -> None:
+    """A cold-start file exists, parses, and its responses are in the run's output format.
+
+    Raises:
+        ValueError: naming the file (and the first response in another format).
+    """
+    try:
+        examples = read_examples(data)
+    except FileNotFoundError as exc:
+        raise ValueError(f"stage1.data: file not found, data: {data!r}") from exc
+    if not examples:
+        raise ValueError(f"stage1.data: no example in the file, data: {data!r}")
+    for i, ex in enumerate(examples, 1):
+        if not formats.parse(ex.response, output_format).well_formed:
+            raise ValueError(
+                f"stage1.data {data!r}: example {i}'s response is not well-formed "
+                f"{output_format} (the run's output_format), response: {ex.response!r:.120}"
+            )
 
 
 def stage1_examples(

@@ -280,3 +280,27 @@ def test_stage2_format_reward_is_earned_by_the_stage1_data(tmp_path, tiny, outpu
         _, reward, _, _, info = envs[env_id].step(ex.response)
         assert info["rewards"]["format"] == 1.0 and info["correct"], (env_id, ex.response)
         assert reward > 0
+
+
+def test_a_file_source_must_hold_the_runs_output_format(tmp_path, tiny):
+    from r1agent.data.sft import Example, write_examples
+
+    data = tmp_path / "cold.jsonl"
+    r1 = format_response(["2 + 2 = 4"], "4", "r1")
+    write_examples(data, [Example("What is 2 + 2?", r1)] * 2)
+    cfg = _cfg(tmp_path, tiny, source="file", data=str(data))
+    assert set(stage1_sources(cfg).values()) == {"file"}
+    examples, counts = stage1_examples(cfg, stage1_sources(cfg), None, None)
+    assert [e.response for e in examples] == [r1, r1] and counts["file"]["examples"] == 2
+    cfg.output_format = "r1-zero"
+    with pytest.raises(ValueError, match=r"example 1's response is not well-formed r1-zero"):
+        run_pipeline(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_env_kwargs_are_named_before_stage1(tmp_path, tiny):
+    cfg = _cfg(tmp_path, tiny)
+    cfg.stage2.env_kwargs = {"r1/Countdown-v0": {"reward_weights": {"acuracy": 1.0}}}
+    with pytest.raises(ValueError, match=r"stage2\.env_kwargs\['r1/Countdown-v0'\].*'acuracy'"):
+        run_pipeline(cfg)
+    assert not (tmp_path / "run").exists()
