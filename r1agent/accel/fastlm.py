@@ -262,7 +262,7 @@ def decode(
     b, p = len(prompts), ids.shape[1]
     x, kvs = _layers_full(model, model.model.embed_tokens(ids), positions, _padded_causal(valid))
     last = _rms(x[:, -1], model.model.norm)
-    logits = model.lm_head(last)[row_index].float()  # (B, V)
+    logits = _linear(model.lm_head, last)[row_index].float()  # (B, V)
 
     cfg = model.config
     n_kv = kvs[0][0].shape[1]
@@ -458,7 +458,7 @@ def _decode_step(
         cos, sin = _rope(model, pos, x.dtype)  # (B, D)
         for layer, (kc, vc) in zip(model.model.layers, cache.layers, strict=True):
             x = _decode_layer(layer, x, cos, sin, p + t, kc, vc, cache.mask, rep)
-        return model.lm_head(_rms(x, model.model.norm))
+        return _linear(model.lm_head, _rms(x, model.model.norm))
     cos, sin = _rope_pairs(model, pos)  # (B, D/2)
     pairs = torch.complex(cos, sin)[:, None] if cache.prompt is None else None
     for i, f in enumerate(fused):
@@ -538,9 +538,9 @@ def _decode_layer(
     b, d = x.shape[0], attn.head_dim
     cos, sin = cos[:, None, None], sin[:, None, None]  # (B, 1, 1, D)
     h = _rms(x, layer.input_layernorm)
-    q = attn.q_proj(h).view(b, -1, 1, d)  # (B, H, 1, D)
-    k = attn.k_proj(h).view(b, -1, 1, d)
-    v = attn.v_proj(h).view(b, -1, 1, d)
+    q = _linear(attn.q_proj, h).view(b, -1, 1, d)  # (B, H, 1, D)
+    k = _linear(attn.k_proj, h).view(b, -1, 1, d)
+    v = _linear(attn.v_proj, h).view(b, -1, 1, d)
     if hasattr(attn, "q_norm"):
         q, k = _rms(q, attn.q_norm), _rms(k, attn.k_norm)
     kc[..., col : col + 1] = _rotate(k, cos, sin).transpose(-1, -2)
@@ -551,8 +551,40 @@ def _decode_layer(
     scores = torch.matmul(q, kc) * attn.scaling
     probs = torch.softmax(scores + bias, dim=-1)  # (B, Hkv, rep, W)
     out = torch.matmul(probs, vc).reshape(b, -1)  # (B, H*D)
-    x = x + attn.o_proj(out)
-    return x + _mlp(layer.mlp, _rms(x, layer.post_attention_layernorm))
+    x = x + _linear(attn.o_proj, out)
+    return x + _decode_mlp(layer.mlp, _rms(x, layer.post_attention_layernorm))
+
+
+#: Rows up to which a decoding step's products run on :func:`r1agent.accel.native.linear_rows`.
+_FEW_ROWS = 16
+
+
+def _linear(linear: Any, h: torch.Tensor) -> torch.Tensor:
+    """``linear(h)`` for a decoding step's ``h (B, in)``.
+
+    For a few float32 rows on a CPU, a plain :class:`torch.nn.Linear` (not a wrapper that
+    adds to its output, such as a LoRA layer) runs on
+    :func:`r1agent.accel.native.linear_rows`, which streams the weights faster than a BLAS
+    product; otherwise the module itself.
+    """
+    w = linear.weight
+    if (
+        type(linear) is torch.nn.Linear
+        and h.dim() == 2
+        and h.shape[0] <= _FEW_ROWS
+        and w.is_contiguous()
+        and native.usable(h, w)
+        and not torch.is_autocast_enabled("cpu")
+    ):
+        return native.linear_rows(h, w, linear.bias)
+    return linear(h)
+
+
+def _decode_mlp(mlp: Any, h: torch.Tensor) -> torch.Tensor:
+    """The SwiGLU MLP of a decoding step's ``h (B, hidden)`` through :func:`_linear`."""
+    gate, up = _linear(mlp.gate_proj, h), _linear(mlp.up_proj, h)
+    act = native.swiglu(gate, up) if native.usable(gate, up) else F.silu(gate) * up
+    return _linear(mlp.down_proj, act)
 
 
 # --------------------------------------------------------------------------- training

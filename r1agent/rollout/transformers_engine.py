@@ -41,7 +41,8 @@ def sample_tokens(
         logp = torch.log_softmax(logits, dim=-1)  # (B, V)
         tokens = logits.argmax(dim=-1)
         return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
-    logp = torch.log_softmax(logits / temperature, dim=-1)  # (B, V)
+    scaled = logits if temperature == 1.0 else logits / temperature
+    logp = torch.log_softmax(scaled, dim=-1)  # (B, V)
     probs = logp.exp()
     if top_p < 1.0:
         sorted_p, idx = probs.sort(dim=-1, descending=True)

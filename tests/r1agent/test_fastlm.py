@@ -99,16 +99,20 @@ def greedy(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return sample_tokens(logits, temperature=0.0, top_p=1.0, generator=None)
 
 
-@pytest.mark.parametrize("path", ["native", "fused", "unfused"])
+@pytest.mark.parametrize("path", ["native", "fused", "unfused", "unfused_native"])
 @pytest.mark.parametrize("arch", sorted(ARCHS))
 def test_decode_matches_a_full_forward_per_token(arch, path, monkeypatch):
     model = make(arch)
-    if path == "native" and native.library() is None:
+    if path.endswith("native") and native.library() is None:
         pytest.skip("no C compiler for the native kernels")
-    if path != "native":  # the torch ops the kernels replace
+    if not path.endswith("native"):  # the torch ops the kernels replace
         monkeypatch.setattr(native, "usable", lambda *tensors: False)
-    if path == "unfused":  # large models decode on the unfused weights
+    if path.startswith("unfused"):  # large models decode on the unfused weights
         monkeypatch.setattr(cpu, "SMALL_MODEL_PARAMS", 0)
+    if path == "unfused_native":  # their products on native.linear_rows, counted
+        calls = []
+        linear_rows = native.linear_rows
+        monkeypatch.setattr(native, "linear_rows", lambda *a: calls.append(1) or linear_rows(*a))
     eos = torch.tensor([1])
     tokens, logps, lengths = fastlm.decode(
         model, PROMPTS, pad_id=0, eos=eos, max_new_tokens=7, min_new_tokens=7, sample=greedy
@@ -126,6 +130,8 @@ def test_decode_matches_a_full_forward_per_token(arch, path, monkeypatch):
                 float(torch.log_softmax(logits, -1)[nxt]), abs=1e-5
             )
             seq.append(nxt)
+    if path == "unfused_native":
+        assert calls
 
 
 def test_decode_stops_rows_at_eos_and_pads_after():

@@ -77,6 +77,30 @@ def test_decode_attention_propagates_nan_and_rejects_bad_tensors():
 
 
 @needs_kernels
+@pytest.mark.parametrize("m,k,n", [(1, 5, 1), (3, 37, 7), (8, 64, 100), (9, 130, 4), (17, 16, 3)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_linear_rows_matches_torch(m, k, n, with_bias):
+    g = torch.Generator().manual_seed(m * 1000 + k + n)
+    x, w = torch.randn(m, k, generator=g), torch.randn(n, k, generator=g)
+    bias = torch.randn(n, generator=g) if with_bias else None
+    torch.testing.assert_close(native.linear_rows(x, w, bias), F.linear(x, w, bias))
+    xt = torch.randn(k, m, generator=g).t()  # rows of x need not be contiguous
+    torch.testing.assert_close(native.linear_rows(xt, w, bias), F.linear(xt, w, bias))
+
+
+@needs_kernels
+def test_linear_rows_rejects_mismatched_shapes():
+    x, w = torch.randn(2, 4), torch.randn(3, 4)
+    with pytest.raises(ValueError, match=r"\(2, 5\)"):
+        native.linear_rows(torch.randn(2, 5), w)
+    with pytest.raises(ValueError, match="bias"):
+        native.linear_rows(x, w, torch.randn(4))
+    with pytest.raises(ValueError, match="contiguous"):
+        native.linear_rows(x, torch.randn(4, 3).t())
+    assert native.linear_rows(x, w).isfinite().all()
+
+
+@needs_kernels
 def test_swiglu_matches_torch_forward_and_backward():
     g = torch.Generator().manual_seed(1)
     gate = (torch.randn(7, 33, generator=g) * 6).requires_grad_()
