@@ -563,13 +563,14 @@ def _linear(linear: Any, h: torch.Tensor) -> torch.Tensor:
     """``linear(h)`` for a decoding step's ``h (B, in)``.
 
     For a few float32 rows on a CPU, a plain :class:`torch.nn.Linear` (not a wrapper that
-    adds to its output, such as a LoRA layer) runs on
+    adds to its output, such as a LoRA layer, nor one with forward hooks) runs on
     :func:`r1agent.accel.native.linear_rows`, which streams the weights faster than a BLAS
     product; otherwise the module itself.
     """
     w = linear.weight
     if (
         type(linear) is torch.nn.Linear
+        and not (linear._forward_hooks or linear._forward_pre_hooks)
         and h.dim() == 2
         and h.shape[0] <= _FEW_ROWS
         and w.is_contiguous()
