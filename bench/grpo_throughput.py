@@ -25,7 +25,8 @@ step / mean step time (first step excluded), the peak RSS of this process, and p
 generation and update seconds each against its floor: generation = decoding steps x bytes
 of weights read per step / memory bandwidth (or its FLOPs / matmul FLOP/s where that is
 more), update = forward + backward FLOPs / matmul FLOP/s, with the bandwidth (sum of a
-512 MiB tensor) and the FLOP/s (a product of the update's shape) measured here at start.
+512 MiB tensor) and the FLOP/s (a product of the update's shape) measured here before and
+after training (the better of the two: other work on the machine lowers a measurement).
 
 Threads: for small CPU models the trainer uses the cores that were idle when it started
 (``r1agent.accel.cpu.small_model_threads``: all of them on an idle machine, fewer when other
@@ -229,7 +230,7 @@ def floors(a: argparse.Namespace, bandwidth: float, flops: float) -> tuple[float
     return gen, (factor * params * tokens + attention) / flops
 
 
-def report(a: argparse.Namespace, hist: list, total: float, machine: tuple) -> None:
+def report(a: argparse.Namespace, hist: list, total: float, machine: tuple, peak_mb: float) -> None:
     from r1agent.accel.cpu import idle_cores
 
     times = [h["perf/step_time_s"] for h in hist]
@@ -239,7 +240,6 @@ def report(a: argparse.Namespace, hist: list, total: float, machine: tuple) -> N
     steady = slice(1, None) if len(hist) > 1 else slice(None)
     s_per_step = statistics.mean(times[steady])
     tok_per_step = statistics.mean(toks[steady])
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     bandwidth, flops = machine
     gen_floor, upd_floor = floors(a, bandwidth, flops)
     print(f"machine: memory bandwidth {bandwidth / 1e9:.1f} GB/s, matmul {flops / 1e9:.1f} GFLOP/s")
@@ -276,7 +276,12 @@ def main() -> None:
     cfg = build_config(a, env_id)
     t0 = time.perf_counter()
     summary = train_grpo(cfg)
-    report(a, summary["history"], time.perf_counter() - t0, machine)
+    total = time.perf_counter() - t0
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before measuring again
+    # other work on the machine lowers one measurement: the better of before and after
+    again = measure_machine(a.threads, tokens, shape["hidden"], shape["intermediate"])
+    machine = (max(machine[0], again[0]), max(machine[1], again[1]))
+    report(a, summary["history"], total, machine, peak_mb)
 
 
 if __name__ == "__main__":
