@@ -41,8 +41,6 @@ def _shrink(tiny: Path, out: Path) -> list[str]:
         "group_size=2",
         "prompts_per_step=3",
         "rollout.engine=hf",
-        "sample_every=0",
-        "tensorboard=false",
     ]
     return [
         f"base_model={tiny}",
@@ -57,6 +55,8 @@ def _shrink(tiny: Path, out: Path) -> list[str]:
         "stage3.general_limit=4",
         *(f"stage3.sft.{s}" for s in small_sft),
         *(f"stage4.grpo.{s}" for s in small_grpo),
+        "stage4.grpo.steps=2",
+        "stage4.grpo.prompts_per_step=6",  # (seeded) these draws include general prompts
         f"stage4.helpfulness=lm:{tiny}",
         "eval.n=3",
         "eval.k=2",
@@ -82,9 +82,16 @@ def _solver_for_arithmetic(output_format: str):
 
 
 @pytest.mark.slow
-def test_the_gpu_example_runs_all_four_stages_shrunk(tmp_path, tiny):
+def test_the_gpu_example_runs_all_four_stages_shrunk(tmp_path, tiny, monkeypatch):
     from transformers import AutoModelForCausalLM
 
+    from r1agent.recipes import stages
+
+    trained = []  # the GRPO configs stages 2 and 4 ran with (the real trainer runs)
+    real_train_grpo = stages.train_grpo
+    monkeypatch.setattr(
+        stages, "train_grpo", lambda config: trained.append(config) or real_train_grpo(config)
+    )
     out = tmp_path / "run"
     cfg = _stage_config(PipelineConfig, EXAMPLE, _shrink(tiny, out))
     assert cfg.env_ids == ["r1/Math-v0", "r1/Countdown-v0", "r1/Arithmetic-v0"]
@@ -109,6 +116,14 @@ def test_the_gpu_example_runs_all_four_stages_shrunk(tmp_path, tiny):
         assert ex.prompt.startswith(f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n")
         assert ex.prompt.endswith("<|im_end|>\n<|im_start|>assistant\n")
         assert formats.parse(ex.response, cfg.output_format).well_formed
+    assert [c.output_dir for c in trained] == [str(out / "stage2"), str(out / "stage4")]
+    for c in trained:
+        assert c.prompt_format == "chat" and c.rollout.engine == "hf"
+        assert all(c.env_kwargs[e]["output_format"] == cfg.output_format for e in cfg.env_ids)
+    assert trained[0].env_kwargs["r1/Math-v0"]["reward_weights"] == {"language": 0.1}
+    assert "r1agent/Chat-v0" in trained[1].envs  # general prompts, scored by the lm: judge
+    rows = [json.loads(r) for r in (out / "stage4" / "metrics.jsonl").read_text().splitlines()]
+    assert any("rewards/helpfulness" in r for r in rows), rows  # the judge scored responses
     stage3 = json.loads((out / "stage3" / "stage.json").read_text())
     assert stage3["rejection"]["kept"] >= 1
     for stage in ("stage2", "stage4"):
