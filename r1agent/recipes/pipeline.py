@@ -195,20 +195,15 @@ def run_pipeline(config: PipelineConfig, *, generate_fn: Any = None) -> dict[str
 def check_stages(config: PipelineConfig) -> None:
     """Validate every stage's inputs before the run writes anything.
 
-    Stage 1's sources are resolved (:func:`stage1_sources`) unless stage 1 finished
-    earlier; every reasoning env is made with its stage's kwargs; the full GRPO config of
-    stages 2 and 4 is validated (env ids, consistency of settings).
+    The full GRPO config of stages 2 and 4 is validated (env ids, consistency of
+    settings), every reasoning env is made with its stage's kwargs, and stage 1's sources
+    are resolved (:func:`stage1_sources`) unless stage 1 finished earlier.
 
     Raises:
         ValueError: naming the stage and the bad setting.
     """
     for name, rl in (("stage2", config.stage2), ("stage4", config.stage4)):
         kwargs = env_kwargs_for(config, rl.env_kwargs, name)
-        for env_id in config.env_ids:
-            try:
-                make_env(env_id, kwargs[env_id]).close()
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"{name}.env_kwargs[{env_id!r}]: {exc}") from exc
         fmt = rl.grpo.overrides().get("prompt_format", config.prompt_format)
         if fmt != config.prompt_format:
             raise ValueError(
@@ -231,6 +226,11 @@ def check_stages(config: PipelineConfig) -> None:
             )
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
             raise ValueError(f"{name}.grpo: {exc}") from exc
+        for env_id in config.env_ids:
+            try:
+                make_env(env_id, kwargs[env_id]).close()
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{name}.env_kwargs[{env_id!r}]: {exc}") from exc
     if not stage_done(Path(config.output_dir).resolve(), "stage1"):
         stage1_sources(config)
 

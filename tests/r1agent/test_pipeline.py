@@ -304,3 +304,11 @@ def test_bad_env_kwargs_are_named_before_stage1(tmp_path, tiny):
     with pytest.raises(ValueError, match=r"stage2\.env_kwargs\['r1/Countdown-v0'\].*'acuracy'"):
         run_pipeline(cfg)
     assert not (tmp_path / "run").exists()
+
+
+def test_an_unknown_env_id_is_named_before_stage1(tmp_path, tiny):
+    cfg = _cfg(tmp_path, tiny)
+    cfg.env_ids = ["r1/Arithmetic-v0", "r1/Arithmetc-v0"]
+    with pytest.raises(ValueError, match=r"r1/Arithmetc-v0"):
+        run_pipeline(cfg)
+    assert not (tmp_path / "run").exists()
