@@ -136,3 +136,16 @@ def test_the_gpu_example_runs_all_four_stages_shrunk(tmp_path, tiny, monkeypatch
         "stage3",
         "stage4",
     }
+
+
+def test_the_cli_names_a_source_that_cannot_serve_an_env_of_the_example(tmp_path):
+    from typer.testing import CliRunner
+
+    from r1agent.cli import app
+
+    out = tmp_path / "run"
+    args = ["pipeline", str(EXAMPLE), f"output_dir={out}", "stage1.source=solver"]
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, ValueError)
+    assert "source 'solver' cannot serve env 'r1/Math-v0'" in str(result.exception)
+    assert not out.exists()  # nothing written, no model loaded
