@@ -4,8 +4,10 @@
 weights), resolves the settings the way the trainer does, and asks
 :func:`r1agent.infra.memory.estimate` for the peak of one training step:
 
-- compute dtype: bfloat16 on CUDA (``dtype: auto`` keeps float32 master weights and runs
-  under bf16 autocast; ``dtype: bfloat16`` stores the weights in bf16), float32 on CPU;
+- dtypes: activations in bfloat16 on CUDA (``dtype: auto`` runs under bf16 autocast),
+  float32 on CPU; parameters (the frozen LoRA base too), gradients and AdamW moments in
+  float32, or bfloat16 with ``dtype: bfloat16``; LoRA adapters and their optimizer state
+  in float32; ``lora.quantize`` stores the base's linear layers in 4 or 8 bits;
 - LoRA: ``lora.r`` on ``lora.target_modules`` (``all-linear``: every decoder projection);
 - gradient checkpointing: :func:`resolve_gradient_checkpointing` (``None``: on above 100M
   parameters), the same function the trainer calls;
@@ -34,6 +36,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig
 
+from r1agent.infra import lora
 from r1agent.infra.config import GRPOConfig
 from r1agent.infra.memory import DEFAULT_LORA_TARGETS, GIB, Estimate, Shape, estimate
 from r1agent.infra.models import default_device
@@ -130,8 +133,8 @@ def read_model_config(model: str) -> Any:
     """
     if model.startswith(("/", ".", "~")) and not os.path.isdir(os.path.expanduser(model)):
         raise ValueError(f"cannot read the config of model {model!r}: no such directory")
-    try:
-        return AutoConfig.from_pretrained(os.path.expanduser(model))
+    try:  # a LoRA adapter directory: the config of the model under it
+        return AutoConfig.from_pretrained(lora.root_base(os.path.expanduser(model)))
     except Exception as exc:  # OSError, HF validation and connection errors alike
         raise ValueError(f"cannot read the config of model {model!r}: {exc}") from exc
 
@@ -184,14 +187,38 @@ def _lora_targets(targets: list[str] | str) -> tuple[str, ...]:
     return tuple(n for n in DEFAULT_LORA_TARGETS if any(t.split(".")[-1] == n for t in targets))
 
 
-def _precision(config: GRPOConfig, device: torch.device) -> tuple[int, bool]:
-    """``(bytes per compute element, float32 master weights)`` as the trainer runs."""
+def _compute_bytes(config: GRPOConfig, device: torch.device) -> int:
+    """Bytes per activation element: 2 under bf16 (autocast on CUDA, or ``dtype: bfloat16``)."""
     if config.dtype == "bfloat16":
-        return 2, False
+        return 2
     if config.dtype == "float32" or device.type != "cuda":
-        return 4, True
-    bf16 = not torch.cuda.is_available() or torch.cuda.is_bf16_supported()
-    return (2 if bf16 else 4), True
+        return 4
+    return 2 if not torch.cuda.is_available() or torch.cuda.is_bf16_supported() else 4
+
+
+def _storage(est: Estimate, shape: Shape, config: GRPOConfig) -> None:
+    """Set the stored parts to the dtypes the trainer keeps them in.
+
+    The trainer stores parameters in float32 unless ``dtype: bfloat16`` (under LoRA the
+    frozen base too; ``lora.quantize`` stores its linear layers in 4 or 8 bits), the
+    gradients and AdamW moments of full fine-tuning in the parameters' dtype, those of LoRA
+    adapters in float32, and the reference model in the parameters' dtype.
+    """
+    n, trainable = est.parameters, est.trainable
+    param_bytes = 2 if config.dtype == "bfloat16" else 4
+    if config.lora is None:
+        est.parts["weights"] = n * param_bytes
+        est.parts["gradients"] = trainable * param_bytes
+        est.parts["optimizer (AdamW)"] = trainable * 2 * param_bytes
+    else:
+        base = n * param_bytes
+        if config.lora.quantize:
+            linear = shape.layers * sum(a * b for a, b in shape.linear_shapes().values())
+            bits = 8 if config.lora.quantize == "8bit" else 4
+            base = (n - linear) * param_bytes + linear * bits // 8
+        est.parts["weights"] = base + trainable * 4
+    if "reference model" in est.parts:
+        est.parts["reference model"] = n * param_bytes
 
 
 def _suggestions(config: GRPOConfig, checkpointing: bool) -> list[str]:
@@ -199,12 +226,16 @@ def _suggestions(config: GRPOConfig, checkpointing: bool) -> list[str]:
     out = []
     if config.lora is None:
         out.append("lora={r: 16} (train adapters only: no full gradients or optimizer state)")
+    elif config.lora.quantize is None:
+        out.append("lora.quantize=4bit (QLoRA: the frozen base in 4 bits, CUDA only)")
     if not checkpointing:
         out.append("gradient_checkpointing=true")
     if config.micro_batch_size > 1:
         out.append(f"micro_batch_size={max(1, config.micro_batch_size // 2)} (or smaller)")
     if config.beta > 0 and config.lora is None:
         out.append("beta=0 (no reference model)")
+    if config.dtype != "bfloat16":
+        out.append("dtype=bfloat16 (parameters in bf16 instead of float32)")
     if not config.fsdp_offload:
         out.append(
             "fsdp=true fsdp_offload=true under torchrun with several processes "
@@ -252,21 +283,20 @@ def plan(
     """
     shape = Shape.from_config(read_model_config(config.model))
     device = default_device() if config.device == "auto" else torch.device(config.device)
-    dtype_bytes, master_fp32 = _precision(config, device)
     checkpointing = resolve_gradient_checkpointing(config, shape.parameters())
     lora = config.lora
     est = estimate(
         shape,
         micro_batch_size=config.micro_batch_size,
         seq_len=prompt_tokens + config.max_new_tokens * config.max_turns,
-        dtype_bytes=dtype_bytes,
-        master_fp32=master_fp32,
+        dtype_bytes=_compute_bytes(config, device),
         lora_r=lora.r if lora else None,
         lora_targets=_lora_targets(lora.target_modules) if lora else DEFAULT_LORA_TARGETS,
         gradient_checkpointing=checkpointing,
         reference=config.beta > 0 and lora is None,
         logits_chunk=config.logits_chunk,
     )
+    _storage(est, shape, config)
     world = (world or int(os.environ.get("WORLD_SIZE", "1"))) if config.fsdp else 1
     full_weights = est.parts["weights"]
     host: dict[str, int] = {}

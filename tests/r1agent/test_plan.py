@@ -75,8 +75,14 @@ def test_seven_b_lora_fits_80gib(tmp_path):
     check_fits(p)
     assert "reference model" not in p.estimate.parts  # the base with adapters off is the ref
     assert p.estimate.trainable < 0.01 * p.estimate.parameters
-    # bf16 base weights under LoRA: two bytes per parameter plus fp32 adapters
-    assert p.estimate.parts["weights"] < 2.1 * p.estimate.parameters
+    n, adapters = p.estimate.parameters, p.estimate.trainable
+    # the trainer keeps the frozen base in float32 unless dtype=bfloat16; adapters in float32
+    assert p.estimate.parts["weights"] == 4 * n + 4 * adapters
+    bf16 = plan(_config(model, device="cuda", lora={"r": 16}, dtype="bfloat16"), memory_bytes=GIB)
+    assert bf16.estimate.parts["weights"] == 2 * n + 4 * adapters
+    q4 = plan(_config(model, device="cuda", lora={"r": 16, "quantize": "4bit"}), memory_bytes=GIB)
+    # linear layers in 4 bits (an eighth of float32), embeddings and norms in float32
+    assert q4.estimate.parts["weights"] < 0.3 * p.estimate.parts["weights"]
 
 
 def test_small_model_fits_and_the_settings_reach_the_estimate(tmp_path):
@@ -90,7 +96,16 @@ def test_small_model_fits_and_the_settings_reach_the_estimate(tmp_path):
     assert not no_ckpt.gradient_checkpointing
     assert no_ckpt.estimate.parts["activations"] > p.estimate.parts["activations"]
     with_ref = plan(_config(model, device="cuda", micro_batch_size=4, beta=0.1), memory_bytes=GIB)
-    assert with_ref.estimate.parts["reference model"] == 2 * with_ref.estimate.parameters
+    assert with_ref.estimate.parts["reference model"] == 4 * with_ref.estimate.parameters
+    bf16 = plan(
+        _config(model, device="cuda", micro_batch_size=4, dtype="bfloat16"), memory_bytes=GIB
+    )
+    n = bf16.estimate.parameters
+    assert [bf16.estimate.parts[k] for k in ("weights", "gradients", "optimizer (AdamW)")] == [
+        2 * n,
+        2 * n,
+        4 * n,
+    ]
     cpu = plan(_config(model, device="cpu", micro_batch_size=4), memory_bytes=80 * GIB)
     assert cpu.device == "cpu" and cpu.estimate.parts["weights"] == 4 * cpu.estimate.parameters
 
