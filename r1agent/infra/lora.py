@@ -40,6 +40,7 @@ __all__ = [
     "load_trainable",
     "merged_weights",
     "reference_context",
+    "root_base",
 ]
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -67,6 +68,16 @@ def adapter_base(path: str | Path) -> str:
     if not base:
         raise ValueError(f"adapter {str(path)!r} names no base_model_name_or_path")
     return str(base)
+
+
+def root_base(path: str | Path) -> str:
+    """The plain model under a chain of adapter directories (``path`` itself when plain):
+    what an engine that loads full weights (vLLM) starts from."""
+    seen = set()
+    while is_adapter_dir(path) and str(path) not in seen:
+        seen.add(str(path))
+        path = adapter_base(path)
+    return str(path)
 
 
 def linear_module_names(model: Any) -> list[str]:

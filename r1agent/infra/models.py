@@ -95,8 +95,15 @@ def load_model(
 
     dev = torch.device(device) if device is not None else default_device()
     tokenizer = load_tokenizer(name_or_path)
-    adapter = lora.is_adapter_dir(name_or_path)
-    source = lora.adapter_base(name_or_path) if adapter else name_or_path
+    if lora.is_adapter_dir(name_or_path):  # the base (itself possibly an adapter) + this one
+        base, _ = load_model(
+            lora.adapter_base(name_or_path),
+            dtype=dtype,
+            device=dev,
+            quantization_config=quantization_config,
+        )
+        return lora.load_trainable(base, name_or_path).merge_and_unload().eval(), tokenizer
+    source = name_or_path
     if quantization_config is not None:
         model = AutoModelForCausalLM.from_pretrained(
             source,
@@ -107,8 +114,6 @@ def load_model(
     else:
         model = AutoModelForCausalLM.from_pretrained(source, dtype=resolve_dtype(dtype, dev))
         model.to(dev)
-    if adapter:
-        model = lora.load_trainable(model, name_or_path).merge_and_unload()
     model.eval()
     gen = model.generation_config
     if gen.pad_token_id is None:

@@ -58,6 +58,7 @@ from transformers import AutoModelForCausalLM
 
 from r1agent.accel import fastlm
 from r1agent.accel.cpu import cpu_threads, small_model_threads
+from r1agent.eval.periodic import PeriodicEval
 from r1agent.infra import checkpoint as ckpt
 from r1agent.infra import lora
 from r1agent.infra.config import GRPOConfig
@@ -74,6 +75,7 @@ from r1agent.infra.distributed import (
 )
 from r1agent.infra.metrics import MetricsLogger, plot_metrics
 from r1agent.infra.models import default_device, load_model
+from r1agent.infra.plan import memory_check, resolve_gradient_checkpointing
 from r1agent.rl import grpo
 from r1agent.rl.batch import Batch, batch_logprobs, build_batch, response_logprobs
 from r1agent.rl.stats import StepStats, step_metrics
@@ -94,10 +96,6 @@ __all__ = [
     "sample_problems",
     "train_grpo",
 ]
-
-#: Models above this many parameters train with gradient checkpointing unless the config
-#: says otherwise (``gradient_checkpointing: null``), as TRL and verl users expect.
-GRADIENT_CHECKPOINTING_PARAMS = 100_000_000
 
 #: ``callback(step, metrics) -> bool | None``; returning ``True`` stops training.
 StepCallback = Callable[[int, dict[str, Any]], "bool | None"]
@@ -135,6 +133,8 @@ def train_grpo(
     dd = setup_distributed(device)
     seed_everything(c.seed + dd.rank)
     resume_from = ckpt.latest_checkpoint(Path(c.output_dir)) if c.resume else None
+    if c.check_memory and model is None:  # before any weights load; raises when it cannot fit
+        memory_check(c, log=print if dd.main else (lambda _: None))
     p = build_policy(c, dd, device, model, tokenizer, resume_from)
     opt = build_optimizer(c, dd, p.model)
     start = resume(c, dd, p.model, opt, resume_from)
@@ -142,6 +142,7 @@ def train_grpo(
     with cpu_threads(c.threads or small_model_threads(p.model)):
         engine, generate = build_engine(c, dd, p, resume_from, generate_fn)
         run = RunLog.open(c, dd, start)
+        evaluator = PeriodicEval.from_config(c, rank=dd.rank, world=dd.world)
         pool = EnvPool(c.env_kwargs)
         step, row = start, {}
         while step < c.steps:
@@ -161,6 +162,9 @@ def train_grpo(
                 c, episodes, stats, n_dropped, skipped, dt, t_gen, opt.optimizer, step
             )
             row = reduce_mean(row, dd)
+            if evaluator.due(step):  # every rank: the counts are summed over ranks
+                with p.autocast(), fsdp_gathered(p.model, c.fsdp and dd.world > 1):
+                    row.update(evaluator(step, p.model, p.tokenizer, generate))
             run.log(step, row, episodes)  # 5
             if dd.main and row["charts/error_rate"] > c.error_rate_warn:
                 warn_errors(step, row["charts/error_rate"], c.error_rate_warn, episodes)
@@ -229,7 +233,8 @@ def build_policy(
     """
     param_dtype = torch.bfloat16 if c.dtype == "bfloat16" else torch.float32
     model, tokenizer = load_policy(c, device, param_dtype, model, tokenizer, resume_from)
-    checkpointing = wants_gradient_checkpointing(c.gradient_checkpointing, model)
+    n_params = sum(prm.numel() for prm in model.parameters())
+    checkpointing = resolve_gradient_checkpointing(c, n_params)  # None: on above 100M
     fast = fastlm.use_fast(model, c.forward, distributed=dd.world > 1)
     if checkpointing and not fast:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -288,14 +293,6 @@ def load_policy(
     return model, tokenizer
 
 
-def wants_gradient_checkpointing(setting: bool | None, model: Any) -> bool:
-    """The ``gradient_checkpointing`` setting, or (``None``) whether the model has more
-    than :data:`GRADIENT_CHECKPOINTING_PARAMS` parameters."""
-    if setting is not None:
-        return setting
-    return sum(p.numel() for p in model.parameters()) > GRADIENT_CHECKPOINTING_PARAMS
-
-
 def build_optimizer(c: GRPOConfig, dd: Dist, model: Any) -> Optimizer:
     """AdamW over the model's parameters with linear warm-up to a constant rate."""
     optimizer = torch.optim.AdamW(
@@ -335,7 +332,7 @@ def build_engine(
         return None, generate_fn
     if c.rollout.engine == "vllm":
         engine = VLLMEngine(
-            str(c.model if c.lora is not None else resume_from or c.model),
+            lora.root_base(c.model if c.lora is not None else resume_from or c.model),
             dtype=p.autocast_dtype or p.param_dtype,
             gpu_memory_utilization=c.rollout.vllm_gpu_memory_utilization,
             max_model_len=c.rollout.vllm_max_model_len,
@@ -356,7 +353,7 @@ def sync_engine(engine: Any, model: Any) -> None:
 
 
 class RunLog:
-    """Metrics (JSONL, TensorBoard) and the progress bar; rank 0 only (no-ops elsewhere)."""
+    """Metrics (JSONL, TensorBoard, W&B as ``report_to`` says) and the progress bar; rank 0 only (no-ops elsewhere)."""
 
     def __init__(self, c: GRPOConfig, logger: MetricsLogger | None, bar: Any) -> None:
         self.c, self.logger, self.bar = c, logger, bar
@@ -367,7 +364,11 @@ class RunLog:
         if not dd.main:
             return cls(c, None, None)
         logger = MetricsLogger(
-            Path(c.output_dir), tensorboard=c.tensorboard, resume_step=start_step
+            Path(c.output_dir),
+            report_to=c.reporters,
+            resume_step=start_step,
+            run_name=c.run_name,
+            config=c.model_dump(mode="json"),
         )
         bar = (
             tqdm(total=c.steps, initial=start_step, desc="grpo", dynamic_ncols=True)

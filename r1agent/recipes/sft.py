@@ -7,6 +7,16 @@ configuration, the losses and :func:`train_sft`, the loop.
 
 * The loss covers response tokens only (``loss_on="response"``), averaged over all response
   tokens of the batch (token-level mean).
+* The loss projects only the positions that have a label through the LM head, a chunk at a
+  time (:mod:`r1agent.rl.chunked`): ``(rows, tokens, vocab)`` logits never exist.
+* Mixed precision (``dtype: auto``): on a GPU the weights and AdamW's state stay in float32
+  (master weights; a bfloat16 model passed in is upcast for training and saved back in
+  bfloat16) and the forward and backward run under bfloat16 autocast. ``dtype: bfloat16``
+  trains the bfloat16 weights directly (half the memory; AdamW updates smaller than a
+  bfloat16 step of the weight are lost). On a CPU training is in float32.
+* ``lora``: train PEFT LoRA adapters only; the output directory then holds the adapter
+  (:func:`r1agent.infra.models.load_model` reads it as the merged model; ``r1agent merge``
+  writes a plain one). ``gradient_checkpointing`` as in GRPO (on above 100M parameters).
 * Shared prompt prefix (``share_prefix``): when most prompts start with the same tokens (a
   system template such as R1-Zero's), each step runs that prefix once, repeats its key/value
   cache over the batch and runs only the rest of each example on top of it. The loss and its
@@ -19,12 +29,15 @@ Run: ``r1agent sft CONFIG.yaml key=value ...`` (see :class:`SFTConfig`).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 import math
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,7 +54,12 @@ from r1agent.data.sft import (
     split_by_prefix,
     tokenize_example,
 )
+from r1agent.infra import lora as lora_lib
 from r1agent.infra.checkpoint import atomic_save_pretrained
+from r1agent.infra.config import LoraConfig
+from r1agent.infra.plan import resolve_gradient_checkpointing
+from r1agent.rl.batch import output_head
+from r1agent.rl.chunked import DEFAULT_CHUNK, chunked_logprobs
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +95,20 @@ class SFTConfig(BaseModel):
     )
     seed: int = Field(0, description="shuffling and init seed")
     log_every: int = Field(10, ge=1, description="log a metrics line every N steps")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="auto: float32 master weights with bfloat16 autocast on a GPU, float32 "
+        "on a CPU; bfloat16: train bfloat16 weights directly",
+    )
+    lora: LoraConfig | None = Field(None, description="train LoRA adapters (PEFT) only")
+    gradient_checkpointing: bool | None = Field(
+        None, description="recompute activations in backward (None: on above 100M parameters)"
+    )
+    logits_chunk: int = Field(
+        DEFAULT_CHUNK,
+        ge=1,
+        description="labelled positions projected through the LM head at a time",
+    )
 
 
 def response_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -100,11 +132,37 @@ def response_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Ten
     return loss / n, n
 
 
+def hidden_loss(
+    model: Any, hidden: torch.Tensor, labels: torch.Tensor, chunk: int = DEFAULT_CHUNK
+) -> tuple[torch.Tensor, int]:
+    """Summed next-token cross-entropy where labels are set, from final hidden states
+    ``(B, T, H)``: only labelled positions go through the LM head, ``chunk`` at a time.
+
+    Returns:
+        ``(summed loss, number of target tokens)``.
+    """
+    targets = labels[:, 1:]
+    keep = targets != IGNORE_INDEX
+    n = int(keep.sum())
+    if n == 0:
+        return hidden.sum() * 0.0, 0
+    logp = chunked_logprobs(hidden[:, :-1][keep], output_head(model), targets[keep], chunk=chunk)
+    return -logp.sum(), n
+
+
+def _hidden(model: Any, **inputs: Any) -> tuple[torch.Tensor, Any]:
+    """Final hidden states (after the last norm) and the returned cache of a forward that
+    computes the logits of one position only."""
+    out = model(**inputs, output_hidden_states=True, logits_to_keep=1)
+    return out.hidden_states[-1], getattr(out, "past_key_values", None)
+
+
 def prefix_shared_loss(
     model: Any,
     prefix: Sequence[int],
     segments: Sequence[tuple[list[int], list[int]]],
     pad_id: int,
+    chunk: int = DEFAULT_CHUNK,
 ) -> tuple[torch.Tensor, int] | None:
     """Summed response loss of ``segments`` that all start with ``prefix``, prefix run once.
 
@@ -117,7 +175,9 @@ def prefix_shared_loss(
     """
     device = next(model.parameters()).device
     n = len(prefix)
-    out = model(input_ids=torch.tensor([list(prefix)], device=device), use_cache=True)
+    out = model(
+        input_ids=torch.tensor([list(prefix)], device=device), use_cache=True, logits_to_keep=1
+    )
     past = getattr(out, "past_key_values", None)
     if not hasattr(past, "batch_repeat_interleave"):
         return None  # the model keeps no repeatable cache: the caller runs the plain forward
@@ -134,15 +194,15 @@ def prefix_shared_loss(
         labels[r, :k] = torch.tensor(lab[n:])
         mask[r, n : n + k] = 1
     positions = torch.arange(n, n + width).expand(b, width)
-    logits = model(
+    hidden, _ = _hidden(
+        model,
         input_ids=input_ids.to(device),
         attention_mask=mask.to(device),
         position_ids=positions.to(device),
         past_key_values=past,
         use_cache=True,
-    ).logits  # (B, width, V); position 0 predicts a prompt token (no loss)
-    loss, count = response_loss(logits, labels.to(device))
-    return loss * count, count
+    )  # (B, width, H); position 0 predicts a prompt token (no loss)
+    return hidden_loss(model, hidden, labels.to(device), chunk)
 
 
 def batch_loss(
@@ -150,27 +210,30 @@ def batch_loss(
     rows: Sequence[Sequence[tuple[list[int], list[int]]]],
     pad_id: int,
     prefix: Sequence[int] = (),
+    chunk: int = DEFAULT_CHUNK,
 ) -> tuple[torch.Tensor, int]:
-    """Token-mean response loss of a batch of rows; segments with ``prefix`` share its run."""
+    """Token-mean response loss of a batch of rows; segments with ``prefix`` share its run;
+    the LM head projects ``chunk`` labelled positions at a time."""
     device = next(model.parameters()).device
     if prefix:
         members, others = split_by_prefix([seg for row in rows for seg in row], prefix)
     else:
         members, others = [], []
     total, count = None, 0
-    shared = prefix_shared_loss(model, prefix, members, pad_id) if members else None
+    shared = prefix_shared_loss(model, prefix, members, pad_id, chunk) if members else None
     if shared is not None:
         total, count = shared
         rows = [[seg] for seg in others]
     if rows:
         batch = {k: v.to(device) for k, v in collate(rows, pad_id).items()}
-        logits = model(
+        hidden, _ = _hidden(
+            model,
             input_ids=batch["input_ids"],
             attention_mask=batch["attention_mask"],
             position_ids=batch["position_ids"],
-        ).logits
-        loss, n = response_loss(logits, batch["labels"])
-        total = loss * n if total is None else total + loss * n
+        )
+        loss, n = hidden_loss(model, hidden, batch["labels"], chunk)
+        total = loss if total is None else total + loss
         count += n
     assert total is not None
     if count == 0:
@@ -224,16 +287,27 @@ def train_sft(
     prefix = shared_prefix(encoded) if config.share_prefix else []
     steps_per_epoch = max(1, math.ceil(len(rows) / config.batch_size))
     total = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    model.train()
+    trained, precision = prepare_model(model, config)
+    params = [p for p in trained.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    trained.train()
     t0, loss_val, tokens = time.time(), float("nan"), 0
     batches = _shuffled_batches(len(rows), config.batch_size, random.Random(config.seed))
+    step_fn = functools.partial(
+        _step,
+        trained,
+        opt,
+        pad_id=pad_id,
+        prefix=prefix,
+        grad_clip=config.grad_clip,
+        chunk=config.logits_chunk,
+        autocast=precision.autocast,
+    )
     # small models train faster single-threaded on CPU (OpenMP barriers cost more than they save)
     with cpu_threads(small_model_threads(model)), metrics_file.open("a", encoding="utf-8") as mf:
         for step, batch_idx in zip(range(total), batches, strict=False):
             lr = config.lr * lr_at(step, total, config.warmup_steps, config.min_lr_ratio)
-            batch = [rows[i] for i in batch_idx]
-            loss_val, n, grad_norm = _step(model, opt, batch, pad_id, prefix, lr, config.grad_clip)
+            loss_val, n, grad_norm = step_fn([rows[i] for i in batch_idx], lr=lr)
             tokens += n
             record = {
                 "step": step + 1,
@@ -248,12 +322,13 @@ def train_sft(
             if (step + 1) % config.log_every == 0 or step + 1 == total:
                 log.info("sft step %d/%d loss %.4f", step + 1, total, loss_val)
             if step + 1 in config.save_steps and step + 1 < total:
-                if _save_intermediate(out, step + 1, model, tokenizer, on_save):
+                if _save_intermediate(out, step + 1, trained, tokenizer, on_save):
                     total = step + 1
                     break
-    model.eval()
+    trained.eval()
+    precision.restore()
     _set_eos(model, tokenizer)
-    atomic_save_pretrained(out, model, tokenizer)
+    atomic_save_pretrained(out, trained, tokenizer)
     summary = {
         "steps": total,
         "final_loss": loss_val,
@@ -265,6 +340,47 @@ def train_sft(
     }
     (out / "sft_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+@dataclass
+class Precision:
+    """How a run computes: ``autocast`` is the forward's mixed-precision context;
+    ``restore`` puts a bfloat16 model that was upcast for training back in bfloat16."""
+
+    autocast: Callable[[], Any]
+    restore: Callable[[], None]
+
+
+def prepare_model(model: Any, config: SFTConfig) -> tuple[Any, Precision]:
+    """The module to train (``model``, or ``model`` with LoRA adapters) and its precision.
+
+    On a GPU with ``dtype: auto`` a bfloat16 model is upcast to float32 master weights (only
+    the trainable ones under LoRA) and the forward runs under bfloat16 autocast; gradient
+    checkpointing is switched on as configured (``None``: above 100M parameters).
+
+    Raises:
+        ValueError: for a LoRA target that matches no linear layer.
+    """
+    device = next(model.parameters()).device
+    n_params = sum(p.numel() for p in model.parameters())
+    restore: Callable[[], None] = lambda: None  # noqa: E731
+    autocast: Callable[[], Any] = contextlib.nullcontext
+    if config.dtype == "auto" and device.type == "cuda":
+        if config.lora is None and next(model.parameters()).dtype != torch.float32:
+            model.float()
+            restore = lambda: model.to(torch.bfloat16) and None  # noqa: E731
+        autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16)  # noqa: E731
+    checkpointing = resolve_gradient_checkpointing(config, n_params)  # None: on above 100M
+    if checkpointing and hasattr(model, "gradient_checkpointing_enable"):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    trained = model
+    if config.lora is not None and not lora_lib.is_peft(model):
+        trained = lora_lib.apply_lora(model, config.lora)
+        if config.dtype == "auto" and device.type == "cuda":
+            for p in trained.parameters():
+                if p.requires_grad:
+                    p.data = p.data.float()  # adapters train in float32 under autocast
+    return trained, Precision(autocast, restore)
 
 
 def _shuffled_batches(n: int, batch_size: int, rng: random.Random) -> Iterator[list[int]]:
@@ -283,18 +399,23 @@ def _step(
     model: Any,
     opt: torch.optim.Optimizer,
     batch: list[Any],
+    *,
     pad_id: int,
     prefix: Sequence[int],
     lr: float,
     grad_clip: float,
+    chunk: int = DEFAULT_CHUNK,
+    autocast: Callable[[], Any] = contextlib.nullcontext,
 ) -> tuple[float, int, float]:
     """One optimizer step at learning rate ``lr``; ``(loss, response tokens, grad norm)``."""
     for g in opt.param_groups:
         g["lr"] = lr
-    loss, n = batch_loss(model, batch, pad_id, prefix)
+    with autocast():
+        loss, n = batch_loss(model, batch, pad_id, prefix, chunk)
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    params = [p for g in opt.param_groups for p in g["params"]]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
     opt.step()
     return float(loss.detach()), n, float(grad_norm)
 

@@ -97,14 +97,16 @@ def test_gradient_checkpointing_gives_the_same_gradients(model_dir, fast):
 
 
 def test_gradient_checkpointing_default_follows_model_size(model_dir, tmp_path, monkeypatch):
+    from r1agent.infra import plan
+
     model, _ = load_model(model_dir, dtype="float32", device="cpu")
     n = sum(p.numel() for p in model.parameters())
-    assert grpo_recipe.wants_gradient_checkpointing(None, model) is False
-    assert grpo_recipe.wants_gradient_checkpointing(True, model) is True
-    monkeypatch.setattr(grpo_recipe, "GRADIENT_CHECKPOINTING_PARAMS", n - 1)
-    assert grpo_recipe.wants_gradient_checkpointing(None, model) is True
-    assert grpo_recipe.wants_gradient_checkpointing(False, model) is False
     cfg = base_config(model_dir, tmp_path / "run", forward="hf", steps=1)
+    assert plan.resolve_gradient_checkpointing(cfg, n) is False
+    monkeypatch.setattr(plan, "BIG_MODEL_PARAMS", n - 1)
+    assert plan.resolve_gradient_checkpointing(cfg, n) is True
+    off = cfg.model_copy(update={"gradient_checkpointing": False})
+    assert plan.resolve_gradient_checkpointing(off, n) is False
     seen = []
     real = grpo_recipe.build_policy
 
