@@ -305,8 +305,10 @@ grpo() {  # grpo NAME TIMEOUT MODEL "OVERRIDES" PLAN_OVERRIDES... -- EXTRA_FLAGS
     "$PYTHON" "$WRAP" bench/grpo_throughput.py --model "$model" "${COMMON[@]}" "$@"
 }
 
-grpo "grpo-hf-$L05-full" 120 "$M05" "" --
-grpo "grpo-hf-$L05-lora" 120 "$M05" "$LORA_SET" lora.r=16 -- "${LORA_ARGS[@]}"
+# (bench/grpo_throughput.py turns gradient checkpointing off unless --grad-ckpt)
+grpo "grpo-hf-$L05-full" 120 "$M05" "" gradient_checkpointing=false --
+grpo "grpo-hf-$L05-lora" 120 "$M05" "$LORA_SET" lora.r=16 gradient_checkpointing=false \
+  -- "${LORA_ARGS[@]}"
 grpo "grpo-hf-$L15-full" 150 "$M15" "$CKPT_SET" gradient_checkpointing=true -- "${CKPT_ARGS[@]}"
 grpo "grpo-hf-$L15-lora" 150 "$M15" "$LORA_SET $CKPT_SET" lora.r=16 gradient_checkpointing=true \
   -- "${LORA_ARGS[@]}" "${CKPT_ARGS[@]}"
@@ -323,13 +325,14 @@ fi
 if [ "$SMOKE" = 1 ]; then
   skip_part grpo-vllm-0.5b-full "smoke: vLLM needs CUDA here"
 elif has vllm; then
-  grpo "grpo-vllm-$L05-full" 240 "$M05" "rollout.engine=vllm rollout.vllm_gpu_memory_utilization=0.3" --
+  grpo "grpo-vllm-$L05-full" 240 "$M05" "rollout.engine=vllm rollout.vllm_gpu_memory_utilization=0.3" \
+    gradient_checkpointing=false --
 else
   skip_part grpo-vllm-0.5b-full "vllm not importable"
 fi
 
 TORCHRUN=("$PYTHON" -m torch.distributed.run --standalone --nproc_per_node 1)
-est=$(estimate "$M05" "${PLAN_SET[@]}" fsdp=true)
+est=$(estimate "$M05" "${PLAN_SET[@]}" fsdp=true gradient_checkpointing=false)
 R1_BENCH_SET="$BASE_SET fsdp=true" run_part "grpo-torchrun1-fsdp-$L05" 150 "${est:--}" \
   "${TORCHRUN[@]}" "$WRAP" bench/grpo_throughput.py --model "$M05" "${COMMON[@]}"
 
