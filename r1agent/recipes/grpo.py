@@ -251,7 +251,7 @@ def build_policy(
         if autocast_dtype
         else contextlib.nullcontext
     )
-    trained = wrap_model(model, dd, device, fsdp=c.fsdp)
+    trained = wrap_model(model, dd, device, fsdp=c.fsdp, offload=c.fsdp_offload)
     chunk = None if c.fsdp and dd.world > 1 else c.logits_chunk
     return Policy(
         model,

@@ -309,18 +309,7 @@ def train_sft(
             lr = config.lr * lr_at(step, total, config.warmup_steps, config.min_lr_ratio)
             loss_val, n, grad_norm = step_fn([rows[i] for i in batch_idx], lr=lr)
             tokens += n
-            record = {
-                "step": step + 1,
-                "sft/loss": loss_val,
-                "sft/grad_norm": grad_norm,
-                "sft/lr": lr,
-                "sft/tokens": tokens,
-                "sft/seconds": round(time.time() - t0, 3),
-            }
-            mf.write(json.dumps(record) + "\n")
-            mf.flush()
-            if (step + 1) % config.log_every == 0 or step + 1 == total:
-                log.info("sft step %d/%d loss %.4f", step + 1, total, loss_val)
+            _log_step(mf, step + 1, total, config.log_every, loss_val, grad_norm, lr, tokens, t0)
             if step + 1 in config.save_steps and step + 1 < total:
                 if _save_intermediate(out, step + 1, trained, tokenizer, on_save):
                     total = step + 1
@@ -381,6 +370,32 @@ def prepare_model(model: Any, config: SFTConfig) -> tuple[Any, Precision]:
                 if p.requires_grad:
                     p.data = p.data.float()  # adapters train in float32 under autocast
     return trained, Precision(autocast, restore)
+
+
+def _log_step(
+    mf: Any,
+    step: int,
+    total: int,
+    log_every: int,
+    loss: float,
+    grad_norm: float,
+    lr: float,
+    tokens: int,
+    t0: float,
+) -> None:
+    """Append step ``step``'s metrics to the JSONL file; a log line every ``log_every``."""
+    record = {
+        "step": step,
+        "sft/loss": loss,
+        "sft/grad_norm": grad_norm,
+        "sft/lr": lr,
+        "sft/tokens": tokens,
+        "sft/seconds": round(time.time() - t0, 3),
+    }
+    mf.write(json.dumps(record) + "\n")
+    mf.flush()
+    if step % log_every == 0 or step == total:
+        log.info("sft step %d/%d loss %.4f", step, total, loss)
 
 
 def _shuffled_batches(n: int, batch_size: int, rng: random.Random) -> Iterator[list[int]]:
