@@ -139,9 +139,12 @@ def test_the_forger_reaches_only_its_own_processes(runner):
 
 
 def test_a_detached_child_holding_stdout_is_a_verdict(runner):
+    # The parent answers only once the child has left its process group: on a loaded
+    # machine a child killed with the group before its setsid() would close stdout early.
     code = (
-        "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(8)\n    os._exit(0)\n"
-        "a, b = map(int, input().split())\nprint(a + b)\n"
+        "import os, time\nr, w = os.pipe()\nif os.fork() == 0:\n    os.setsid()\n"
+        "    os.write(w, b'x')\n    time.sleep(8)\n    os._exit(0)\n"
+        "os.read(r, 1)\na, b = map(int, input().split())\nprint(a + b)\n"
     )
     start = time.monotonic()
     result = run_tests(code, STDIO, runner)
