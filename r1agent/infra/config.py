@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import gymnasium as gym
 import yaml
@@ -21,7 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 import r1envs  # noqa: F401  (registers the r1 ids)
 
 __all__ = [
+    "AsyncConfig",
     "GRPOConfig",
+    "ImportanceConfig",
     "LoraConfig",
     "REPORTERS",
     "GRPOSettings",
@@ -65,10 +67,39 @@ class LoraConfig(BaseModel):
     )
 
 
+class AsyncConfig(BaseModel):
+    """Overlapped generation and update (``async: {max_staleness: k}``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_staleness: int = Field(
+        1,
+        ge=1,
+        description="the samples of step s come from the weights after step s - k "
+        "(optimizer steps behind the weights that learn from them, at most k)",
+    )
+
+
+class ImportanceConfig(BaseModel):
+    """Truncated importance-sampling correction of the policy-gradient loss."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: Literal["auto"] | bool = Field(
+        "auto",
+        description="auto: on when the sampler is not the trainer's own forward (vLLM engine) "
+        "or samples are stale (async); true; false",
+    )
+    cap: float = Field(2.0, gt=0, description="weights min(pi_old / pi_sampler, cap)")
+    level: Literal["token", "sequence"] = Field(
+        "token", description="one weight per token, or per sequence (product of token ratios)"
+    )
+
+
 class GRPOConfig(BaseModel):
     """Everything a GRPO run needs; derived values are properties."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     model: str = Field(..., description="HF model directory or hub id")
     output_dir: str = Field("runs/grpo", description="run directory (final model written here)")
@@ -127,8 +158,10 @@ class GRPOConfig(BaseModel):
         description="recompute each layer's activations in backward (None: on for models "
         "over 100M parameters)",
     )
-    logits_chunk: int = Field(
-        1024, ge=1, description="positions projected through the LM head at a time in the loss"
+    logits_chunk: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto",
+        description="positions projected through the LM head at a time in the loss (auto: "
+        "blocks of about 128 MB of float32 logits)",
     )
     check_memory: bool = Field(
         True, description="estimate memory before loading weights; stop if it cannot fit"
@@ -155,6 +188,15 @@ class GRPOConfig(BaseModel):
     plots: bool = True
     progress: bool = True
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    asynchronous: AsyncConfig | None = Field(
+        None,
+        alias="async",
+        description="overlap generation (background thread) with the update; None: off",
+    )
+    is_correction: ImportanceConfig = Field(
+        default_factory=ImportanceConfig,
+        description="truncated importance weights for off-policy samples",
+    )
 
     @property
     def reporters(self) -> list[str]:
@@ -205,7 +247,7 @@ STAGE_SET_FIELDS = ("model", "output_dir", "envs", "env_kwargs")
 class _Settings(BaseModel):
     """Base of :data:`GRPOSettings`: also readable as a mapping (``settings["lr"]``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     def __getitem__(self, key: str) -> Any:
         return getattr(self, key)

