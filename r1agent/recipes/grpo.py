@@ -545,6 +545,9 @@ def rollout(
                 batch_size=c.rollout.batch_size,
                 reward_fn=reward_fn,
                 generate_fn=generate,
+                grading_workers=c.rollout.grading_workers,
+                grading_timeout=c.rollout.grading_timeout,
+                grading_pool=c.rollout.grading_pool,
             )
             if not c.dynamic_sampling:
                 return eps, 0

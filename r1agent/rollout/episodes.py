@@ -20,6 +20,7 @@ import gymnasium as gym
 
 import r1envs  # noqa: F401  (registers the r1 ids)
 from r1agent.rollout.engine import Completion, encode_prompts
+from r1agent.rollout.grading import DEFAULT_TIMEOUT, Grader, Job, Outcome
 from r1agent.rollout.transformers_engine import generate
 
 __all__ = [
@@ -84,6 +85,20 @@ class EnvPool:
     def __init__(self, kwargs: dict[str, dict[str, Any]] | None = None) -> None:
         self.kwargs = kwargs or {}
         self._free: dict[str, list[Any]] = {}
+        self._grader: Grader | None = None
+
+    def grader(
+        self, workers: int | None = None, timeout: float = DEFAULT_TIMEOUT, pool: str = "auto"
+    ) -> Grader:
+        """The pool's :class:`~r1agent.rollout.grading.Grader` with these settings (kept
+        across batches, so worker processes start once)."""
+        if self._grader is None:
+            self._grader = Grader(
+                self.acquire, self.kwargs, workers=workers, timeout=timeout, pool=pool
+            )
+        else:
+            self._grader.configure(workers, timeout, pool)
+        return self._grader
 
     def acquire(self, env_id: str) -> Any:
         """A free env for ``env_id`` (made when none is free)."""
@@ -99,7 +114,9 @@ class EnvPool:
             self._free.setdefault(env_id, []).append(env)
 
     def close(self) -> None:
-        """Close every pooled env."""
+        """Close every pooled env (and stop grading worker processes)."""
+        if self._grader is not None:
+            self._grader.close()
         for envs in self._free.values():
             for env in envs:
                 with contextlib.suppress(Exception):
@@ -135,17 +152,18 @@ def _next_turn_text(
     return full[len(prev) :] if full.startswith(prev) else obs
 
 
-def _step_env(pool: EnvPool, ep: Episode, completion: str) -> tuple[str, bool]:
-    """Step the episode's env; records reward/failure; returns ``(observation, finished)``."""
+def _record_step(ep: Episode, outcome: Outcome) -> tuple[str, bool]:
+    """Record a graded step (reward, components, failure); returns ``(observation, finished)``."""
+    ep.env = None if outcome.abandoned else outcome.env
+    if outcome.error is not None or outcome.result is None:
+        ep.error = outcome.error or "not graded"
+        return "", True
+    obs, reward, terminated, truncated, info = outcome.result
     try:
-        if ep.env is None:
-            ep.env = pool.acquire(ep.env_id)
-            ep.env.reset(seed=ep.seed)
-        obs, reward, terminated, truncated, info = ep.env.step(completion)
-    except Exception as exc:  # a failing env masks this episode, training goes on
+        reward = float(reward)
+    except (TypeError, ValueError) as exc:
         ep.error = f"{type(exc).__name__}: {exc}"
         return "", True
-    reward = float(reward)
     ep.info = dict(info)
     if info.get("error"):
         ep.error = str(info["error"])
@@ -156,6 +174,32 @@ def _step_env(pool: EnvPool, ep: Episode, completion: str) -> tuple[str, bool]:
         ep.components[k] = ep.components.get(k, 0.0) + float(v)
     ep.correct = bool(info.get("correct", False))
     return str(obs), bool(terminated or truncated) or ep.error is not None
+
+
+def _after_step(
+    tokenizer: Any,
+    pool: EnvPool,
+    ep: Episode,
+    completion: str,
+    outcome: Outcome,
+    last: bool,
+    prompt_format: str,
+) -> None:
+    """Record a graded turn: finish the episode (env back to the pool, a broken one closed)
+    or append the env's reply as the next, masked, user turn."""
+    obs, finished = _record_step(ep, outcome)
+    if finished or last:
+        ep.done = True
+        if ep.env is not None:
+            pool.release(ep.env_id, ep.env, broken=ep.error is not None)
+            ep.env = None
+        return
+    turn_ids = encode_prompts(
+        tokenizer, [_next_turn_text(tokenizer, ep, completion, obs, prompt_format)]
+    )[0]
+    ep.response_ids += turn_ids
+    ep.loss_mask += [0.0] * len(turn_ids)
+    ep.gen_logprobs += [0.0] * len(turn_ids)
 
 
 def _failed_episode(
@@ -196,6 +240,9 @@ def collect_episodes(
     batch_size: int = 64,
     reward_fn: RewardFn | None = None,
     generate_fn: Callable[..., list[Completion]] | None = None,
+    grading_workers: int | None = None,
+    grading_timeout: float = DEFAULT_TIMEOUT,
+    grading_pool: str = "auto",
 ) -> list[Episode]:
     """Run ``group_size`` episodes on each ``(env_id, env_seed)`` problem.
 
@@ -203,8 +250,17 @@ def collect_episodes(
     terminate answers with an observation, appended as the next user turn (masked from the
     loss). Env failures (exception, ``info["error"]``, non-finite reward) end the episode
     with ``error`` set. Groups are contiguous in the returned list.
+
+    The envs of a turn are graded concurrently (:mod:`r1agent.rollout.grading`):
+    ``grading_workers`` threads or processes (``None``: sized to the CPUs; 0: one after
+    another, without a time limit), ``grading_pool`` ``"auto"``/``"thread"``/``"process"``;
+    a step that takes over ``grading_timeout`` seconds fails its episode only.
+
+    Raises:
+        ValueError: for bad grading settings (naming the value).
     """
     gen = generate_fn or generate
+    grader = pool.grader(grading_workers, grading_timeout, grading_pool)
     episodes = _start_episodes(tokenizer, pool, problems, group_size, prompt_format)
     live = [ep for ep in episodes if not ep.done]
     for turn in range(max_turns):
@@ -227,19 +283,12 @@ def collect_episodes(
             ep.gen_logprobs += out.logprobs or [0.0] * len(out.completion_ids)
             ep.completions.append(out.text)
             ep.truncated = out.truncated
-            obs, finished = _step_env(pool, ep, out.text)
-            if finished or turn == max_turns - 1:
-                ep.done = True
-                if ep.env is not None:
-                    pool.release(ep.env_id, ep.env, broken=ep.error is not None)
-                    ep.env = None
-                continue
-            turn_ids = encode_prompts(
-                tokenizer, [_next_turn_text(tokenizer, ep, out.text, obs, prompt_format)]
-            )[0]
-            ep.response_ids += turn_ids
-            ep.loss_mask += [0.0] * len(turn_ids)
-            ep.gen_logprobs += [0.0] * len(turn_ids)
+        graded = grader.grade(
+            [Job(ep.env_id, ep.seed, list(ep.completions), ep.env) for ep in live]
+        )
+        for ep, out, outcome in zip(live, outs, graded, strict=True):
+            last = turn == max_turns - 1
+            _after_step(tokenizer, pool, ep, out.text, outcome, last, prompt_format)
         live = [ep for ep in live if not ep.done]
         if not live:
             break

@@ -1,0 +1,164 @@
+"""Grading a batch of episodes one after another vs in the grading pool, same machine, same run.
+
+* code: 64 ``r1/Code-v0`` episodes (8 problems x 8 completions): reference solutions,
+  wrong programs, and a few slow ones (an infinite loop, a long ``sleep``) that run into
+  the problem's time limit;
+* math: 64 ``r1/Math-v0`` episodes: the gold answer boxed, the gold answer rewritten (a
+  sum or product that sympy must compare), and wrong answers.
+
+Each batch is graded by :class:`r1agent.rollout.grading.Grader` as ``collect_episodes``
+grades one turn: ``workers=0`` (one after another, as before) and a pool (threads or
+processes). Rewards, components and errors of every mode are checked to be identical.
+Usage::
+
+    python bench/parallel_rewards.py [--workers N] [--slots N] [--slow 6] [--repeat 1]
+
+``--slots`` gives the code env a sandbox with that many parallel slots (default: the
+shared local sandbox, one slot per CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from r1agent.rollout.episodes import EnvPool
+from r1agent.rollout.grading import Grader, Job
+from r1envs.sandbox import LocalSandbox
+
+ROOT = Path(__file__).resolve().parents[1]
+THINK = "<think>\nLet me work it out.\n</think>\n<answer>\n{}\n</answer>"
+
+
+def reference_solutions() -> dict[str, str]:
+    """Reference solutions of the shipped code problems, by problem id (from the tests)."""
+    path = ROOT / "tests" / "r1envs" / "families" / "data" / "code_reference.py"
+    spec = importlib.util.spec_from_file_location("code_reference", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return {p["id"]: p["solution"] for p in mod.PROBLEMS}
+
+
+def code_batch(pool: EnvPool, n_slow: int) -> list[Job]:
+    """8 problems x 8 completions: 5 right, 3 wrong; ``n_slow`` of the wrong are slow."""
+    sols = reference_solutions()
+    jobs: list[Job] = []
+    slow = 0
+    for seed in range(8):
+        env = pool.acquire("r1/Code-v0")
+        _, info = env.reset(seed=seed)
+        pool.release("r1/Code-v0", env)
+        prob = info["problem"]
+        entry = prob.get("entry_point") or "f"
+        wrong = (
+            "print(0)" if prob["test_style"] == "stdio" else f"def {entry}(*a, **k):\n    return 0"
+        )
+        for k in range(8):
+            if k < 5:
+                code = sols[prob["id"]]
+            elif slow < n_slow and k == 7 - seed % 2:
+                code = "while True:\n    pass" if slow % 2 else "import time\ntime.sleep(60)"
+                slow += 1
+            else:
+                code = wrong
+            jobs.append(Job("r1/Code-v0", seed, [THINK.format(f"```python\n{code}\n```")]))
+    return jobs
+
+
+def math_batch(pool: EnvPool) -> list[Job]:
+    """16 problems x 4 completions: gold, gold as a sympy-checked rewrite, two wrong."""
+    jobs = []
+    for seed in range(16):
+        env = pool.acquire("r1/Math-v0")
+        _, info = env.reset(seed=seed)
+        pool.release("r1/Math-v0", env)
+        gold = info["problem"]["answer"]
+        answers = [
+            gold,
+            f"\\frac{{2({gold})}}{{2}} + \\sin^2 x + \\cos^2 x - 1",
+            f"{gold} + 1",
+            "\\sqrt{2} \\pi",
+        ]
+        jobs += [Job("r1/Math-v0", seed, [THINK.format(f"\\boxed{{{a}}}")]) for a in answers]
+    return jobs
+
+
+def summary(outcomes: list[Any]) -> list[tuple[Any, ...]]:
+    """What must not depend on the mode: reward, components, correctness, error."""
+    rows = []
+    for o in outcomes:
+        if o.result is None:
+            rows.append((None, None, None, o.error))
+        else:
+            info = o.result[4]
+            rows.append((float(o.result[1]), info.get("rewards"), info.get("correct"), o.error))
+    return rows
+
+
+def timed(grader: Grader, pool: EnvPool, jobs: list[Job], repeat: int) -> tuple[float, list]:
+    """Best wall time of ``repeat`` gradings of ``jobs`` (envs released after each)."""
+    best, rows = float("inf"), []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        outs = grader.grade([Job(j.env_id, j.seed, j.history) for j in jobs])
+        best = min(best, time.perf_counter() - t0)
+        for o in outs:
+            if o.env is not None:
+                pool.release(jobs[0].env_id, o.env, broken=o.error is not None)
+        rows = summary(outs)
+    return best, rows
+
+
+def compare(name: str, pool: EnvPool, jobs: list[Job], modes: list[tuple[str, int]], repeat: int):
+    """Time one batch in each mode and print the figures."""
+    seq = Grader(pool.acquire, pool.kwargs, workers=0, timeout=600)
+    timed(seq, pool, jobs[:4], 1)  # warm up: envs made, sympy/sandbox started
+    t_seq, want = timed(seq, pool, jobs, repeat)
+    print(f"{name}: {len(jobs)} episodes, one after another: {t_seq:.2f} s")
+    for kind, workers in modes:
+        grader = Grader(pool.acquire, pool.kwargs, workers=workers, timeout=600, pool=kind)
+        timed(grader, pool, jobs[:workers], 1)  # warm up: processes started
+        t, got = timed(grader, pool, jobs, repeat)
+        grader.close()
+        same = "identical" if got == want else "DIFFERENT"
+        print(
+            f"{name}: {kind} pool, {workers} workers: {t:.2f} s, "
+            f"{t_seq / t:.2f}x faster (results {same})"
+        )
+
+
+def main() -> None:
+    """Run the code and math comparisons."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--workers", type=int, default=None, help="threads (default 4 per CPU)")
+    ap.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--slots", type=int, default=None, help="sandbox slots for the code env")
+    ap.add_argument("--slow", type=int, default=6, help="slow code completions in the batch")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--skip-math", action="store_true")
+    args = ap.parse_args()
+    threads = args.workers or 4 * (os.cpu_count() or 1)
+    print(f"{os.cpu_count()} CPUs")
+    kwargs: dict[str, dict[str, Any]] = {}
+    if args.slots:
+        kwargs["r1/Code-v0"] = {"sandbox": LocalSandbox(workers=args.slots)}
+    pool = EnvPool(kwargs)
+    slots = args.slots or os.cpu_count()
+    print(f"code env sandbox: {slots} slots")
+    code_modes = [("thread", threads)]
+    if not args.slots:  # a sandbox instance does not travel to worker processes
+        code_modes.append(("process", args.processes))
+    compare("code", pool, code_batch(pool, args.slow), code_modes, args.repeat)
+    if not args.skip_math:
+        modes = [("thread", threads), ("process", args.processes)]
+        compare("math", pool, math_batch(pool), modes, args.repeat)
+    pool.close()
+
+
+if __name__ == "__main__":
+    main()
