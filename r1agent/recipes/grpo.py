@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.distributed.tensor import DTensor
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM
 
@@ -82,8 +83,10 @@ from r1agent.rl import grpo, importance
 from r1agent.rl.batch import Batch, batch_logprobs, build_batch, response_logprobs
 from r1agent.rl.stats import StepStats, step_metrics
 from r1agent.rollout.episodes import EnvPool, Episode, RewardFn, collect_episodes
+from r1agent.rollout.factory import server_client
 from r1agent.rollout.transformers_engine import generate as generate_hf
 from r1agent.rollout.vllm_engine import VLLMEngine
+from r1agent.rollout.vllm_server import VLLMServerClient
 
 log = logging.getLogger(__name__)
 
@@ -322,32 +325,49 @@ def resume(c: GRPOConfig, dd: Dist, model: Any, opt: Optimizer, resume_from: Any
 def build_engine(
     c: GRPOConfig, dd: Dist, p: Policy, resume_from: Any, generate_fn: Callable[..., Any] | None
 ) -> tuple[Any, Callable[..., Any]]:
-    """The rollout engine: ``(vllm_engine_or_None, generate)``.
+    """The rollout engine: ``(engine_or_None, generate)``.
 
     ``generate_fn`` when given; a :class:`~r1agent.rollout.vllm_engine.VLLMEngine` for
-    ``rollout.engine: vllm`` (its weights synced from the policy after every step);
-    otherwise :func:`~r1agent.rollout.generate` on the policy's forward.
+    ``rollout.engine: vllm``, a :class:`~r1agent.rollout.vllm_server.VLLMServerClient` for
+    ``vllm-server`` (servers checked: reachable, serving the base model), either one's weights
+    pushed from the policy now (a resumed run re-syncs before it generates) and after every
+    step; otherwise :func:`~r1agent.rollout.generate` on the policy's forward.
     """
     if generate_fn is not None:
         return None, generate_fn
+    base = lora.root_base(c.model if c.lora is not None else resume_from or c.model)
     if c.rollout.engine == "vllm":
         engine = VLLMEngine(
-            lora.root_base(c.model if c.lora is not None else resume_from or c.model),
+            base,
             dtype=p.autocast_dtype or p.param_dtype,
             gpu_memory_utilization=c.rollout.vllm_gpu_memory_utilization,
             max_model_len=c.rollout.vllm_max_model_len,
             seed=c.seed + dd.rank,
         )
-        sync_engine(engine, p.model)  # a policy passed in may differ from the files
-        return engine, engine
-    return None, functools.partial(generate_hf, forward="fast" if p.fast else "hf")
+    elif c.rollout.engine == "vllm-server":  # the servers serve the base; we push the policy
+        engine = server_client(
+            c.rollout, lora.root_base(c.model), tokenizer=p.tokenizer, rank=dd.rank, world=dd.world
+        )
+    else:
+        return None, functools.partial(generate_hf, forward="fast" if p.fast else "hf")
+    sync_engine(engine, p.model)  # a policy passed in or resumed may differ from the files
+    return engine, engine
 
 
 def sync_engine(engine: Any, model: Any) -> None:
-    """Push the policy's weights into the rollout engine (LoRA adapters merged in)."""
+    """Push the policy's weights into the rollout engine (LoRA adapters merged in).
+
+    Under FSDP2 the full weights are gathered first (a collective: every rank calls this);
+    a server engine pushes from rank 0 and tells the other ranks the new version.
+    """
     if lora.is_peft(model):
         with lora.merged_weights(model) as weights:
             engine.sync_weights(weights)
+        return
+    sharded = any(isinstance(prm, DTensor) for prm in model.parameters())
+    full = full_model_state(model, sharded)  # rank 0 only (CPU); None unless sharded
+    if full is not None and isinstance(engine, VLLMServerClient):
+        engine.sync_weights(full.items())
     else:
         engine.sync_weights(model)
 
