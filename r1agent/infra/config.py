@@ -39,7 +39,11 @@ class RolloutConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    engine: Literal["hf", "vllm"] = Field("hf", description="hf: batched KV-cache sampling; vllm")
+    engine: Literal["hf", "vllm", "vllm-server"] = Field(
+        "hf",
+        description="hf: batched KV-cache sampling; vllm: in-process vLLM; vllm-server: "
+        "`r1agent serve` processes at rollout.servers, weights pushed after each update",
+    )
     batch_size: int = Field(64, ge=1, description="prompts decoded together (hf engine)")
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="vLLM on GPU")
     vllm_max_model_len: int = Field(2048, ge=16, description="vLLM context length")
@@ -55,6 +59,31 @@ class RolloutConfig(BaseModel):
     grading_pool: Literal["auto", "thread", "process"] = Field(
         "auto", description="auto (threads), thread, or process (a fresh env per step, replayed)"
     )
+    servers: list[str] = Field(
+        default_factory=list, description="vllm-server: base URLs (http://host:port), >= 1"
+    )
+    server_model: str | None = Field(
+        None,
+        description="vllm-server: the model name the servers serve (default: the run's model; "
+        "when it differs, the run's weights are pushed to them before sampling)",
+    )
+    weight_transport: Literal["auto", "nccl", "http", "file"] = Field(
+        "auto",
+        description="vllm-server weight push: nccl (GPU), http (safetensors chunks), file "
+        "(shared filesystem, weight_dir); auto: nccl for CUDA weights, else http",
+    )
+    weight_dir: str | None = Field(None, description="file transport: folder the servers see")
+    server_timeout: float = Field(600.0, gt=0, description="seconds per server request")
+    sync_port: int = Field(51216, ge=1, le=65535, description="first NCCL group port")
+
+    @model_validator(mode="after")
+    def _servers_for_server_engine(self) -> RolloutConfig:
+        if self.engine == "vllm-server" and not self.servers:
+            raise ValueError("rollout.engine vllm-server needs rollout.servers: [URL, ...]")
+        bad = [u for u in self.servers if not u.startswith(("http://", "https://"))]
+        if bad:
+            raise ValueError(f"rollout.servers must be http(s):// URLs, got: {bad}")
+        return self
 
 
 #: Where metrics go besides ``metrics.jsonl`` (always written): ``report_to`` choices.
