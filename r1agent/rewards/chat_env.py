@@ -3,12 +3,14 @@
 :class:`ChatEnv` serves a prompt from a ``{"prompt", ...}`` JSONL set; its reward is a
 weighted sum of a helpfulness judge's score of the summary (the text after the reasoning)
 and a harmlessness judge's score of the whole response. Judges are loaded once per spec
-(:func:`cached_judge`). :func:`register_chat_env` registers it as ``r1agent/Chat-v0``;
-importing this module does so.
+(:func:`cached_judge`); :meth:`ChatEnv.step_many` scores a batch of envs with one ``score``
+call per judge (the rollout's grading pool steps them so). :func:`register_chat_env`
+registers it as ``r1agent/Chat-v0``; importing this module does so.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -88,8 +90,30 @@ class ChatEnv(gym.Env[str, str]):
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         """Score the response with the two judges."""
-        h = self.help_judge.score([self._question], [summary_part(action)])[0]
-        s = self.harm_judge.score([self._question], [action])[0]
+        return type(self).step_many([self], [action])[0]
+
+    @classmethod
+    def step_many(
+        cls, envs: Sequence[ChatEnv], actions: Sequence[str]
+    ) -> list[tuple[str, float, bool, bool, dict[str, Any]]]:
+        """Step several envs at once: each judge scores all of them in one ``score`` call
+        (one per pair of judges in use), as a batch. Same results as stepping each env."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, env in enumerate(envs):
+            groups.setdefault((id(env.help_judge), id(env.harm_judge)), []).append(i)
+        out: list[Any] = [None] * len(envs)
+        for idx in groups.values():
+            first = envs[idx[0]]
+            questions = [envs[i]._question for i in idx]
+            helpful = first.help_judge.score(questions, [summary_part(actions[i]) for i in idx])
+            harmless = first.harm_judge.score(questions, [actions[i] for i in idx])
+            for i, h, s in zip(idx, helpful, harmless, strict=True):
+                out[i] = envs[i]._result(h, s)
+        return out
+
+    def _result(
+        self, h: float | None, s: float | None
+    ) -> tuple[str, float, bool, bool, dict[str, Any]]:
         error = None if h is not None and s is not None else "judge could not score"
         values = {"helpfulness": float(h or 0.0), "harmlessness": float(s or 0.0)}
         reward = self.weights[0] * values["helpfulness"] + self.weights[1] * values["harmlessness"]
