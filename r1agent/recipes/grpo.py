@@ -27,6 +27,13 @@ accelerator (:mod:`r1agent.accel.fastlm`) or Hugging Face's, as ``forward`` choo
    saved); the reference model only exists when ``beta > 0``;
 5. log metrics (JSONL, TensorBoard, progress bar), checkpoint every ``save_every`` steps.
 
+With ``async: {max_staleness: k}`` the rollouts (1-2) of step ``s`` run ahead on a background
+thread from a snapshot of the weights after step ``s - k``
+(:mod:`r1agent.recipes.async_rollout`), overlapping the update; every episode records its ``policy_version``. Samples the trainer's
+own forward did not draw at the current weights (stale ones, or a vLLM engine's) get
+truncated importance weights on the policy-gradient term (``is_correction``,
+:mod:`r1agent.rl.importance`; on by default in exactly those cases).
+
 A non-finite loss or gradient norm skips the update with a warning. A step whose episodes
 all failed (``info["error"]``: the grader or sandbox is down) changes no weight: no
 optimizer step, so no momentum or weight-decay update either. ``charts/error_rate`` is the
