@@ -490,8 +490,8 @@ def rollout_source(
     snapshot of the weights ``max_staleness`` steps back (:mod:`r1agent.recipes.async_rollout`).
 
     Raises:
-        ValueError: for ``async`` with FSDP across processes (sharded weights cannot be
-            copied for the generator).
+        ValueError: for ``async`` across processes with FSDP (sharded weights) or a vLLM
+            engine (its weight sync is a collective).
     """
 
     def produce(step: int, model: Any) -> tuple[list[Episode], int]:
@@ -501,10 +501,11 @@ def rollout_source(
     if c.asynchronous is None:
         after = functools.partial(sync_engine, engine, p.model) if engine is not None else None
         return SyncRollouts(produce, p.model, after)
-    if c.fsdp and dd.world > 1:
+    if dd.world > 1 and (c.fsdp or engine is not None):
         raise ValueError(
-            "async generation needs the whole weights in each process; it does not run with "
-            f"fsdp across processes (fsdp: {c.fsdp}, processes: {dd.world})"
+            "async generation across processes runs no collective off the main thread: it "
+            "needs whole weights (not fsdp) and the policy's own forward (not a vLLM engine), "
+            f"fsdp: {c.fsdp}, rollout.engine: {c.rollout.engine!r}, processes: {dd.world}"
         )
     return AsyncRollouts(
         produce,
