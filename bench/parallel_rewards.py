@@ -29,6 +29,7 @@ from typing import Any
 from r1agent.rollout.episodes import EnvPool
 from r1agent.rollout.grading import Grader, Job
 from r1envs.sandbox import LocalSandbox
+from r1envs.verifiers.math import clear_caches
 
 ROOT = Path(__file__).resolve().parents[1]
 THINK = "<think>\nLet me work it out.\n</think>\n<answer>\n{}\n</answer>"
@@ -44,12 +45,12 @@ def reference_solutions() -> dict[str, str]:
     return {p["id"]: p["solution"] for p in mod.PROBLEMS}
 
 
-def code_batch(pool: EnvPool, n_slow: int) -> list[Job]:
+def code_batch(pool: EnvPool, n_slow: int, first: int = 0) -> list[Job]:
     """8 problems x 8 completions: 5 right, 3 wrong; ``n_slow`` of the wrong are slow."""
     sols = reference_solutions()
     jobs: list[Job] = []
     slow = 0
-    for seed in range(8):
+    for seed in range(first, first + 8):
         env = pool.acquire("r1/Code-v0")
         _, info = env.reset(seed=seed)
         pool.release("r1/Code-v0", env)
@@ -70,10 +71,10 @@ def code_batch(pool: EnvPool, n_slow: int) -> list[Job]:
     return jobs
 
 
-def math_batch(pool: EnvPool) -> list[Job]:
+def math_batch(pool: EnvPool, first: int = 0) -> list[Job]:
     """16 problems x 4 completions: gold, gold as a sympy-checked rewrite, two wrong."""
     jobs = []
-    for seed in range(16):
+    for seed in range(first, first + 16):
         env = pool.acquire("r1/Math-v0")
         _, info = env.reset(seed=seed)
         pool.release("r1/Math-v0", env)
@@ -100,31 +101,36 @@ def summary(outcomes: list[Any]) -> list[tuple[Any, ...]]:
     return rows
 
 
-def timed(grader: Grader, pool: EnvPool, jobs: list[Job], repeat: int) -> tuple[float, list]:
-    """Best wall time of ``repeat`` gradings of ``jobs`` (envs released after each)."""
+def timed(make: Any, pool: EnvPool, jobs: list[Job], warm: list[Job], repeat: int):
+    """Best wall time of ``repeat`` gradings of ``jobs``, each by a fresh grader warmed up on
+    other problems (``warm``: envs made, sympy, sandbox slots and workers started), with the
+    math verifier's caches emptied first: no timing reuses an earlier result."""
     best, rows = float("inf"), []
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        outs = grader.grade([Job(j.env_id, j.seed, j.history) for j in jobs])
-        best = min(best, time.perf_counter() - t0)
-        for o in outs:
-            if o.env is not None:
-                pool.release(jobs[0].env_id, o.env, broken=o.error is not None)
-        rows = summary(outs)
+        grader = make()
+        for batch in (warm, jobs):
+            clear_caches()
+            t0 = time.perf_counter()
+            outs = grader.grade([Job(j.env_id, j.seed, j.history) for j in batch])
+            elapsed = time.perf_counter() - t0
+            for o in outs:
+                if o.env is not None:
+                    pool.release(batch[0].env_id, o.env, broken=o.error is not None)
+        grader.close()
+        best, rows = min(best, elapsed), summary(outs)
     return best, rows
 
 
-def compare(name: str, pool: EnvPool, jobs: list[Job], modes: list[tuple[str, int]], repeat: int):
+def compare(name: str, pool: EnvPool, jobs: list[Job], warm: list[Job], modes, repeat: int):
     """Time one batch in each mode and print the figures."""
-    seq = Grader(pool.acquire, pool.kwargs, workers=0, timeout=600)
-    timed(seq, pool, jobs[:4], 1)  # warm up: envs made, sympy/sandbox started
-    t_seq, want = timed(seq, pool, jobs, repeat)
+
+    def grader(kind: str, workers: int) -> Any:
+        return lambda: Grader(pool.acquire, pool.kwargs, workers=workers, timeout=600, pool=kind)
+
+    t_seq, want = timed(grader("thread", 0), pool, jobs, warm, repeat)
     print(f"{name}: {len(jobs)} episodes, one after another: {t_seq:.2f} s")
     for kind, workers in modes:
-        grader = Grader(pool.acquire, pool.kwargs, workers=workers, timeout=600, pool=kind)
-        timed(grader, pool, jobs[:workers], 1)  # warm up: processes started
-        t, got = timed(grader, pool, jobs, repeat)
-        grader.close()
+        t, got = timed(grader(kind, workers), pool, jobs, warm, repeat)
         same = "identical" if got == want else "DIFFERENT"
         print(
             f"{name}: {kind} pool, {workers} workers: {t:.2f} s, "
@@ -153,10 +159,12 @@ def main() -> None:
     code_modes = [("thread", threads)]
     if not args.slots:  # a sandbox instance does not travel to worker processes
         code_modes.append(("process", args.processes))
-    compare("code", pool, code_batch(pool, args.slow), code_modes, args.repeat)
+    warm = code_batch(pool, 0, first=100)[:: 8 // 2]
+    compare("code", pool, code_batch(pool, args.slow), warm, code_modes, args.repeat)
     if not args.skip_math:
         modes = [("thread", threads), ("process", args.processes)]
-        compare("math", pool, math_batch(pool), modes, args.repeat)
+        warm = math_batch(pool, first=100)
+        compare("math", pool, math_batch(pool), warm, modes, args.repeat)
     pool.close()
 
 

@@ -22,10 +22,16 @@ Two kinds of pool:
   id registered at run time travels as its ``EnvSpec``. A worker whose step times out is
   killed (its process group with it) and replaced.
 
-``auto`` uses threads: on the 2-core machine this was built on, ``bench/parallel_rewards.py``
-measured threads at least as fast as processes for ``r1/Code-v0`` (the sandbox does the
-work) and for ``r1/Math-v0`` (a step takes about a millisecond, less than a round trip to
-a worker process).
+``auto`` uses threads. Measured with ``bench/parallel_rewards.py`` on a shared 2-core
+machine: ``r1/Code-v0`` (the sandbox does the work) about 2x faster than one after another
+with either kind (bounded by the sandbox's slots); ``r1/Math-v0`` (a few milliseconds a
+step, the symbolic part already in sympy helper processes) threads about as fast as
+processes or faster, without a second set of sympy helpers per worker. Processes remain
+the choice for an env whose own Python code is slow (``grading_pool: process``).
+
+An env id is made in the parent's :class:`~r1agent.rollout.episodes.EnvPool` (threads)
+or in the worker (processes); its ``reset`` runs in the pool too, under the same time
+limit. ``workers=0`` keeps the loop of before: each step in the calling thread, no limit.
 """
 
 from __future__ import annotations
@@ -184,105 +190,128 @@ class Grader:
 # -- threads -------------------------------------------------------------------------------
 
 
-def _prepare(acquire: Callable[[str], Any], job: Job) -> tuple[Any, str | None]:
-    """The job's env, reset with its seed when new; ``(env, error)``."""
-    env = job.env
+def _step_one(env: Any, job: Job, fresh: bool) -> Outcome:
+    """Reset a fresh env with the episode's seed, then step it."""
     try:
-        if env is None:
-            env = acquire(job.env_id)
+        if fresh:
             env.reset(seed=job.seed)
+        return Outcome(result=env.step(job.history[-1]), env=env)
     except Exception as exc:  # a failing env masks this episode, training goes on
-        return env, _error(exc)
-    return env, None
-
-
-def _step_one(env: Any, action: str) -> Outcome:
-    try:
-        return Outcome(result=env.step(action), env=env)
-    except Exception as exc:
         return Outcome(error=_error(exc), env=env)
 
 
-def _step_group(envs: list[Any], actions: list[str]) -> list[Outcome]:
-    """One ``step_many`` call for envs of one class (judges score the whole group)."""
+def _step_group(envs: list[Any], jobs: list[Job], fresh: list[bool]) -> list[Outcome]:
+    """Envs of one class with ``step_many``: reset the fresh ones, then one ``step_many``."""
+    out: list[Outcome | None] = [None] * len(envs)
+    ok = []
+    for k, (env, job) in enumerate(zip(envs, jobs, strict=True)):
+        try:
+            if fresh[k]:
+                env.reset(seed=job.seed)
+            ok.append(k)
+        except Exception as exc:
+            out[k] = Outcome(error=_error(exc), env=env)
     try:
-        results = type(envs[0].unwrapped).step_many([e.unwrapped for e in envs], actions)
-        if len(results) != len(envs):
-            raise RuntimeError(f"step_many returned {len(results)} results for {len(envs)}")
+        step_many = type(envs[ok[0]].unwrapped).step_many if ok else None
+        results = step_many([envs[k].unwrapped for k in ok], [jobs[k].history[-1] for k in ok])
+        if len(results) != len(ok):
+            raise RuntimeError(f"step_many returned {len(results)} results for {len(ok)} envs")
+        for k, r in zip(ok, results, strict=True):
+            out[k] = Outcome(result=r, env=envs[k])
     except Exception as exc:
-        return [Outcome(error=_error(exc), env=e) for e in envs]
-    return [Outcome(result=r, env=e) for r, e in zip(results, envs, strict=True)]
+        for k in ok:
+            out[k] = Outcome(error=_error(exc), env=envs[k])
+    return [o if o is not None else Outcome(error="not graded") for o in out]
+
+
+@dataclass
+class _Units:
+    """A batch for the thread pool: each job's env, and units of work over job indices (one
+    job, or the jobs of one ``step_many`` class and id)."""
+
+    jobs: Sequence[Job]
+    envs: list[Any]
+    fresh: list[bool]
+    units: list[list[int]]
+    failed: dict[int, Outcome]
+
+    @classmethod
+    def build(cls, acquire: Callable[[str], Any], jobs: Sequence[Job]) -> _Units:
+        """Acquire an env for each job without one (here: the pool is not thread-safe)."""
+        me = cls(jobs, [None] * len(jobs), [job.env is None for job in jobs], [], {})
+        groups: dict[tuple[str, type], list[int]] = {}
+        for i, job in enumerate(jobs):
+            try:
+                env = me.envs[i] = job.env if job.env is not None else acquire(job.env_id)
+            except Exception as exc:
+                me.failed[i] = Outcome(error=_error(exc))
+                continue
+            if callable(getattr(type(env.unwrapped), "step_many", None)):
+                groups.setdefault((job.env_id, type(env.unwrapped)), []).append(i)
+            else:
+                me.units.append([i])
+        me.units += list(groups.values())
+        return me
+
+    def run(self, u: int) -> list[Outcome]:
+        """Grade unit ``u``."""
+        idx = self.units[u]
+        if len(idx) == 1:
+            return [_step_one(self.envs[idx[0]], self.jobs[idx[0]], self.fresh[idx[0]])]
+        pick = (
+            [self.envs[i] for i in idx],
+            [self.jobs[i] for i in idx],
+            [self.fresh[i] for i in idx],
+        )
+        return _step_group(*pick)
 
 
 def _grade_inline(acquire: Callable[[str], Any], jobs: Sequence[Job]) -> list[Outcome]:
     """One after another in this thread, each env stepped on its own."""
     out = []
     for job in jobs:
-        env, err = _prepare(acquire, job)
-        out.append(Outcome(error=err, env=env) if err else _step_one(env, job.history[-1]))
+        try:
+            env = job.env if job.env is not None else acquire(job.env_id)
+        except Exception as exc:
+            out.append(Outcome(error=_error(exc)))
+            continue
+        out.append(_step_one(env, job, job.env is None))
     return out
-
-
-def _units(
-    acquire: Callable[[str], Any], jobs: Sequence[Job]
-) -> tuple[list[Outcome | None], list[list[int]], list[Any]]:
-    """Prepare envs; group the jobs into units of work (one job, or a ``step_many`` group)."""
-    pre: list[Outcome | None] = [None] * len(jobs)
-    envs: list[Any] = [None] * len(jobs)
-    groups: dict[tuple[str, type], list[int]] = {}
-    units: list[list[int]] = []
-    for i, job in enumerate(jobs):
-        env, err = _prepare(acquire, job)
-        envs[i] = env
-        if err:
-            pre[i] = Outcome(error=err, env=env)
-        elif callable(getattr(type(env.unwrapped), "step_many", None)):
-            groups.setdefault((job.env_id, type(env.unwrapped)), []).append(i)
-        else:
-            units.append([i])
-    return pre, units + list(groups.values()), envs
 
 
 def _grade_threads(
     acquire: Callable[[str], Any], jobs: Sequence[Job], workers: int, timeout: float
 ) -> list[Outcome]:
     """At most ``workers`` units at once, each on a daemon thread, each within ``timeout``."""
-    out, units, envs = _units(acquire, jobs)
+    batch = _Units.build(acquire, jobs)
+    out: list[Outcome | None] = [batch.failed.get(i) for i in range(len(jobs))]
     done: queue.SimpleQueue[tuple[int, list[Outcome]]] = queue.SimpleQueue()
-
-    def run(u: int) -> None:
-        idx = units[u]
-        if len(idx) == 1:
-            res = [_step_one(envs[idx[0]], jobs[idx[0]].history[-1])]
-        else:
-            res = _step_group([envs[i] for i in idx], [jobs[i].history[-1] for i in idx])
-        done.put((u, res))
-
     running: dict[int, float] = {}
     nxt = finished = 0
-    while finished < len(units):
-        while nxt < len(units) and len(running) < workers:
-            threading.Thread(target=run, args=(nxt,), daemon=True, name="r1-grading").start()
-            running[nxt] = time.monotonic()
+    while finished < len(batch.units):
+        while nxt < len(batch.units) and len(running) < workers:
+            u = nxt
+            threading.Thread(
+                target=lambda u=u: done.put((u, batch.run(u))), daemon=True, name="r1-grading"
+            ).start()
+            running[u] = time.monotonic()
             nxt += 1
         wait = min(running.values()) + timeout - time.monotonic()
         try:
             u, res = done.get(timeout=max(wait, 0.0))
+            late = []
         except queue.Empty:
             now = time.monotonic()
-            late = [u for u, t0 in running.items() if now - t0 >= timeout]
-        else:
-            if u not in running:
-                continue  # a late reply of a unit already given up on
+            u, res, late = -1, [], [v for v, t0 in running.items() if now - t0 >= timeout]
+        if u in running:
             del running[u]
             finished += 1
-            for i, o in zip(units[u], res, strict=True):
+            for i, o in zip(batch.units[u], res, strict=True):
                 out[i] = o
-            continue
-        for u in late:
-            del running[u]
+        for v in late:  # given up on: its thread keeps running, its env is never reused
+            del running[v]
             finished += 1
-            for i in units[u]:
+            for i in batch.units[v]:
                 out[i] = Outcome(error=_timeout_error(timeout, jobs[i].env_id), abandoned=True)
     return [o if o is not None else Outcome(error="not graded") for o in out]
 
@@ -448,6 +477,8 @@ def _reply(w: _Worker, env_id: str) -> tuple[Outcome, bool]:
     try:
         kind, value = _recv(w.fd_out, time.monotonic() + 60.0)
     except (EOFError, TimeoutError, OSError, pickle.UnpicklingError) as exc:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            w.proc.wait(timeout=2.0 if isinstance(exc, EOFError) else 0.0)
         code = w.proc.poll()
         why = f"exit code {code}" if code is not None else repr(exc)
         return Outcome(error=f"grading worker died (env {env_id}): {why}"), False

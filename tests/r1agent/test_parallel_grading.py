@@ -3,6 +3,7 @@ or raising env costs only its own episode, multi-turn envs keep working, setting
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 
@@ -24,7 +25,8 @@ ANSWER = "<think>\nworking\n</think>\n<answer>\n{}\n</answer>"
 
 
 class HangEnv(gym.Env):
-    """Reward 1; a step whose action contains ``hang`` never returns."""
+    """Reward 1; a step whose action contains ``hang`` never returns, ``exit`` ends the
+    process."""
 
     def __init__(self) -> None:
         self.observation_space = UnicodeText(1000)
@@ -35,6 +37,8 @@ class HangEnv(gym.Env):
         return "Say anything:", {}
 
     def step(self, action):
+        if action == "exit":
+            os._exit(3)
         while "hang" in action:
             time.sleep(3600)
         return "", 1.0, True, False, {"rewards": {"accuracy": 1.0}, "correct": True}
@@ -141,6 +145,14 @@ def test_a_hanging_env_fails_only_its_episode(kind):
     assert "timed out after 3 s" in eps[1].error and "test/Hang-v0" in eps[1].error
     assert eps[1].done and eps[1].reward == 0
     assert all(e.error is None and e.reward > 0 and e.done for e in (eps[0], eps[2]))
+
+
+def test_a_worker_process_that_dies_fails_only_its_episode():
+    problems = [("test/Hang-v0", 0), ("test/Digit-v0", 1), ("test/Digit-v0", 2)]
+    script = lambda prompt, n: "exit" if prompt.startswith("Say") else "abc"  # noqa: E731
+    eps = _collect(problems, script=script, group_size=1, grading_pool="process")
+    assert "grading worker died (env test/Hang-v0): exit code 3" in eps[0].error
+    assert all(e.error is None and e.reward > 0 for e in eps[1:])
 
 
 @pytest.mark.parametrize("kind", ["thread", "process"])
