@@ -335,8 +335,9 @@ def _send(fd: int, obj: Any) -> None:
         view = view[n:]
 
 
-def _recv(fd: int, deadline: float | None = None) -> Any:
-    """One length-prefixed pickle from ``fd`` (``EOFError`` at end, ``TimeoutError`` late)."""
+def _recv(fd: int, deadline: float | None = None, raw: bool = False) -> Any:
+    """One length-prefixed pickle from ``fd`` (``EOFError`` at end, ``TimeoutError`` late);
+    ``raw``: its bytes, not unpickled."""
 
     def exact(n: int) -> bytes:
         buf = bytearray()
@@ -352,7 +353,8 @@ def _recv(fd: int, deadline: float | None = None) -> Any:
         return bytes(buf)
 
     (size,) = struct.unpack("<I", exact(4))
-    return pickle.loads(exact(size))
+    data = exact(size)
+    return data if raw else pickle.loads(data)
 
 
 class _Worker:
@@ -546,7 +548,12 @@ def serve() -> None:
     _send(out, "ready")
     while True:
         try:
-            req = _recv(fd_in)
+            data = _recv(fd_in, raw=True)
         except EOFError:
             return
+        try:
+            req = pickle.loads(data)
+        except Exception as exc:  # e.g. an env class this process cannot import
+            _send(out, ("err", f"cannot load the job in a worker process: {_error(exc)}"))
+            continue
         _send(out, _handle(req, envs))
