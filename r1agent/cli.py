@@ -125,6 +125,22 @@ def coldstart(
     typer.echo(f"wrote {write_examples(output, examples)} examples to {output}")
 
 
+def _rollout_setting(engine: str, servers: list[str] | None, server_model: str | None) -> Any:
+    """The ``rollout:`` setting of a sampling command's ``--engine``/``--server`` flags."""
+    from r1agent.infra.config import RolloutConfig
+
+    try:
+        return RolloutConfig(engine=engine, servers=servers or [], server_model=server_model)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+ENGINE_HELP = "rollout engine: hf, vllm (in-process) or vllm-server (--server URL)"
+SERVER_HELP = "vllm-server: base URL of an `r1agent serve` process (repeatable)"
+SERVER_MODEL_HELP = "vllm-server: the model the servers serve, when not --model itself"
+
+
 @app.command("rejection-sample")
 def rejection_sample(
     model: str = typer.Option(..., help="checkpoint to sample from (stage 2)"),
@@ -136,16 +152,26 @@ def rejection_sample(
     general: Path | None = typer.Option(None, help="general {prompt, answer} JSONL to add"),
     no_general: bool = typer.Option(False, help="do not add general data"),
     seed: int = typer.Option(3_000_000, help="first env seed"),
+    engine: str = typer.Option("hf", help=ENGINE_HELP),
+    server: list[str] = typer.Option(None, "--server", help=SERVER_HELP),
+    server_model: str | None = typer.Option(None, help=SERVER_MODEL_HELP),
 ) -> None:
     """Rejection-sample correct, readable samples (plus general data) for stage-3 SFT."""
     from r1agent.data.rejection import build_stage3_set, sample_and_filter
-    from r1agent.infra.models import load_model
-    from r1agent.recipes.stages import general_examples
+    from r1agent.recipes.stages import general_examples, sampler
 
+    rollout = _rollout_setting(engine, server, server_model)
     gen = [] if no_general else general_examples(general)
-    m, tok = load_model(model)
+    m, tok, generate_fn = sampler(model, rollout)
     kept, counts = sample_and_filter(
-        m, tok, env, n_prompts=prompts, samples=samples, seed=seed, max_new_tokens=max_new_tokens
+        m,
+        tok,
+        env,
+        n_prompts=prompts,
+        samples=samples,
+        seed=seed,
+        max_new_tokens=max_new_tokens,
+        generate_fn=generate_fn,
     )
     build_stage3_set(kept, gen, output)
     typer.echo(json.dumps({**counts, "general": len(gen), "output": str(output)}))
@@ -189,6 +215,9 @@ def eval_command(
     prompt_format: str = typer.Option("observation", help="observation | chat"),
     seed: int = typer.Option(0, help="sampling seed"),
     output: Path | None = typer.Option(None, help="directory for eval.json / eval.md"),
+    engine: str = typer.Option("hf", help=ENGINE_HELP),
+    server: list[str] = typer.Option(None, "--server", help=SERVER_HELP),
+    server_model: str | None = typer.Option(None, help=SERVER_MODEL_HELP),
 ) -> None:
     """pass@1 (mean of k), unbiased pass@k, cons@k and response length per env."""
     from r1agent.eval.evaluate import evaluate_checkpoint, write_report
@@ -196,6 +225,7 @@ def eval_command(
     report = evaluate_checkpoint(
         model,
         env,
+        rollout=_rollout_setting(engine, server, server_model),
         n=n,
         k=k,
         temperature=temperature,

@@ -26,9 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from r1agent.infra.models import load_model
+from r1agent.infra.config import RolloutConfig
+from r1agent.infra.models import load_model, load_tokenizer
 from r1agent.rollout.engine import Completion
 from r1agent.rollout.episodes import make_env, render_prompt
+from r1agent.rollout.factory import make_generate, needs_model
 from r1agent.rollout.transformers_engine import generate
 
 HELDOUT_SEED = 10_000_000
@@ -406,9 +408,23 @@ def write_report(report: EvalReport, out_dir: str | Path, name: str = "eval") ->
     return j, m
 
 
-def evaluate_checkpoint(path: str | Path, env_ids: Sequence[str], **kwargs: Any) -> EvalReport:
-    """Load a checkpoint directory with :func:`r1agent.models.load_model` and evaluate it."""
+def evaluate_checkpoint(
+    path: str | Path,
+    env_ids: Sequence[str],
+    *,
+    rollout: RolloutConfig | None = None,
+    **kwargs: Any,
+) -> EvalReport:
+    """Evaluate a checkpoint directory (or hub id) with :func:`evaluate`.
 
+    ``rollout`` chooses the engine (:func:`r1agent.rollout.factory.make_generate`): ``hf``
+    (the default) loads the model with :func:`r1agent.models.load_model`; ``vllm`` and
+    ``vllm-server`` sample from their own copy, so only the tokenizer is loaded here.
+    """
+    if kwargs.get("generate_fn") is None and not needs_model(rollout):
+        tokenizer = load_tokenizer(str(path))
+        kwargs["generate_fn"] = make_generate(rollout, path, tokenizer=tokenizer)
+        return evaluate(None, tokenizer, env_ids, model_name=str(path), **kwargs)
     model, tokenizer = load_model(str(path))
     model.eval()
     return evaluate(model, tokenizer, env_ids, model_name=str(path), **kwargs)

@@ -1,7 +1,8 @@
 """Distillation: a teacher writes long-CoT answers, env rewards filter them, a student is SFT-ed.
 
 ``r1agent distill CONFIG.yaml`` (see :class:`DistillConfig`). The teacher is a checkpoint
-directory (sampled with :mod:`r1agent.rollout`) or an OpenAI-compatible endpoint
+directory (sampled with :mod:`r1agent.rollout`, with the engine ``rollout`` chooses: ``hf``,
+in-process ``vllm`` or ``vllm-server``) or an OpenAI-compatible endpoint
 (``http://host:port/v1#model``). Samples are kept when the env grades them correct and they
 pass the stage-3 readability filters (:mod:`r1agent.rejection`).
 
@@ -23,10 +24,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from r1agent.data.rejection import EmptyDatasetError, dedup, readable, sample_and_filter
 from r1agent.data.sft import Example, write_examples
 from r1agent.eval.evaluate import evaluate_checkpoint, write_report
-from r1agent.infra.config import GRPOSettings
+from r1agent.infra.config import GRPOSettings, RolloutConfig
 from r1agent.infra.models import load_model
 from r1agent.recipes.sft import SFTConfig, train_sft
-from r1agent.recipes.stages import run_grpo, write_stage_summary
+from r1agent.recipes.stages import run_grpo, sampler, write_stage_summary
 from r1agent.rewards.judges import EndpointJudge
 from r1agent.rollout.episodes import make_env, render_prompt
 
@@ -52,6 +53,10 @@ class DistillConfig(BaseModel):
     )
     eval_n: int = Field(300, ge=1, description="held-out problems for the comparison")
     eval_k: int = Field(4, ge=1)
+    rollout: RolloutConfig = Field(
+        default_factory=RolloutConfig,
+        description="the engine the teacher checkpoint samples with (hf, vllm, vllm-server)",
+    )
 
 
 def endpoint_samples(
@@ -76,7 +81,7 @@ def teacher_data(
     """Teacher-written, env-filtered examples."""
 
     if not config.teacher.startswith(("http://", "https://")):
-        model, tokenizer = load_model(config.teacher)
+        model, tokenizer, generate_fn = sampler(config.teacher, config.rollout, generate_fn)
         return sample_and_filter(
             model,
             tokenizer,

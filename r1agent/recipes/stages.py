@@ -27,11 +27,12 @@ from r1agent.data.general import general_examples
 from r1agent.data.rejection import build_stage3_set, sample_and_filter
 from r1agent.data.sft import Example, read_examples
 from r1agent.eval.evaluate import HELDOUT_SEED, evaluate
-from r1agent.infra.config import load_config
-from r1agent.infra.models import load_model
+from r1agent.infra.config import RolloutConfig, load_config
+from r1agent.infra.models import load_model, load_tokenizer
 from r1agent.recipes.grpo import train_grpo
 from r1agent.recipes.sft import SFTConfig, train_sft
 from r1agent.rewards.chat_env import CHAT_ENV_ID, cached_judge
+from r1agent.rollout.factory import make_generate, needs_model
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,21 @@ def load_model_and_tokenizer(path: str | Path) -> tuple[Any, Any]:
     """Load a checkpoint with :func:`r1agent.models.load_model`."""
 
     return load_model(str(path))
+
+
+def sampler(
+    path: str | Path, rollout: RolloutConfig | None, generate_fn: Any = None
+) -> tuple[Any, Any, Any]:
+    """``(model, tokenizer, generate_fn)`` to sample from the checkpoint at ``path``.
+
+    The model is loaded only when the engine samples from it (``hf``, or a ``generate_fn``
+    given); vLLM engines load their own copy and get ``None``.
+    """
+    if generate_fn is not None or needs_model(rollout):
+        model, tokenizer = load_model_and_tokenizer(path)
+        return model, tokenizer, generate_fn or make_generate(rollout, path)
+    tokenizer = load_tokenizer(str(path))
+    return None, tokenizer, make_generate(rollout, path, tokenizer=tokenizer)
 
 
 def write_stage_summary(out_dir: str | Path, summary: dict[str, Any]) -> None:
@@ -257,10 +273,14 @@ def stage3_rejection_sft(
     max_per_prompt: int = 1,
     generate_fn: Any = None,
     env_kwargs: dict[str, dict[str, Any]] | None = None,
+    rollout: RolloutConfig | None = None,
 ) -> dict[str, Any]:
     """Rejection-sample from ``stage2``, add general data, SFT ``base`` on the union.
 
     ``env_kwargs`` are the sampled envs' ``gym.make`` kwargs (output format, template).
+    ``rollout`` chooses the engine that samples (:func:`r1agent.rollout.factory.make_generate`:
+    ``hf`` on the loaded model, in-process ``vllm``, or ``vllm-server``); ``generate_fn``,
+    when given, wins.
 
     Raises:
         EmptyDatasetError: if no sample survives the filters (nothing is written as a model).
@@ -268,7 +288,7 @@ def stage3_rejection_sft(
     """
 
     general = general_examples(general_path, general_limit)  # fails early on bad data
-    model, tokenizer = load_model_and_tokenizer(stage2)
+    model, tokenizer, generate_fn = sampler(stage2, rollout, generate_fn)
     kept, counts = sample_and_filter(
         model,
         tokenizer,
