@@ -111,3 +111,18 @@ def test_async_sequence_level_and_larger_staleness(model_dir, tmp_path):
     hist = train_grpo(cfg)["history"]
     assert [r["async/staleness_max"] for r in hist] == [0.0, 1.0, 2.0, 2.0]
     assert all(r["importance/weight_max"] <= 1.5 for r in hist)
+
+
+def test_the_weights_scale_the_policy_gradient_in_the_update(model_dir, tmp_path):
+    # sampler == trainer: every ratio is 1 (to rounding), so a cap of 0.5 weighs every token
+    # 0.5 and the first step's gradient (same weights, same batch) is exactly halved
+    plain = train_grpo(base_config(model_dir, tmp_path / "plain", steps=1))["history"][0]
+    capped = train_grpo(
+        base_config(
+            model_dir, tmp_path / "capped", steps=1, is_correction={"enabled": True, "cap": 0.5}
+        )
+    )["history"][0]
+    assert capped["importance/clipped_frac"] == 1.0
+    assert capped["importance/weight_mean"] == pytest.approx(0.5)
+    assert capped["losses/grad_norm"] == pytest.approx(0.5 * plain["losses/grad_norm"], rel=1e-4)
+    assert capped["losses/policy"] == pytest.approx(0.5 * plain["losses/policy"], abs=1e-6)
