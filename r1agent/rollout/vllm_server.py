@@ -167,7 +167,7 @@ class VLLMServerClient:
         weight_dir: str | None = None,
         timeout: float = 600.0,
         sync_port: int = 51216,
-        chunk_mb: int = 256,
+        chunk_mb: float = 256.0,
         rank: int = 0,
         world: int = 1,
         check: bool = True,
@@ -446,7 +446,7 @@ class VLLMServerClient:
         return "nccl" if on_cuda and _vllm_importable() else "http"
 
     def _push_http(self, url: str, pairs: list[tuple[str, torch.Tensor]], version: str) -> None:
-        chunks = list(_chunks(pairs, self.chunk_mb * 2**20))
+        chunks = list(_chunks(pairs, int(self.chunk_mb * 2**20)))
         for index, chunk in enumerate(chunks):
             request = {
                 "data": base64.b64encode(save_safetensors(_cpu_tensors(chunk))).decode(),
