@@ -13,6 +13,9 @@ Usage::
 
     python bench/parallel_rewards.py [--workers N] [--slots N] [--slow 6] [--repeat 1]
 
+Each timing is the best of ``--repeat`` (code) or ``--math-repeat`` (math) runs, each by a
+fresh grader warmed up on other problems, with the math verifier's caches emptied first.
+
 ``--slots`` gives the code env a sandbox with that many parallel slots (default: the
 shared local sandbox, one slot per CPU).
 """
@@ -145,7 +148,8 @@ def main() -> None:
     ap.add_argument("--processes", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--slots", type=int, default=None, help="sandbox slots for the code env")
     ap.add_argument("--slow", type=int, default=6, help="slow code completions in the batch")
-    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=1, help="code timings: best of N")
+    ap.add_argument("--math-repeat", type=int, default=5, help="math timings: best of N")
     ap.add_argument("--skip-math", action="store_true")
     args = ap.parse_args()
     threads = args.workers or 4 * (os.cpu_count() or 1)
@@ -164,7 +168,7 @@ def main() -> None:
     if not args.skip_math:
         modes = [("thread", threads), ("process", args.processes)]
         warm = math_batch(pool, first=100)
-        compare("math", pool, math_batch(pool), warm, modes, args.repeat)
+        compare("math", pool, math_batch(pool), warm, modes, args.math_repeat)
     pool.close()
 
 

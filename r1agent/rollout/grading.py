@@ -25,8 +25,9 @@ Two kinds of pool:
 ``auto`` uses threads. Measured with ``bench/parallel_rewards.py`` on a shared 2-core
 machine: ``r1/Code-v0`` (the sandbox does the work) about 2x faster than one after another
 with either kind (bounded by the sandbox's slots); ``r1/Math-v0`` (a few milliseconds a
-step, the symbolic part already in sympy helper processes) threads about as fast as
-processes or faster, without a second set of sympy helpers per worker. Processes remain
+step, the symbolic part already in sympy helper processes) 1.2x to 2x with either kind,
+threads and processes within the noise of each other; threads need no second set of sympy
+helpers per worker and replay nothing. Processes remain
 the choice for an env whose own Python code is slow (``grading_pool: process``).
 
 An env id is made in the parent's :class:`~r1agent.rollout.episodes.EnvPool` (threads)
