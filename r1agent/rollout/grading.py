@@ -65,6 +65,9 @@ DEFAULT_TIMEOUT = 300.0
 #: Seconds a worker process may take to start (imports, before its first job).
 STARTUP_S = 120.0
 
+#: Longest single wait of the pools' loops (they wake and look again; ``timeout`` may be inf).
+_MAX_WAIT = 3600.0
+
 StepResult = tuple[Any, Any, Any, Any, dict[str, Any]]
 
 
@@ -297,7 +300,7 @@ def _grade_threads(
             ).start()
             running[u] = time.monotonic()
             nxt += 1
-        wait = min(running.values()) + timeout - time.monotonic()
+        wait = min(min(running.values()) + timeout - time.monotonic(), _MAX_WAIT)
         try:
             u, res = done.get(timeout=max(wait, 0.0))
             late = []
@@ -438,7 +441,7 @@ class _ProcessPool:
                     w.kill()
                     free += self._workers(1)
             first = min((t0 for _, _, t0 in busy.values()), default=time.monotonic())
-            wait = max(first + timeout - time.monotonic(), 0.0)
+            wait = min(max(first + timeout - time.monotonic(), 0.0), _MAX_WAIT)
             ready = select.select(list(busy), [], [], wait)[0] if busy else []
             for fd in ready:
                 w, i, _ = busy.pop(fd)
