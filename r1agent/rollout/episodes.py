@@ -4,7 +4,8 @@
 prompt with a rollout engine (any :data:`r1agent.rollout.engine.GenerateFn`), steps the env
 with each (multi-turn envs answer with an observation, appended as the next user turn)
 and records reward components, correctness and infrastructure errors per
-:class:`Episode`. :class:`EnvPool` reuses env instances; :func:`make_env` makes one env
+:class:`Episode`. The envs of a turn are stepped concurrently, each within a time limit,
+by the pool's :class:`~r1agent.rollout.grading.Grader`. :class:`EnvPool` reuses env instances; :func:`make_env` makes one env
 with the ``r1`` ids registered.
 """
 
