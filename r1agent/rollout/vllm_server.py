@@ -56,11 +56,15 @@ from r1agent.rollout.vllm_engine import _named_weights
 
 __all__ = [
     "EXTENSION",
+    "INITIAL",
     "VLLMServerClient",
     "VLLMServerError",
     "same_model",
     "serve_command",
 ]
+
+#: The version of a server's weights before any push: the served model's own files.
+INITIAL = "initial"
 
 #: The worker extension ``r1agent serve`` installs on every vLLM worker.
 EXTENSION = "r1agent.rollout.vllm_worker_ext.WeightSyncExtension"
@@ -185,7 +189,7 @@ class VLLMServerClient:
         self.transport, self.weight_dir = transport, weight_dir
         self.timeout, self.sync_port, self.chunk_mb = timeout, sync_port, chunk_mb
         self.rank, self.world = rank, world
-        self.expected_version: str | None = None
+        self.expected_version = INITIAL  # the served model's own files, until a push
         self._run_id, self._pushes = uuid.uuid4().hex[:12], 0
         self._comms: dict[str, Any] = {}
         self._cursor = rank  # ranks start their round-robin on different servers
@@ -233,21 +237,35 @@ class VLLMServerClient:
         return [str(r.get("version")) for r in self.rpc(url, "r1_version")]
 
     def check_version(self) -> None:
-        """Every worker of every server holds :attr:`expected_version` (when one is set).
+        """Every worker of every server holds :attr:`expected_version`.
+
+        Before this client's first push that is ``"initial"``: the served model's own files.
 
         Raises:
-            VLLMServerError: naming the server whose weights are not the trainer's latest.
+            VLLMServerError: naming the server whose weights are not the expected ones.
         """
-        if self.expected_version is None:
-            return
         for url in self.servers:
             got = self.server_versions(url)
-            if not got or any(v != self.expected_version for v in got):
-                raise VLLMServerError(
-                    f"vLLM server {url} holds weight version(s) {got}, expected "
-                    f"{self.expected_version!r}: the last weight sync did not reach it; "
-                    "no rollout runs on old weights"
-                )
+            if got and all(v == self.expected_version for v in got):
+                continue
+            why = (
+                "weights were pushed to it since it loaded the model's files (restart it, or "
+                "call VLLMServerClient.load_files())"
+                if self.expected_version == INITIAL
+                else "the last weight sync did not reach it"
+            )
+            raise VLLMServerError(
+                f"vLLM server {url} holds weight version(s) {got}, expected "
+                f"{self.expected_version!r}: {why}; no rollout runs on other weights"
+            )
+
+    def load_files(self) -> None:
+        """Make every server reload its model's own files (version ``"initial"``)."""
+        for url in self.servers:
+            self.rpc(url, "r1_reload_files")
+            http_json(f"{url}/reset_prefix_cache", {}, timeout=60.0)
+        self.expected_version = INITIAL
+        self.check_version()
 
     # ------------------------------------------------------------------ generation
 

@@ -19,6 +19,8 @@ before its next rollouts, so generation never runs on weights older than the tra
   is the last rank), then every tensor is broadcast from the trainer
   (:meth:`r1_receive_nccl`) and loaded as it arrives. CUDA only.
 
+:meth:`r1_reload_files` goes back to the model's own files (version ``"initial"``).
+
 Loading uses the worker's ``reload_weights(weights_iterator=...)`` when vLLM has it (it
 re-applies kernel-format processing, e.g. the CPU backend's repacking), else the model's
 ``load_weights``. A partly received update is never marked as loaded: the version changes
@@ -111,6 +113,14 @@ class WeightSyncExtension:
         loaded = self._r1_load(load_file(req["path"]).items())
         state["version"] = str(req["version"])
         return {"loaded": loaded, "version": state["version"]}
+
+    def r1_reload_files(self, request: str = "{}") -> dict[str, Any]:
+        """Reload the served model's own files (version ``"initial"`` again)."""
+        del request
+        state = self._r1_state()
+        self.reload_weights()
+        state["version"] = "initial"
+        return {"version": state["version"]}
 
     # ------------------------------------------------------------------ nccl
 

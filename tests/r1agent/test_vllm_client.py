@@ -98,6 +98,9 @@ class FakeServer:
                 self.version = req["version"]
                 self.events.append(("push", self.version))
             return 200, {"results": [{"version": self.version}]}
+        if method == "r1_reload_files":
+            self.version = "initial"
+            return 200, {"results": [{"version": self.version}]}
         if method == "r1_load_file":
             self.weights.update(load_file(req["path"]))
             self.version = req["version"]
@@ -283,6 +286,16 @@ def test_version_check_fails_when_a_server_restarted(servers, tiny, hf) -> None:
     servers[0].version = "initial"  # the server restarted from the files
     with pytest.raises(VLLMServerError, match=rf"{servers[0].url} holds weight version.*initial"):
         client.generate([[5, 6]], max_new_tokens=3)
+
+
+def test_a_fresh_client_wants_the_files_weights(servers, tiny, hf) -> None:
+    model, tok = hf
+    servers[1].version = "3f2a-7"  # a training run pushed weights into it
+    client = _client(servers, str(tiny), tok)
+    with pytest.raises(VLLMServerError, match=rf"{servers[1].url} .*pushed to it since"):
+        client.generate([[5, 6]], max_new_tokens=3)
+    client.load_files()
+    assert len(client.generate([[5, 6]], max_new_tokens=3)) == 1
 
 
 def test_factory_pushes_a_checkpoint_the_servers_do_not_serve(servers, tiny, hf) -> None:
