@@ -19,7 +19,8 @@ and the target ``async_step_s <= max(generation_s, update_s) * 1.1``. ``--thread
 torch's intra-op thread count for both the update (main thread) and the generator
 thread (the count is process-wide): with 1, generation and update each take one core.
 Overlap needs two free cores; on a machine shared with other work, the figures say how
-much of them this process got (the load average is printed). The two loops also share
+much of them this process got (the load average and the cores this process used — its CPU
+seconds over wall seconds — are printed: an async run on one core cannot overlap). The two loops also share
 Python's GIL: only the time spent inside torch ops and the native kernels overlaps, so the
 default model (hidden 384, about 9M parameters) is large enough for its ops to dominate;
 with ``--hidden 128`` the per-op Python overhead of decoding and of the update is a large
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import resource
 import statistics
 import tempfile
 import time
@@ -80,6 +82,12 @@ def varied_reward(prompts: list[str], completions: list[str], infos: list[dict])
     return [int(hashlib.sha256(c.encode()).hexdigest()[:8], 16) / 2**33 for c in completions]
 
 
+def cpu_seconds() -> float:
+    """CPU seconds this process has used (all threads, user + system)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def main() -> None:
     """Parse flags, run sync then async, print the three figures."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -102,12 +110,13 @@ def main() -> None:
                 intermediate=4 * args.hidden,
             )
         )
-        t0 = time.perf_counter()
+        c0, t0 = cpu_seconds(), time.perf_counter()
         sync = run(args, model, Path(tmp) / "sync", asynchronous=False)
-        t_sync = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        t_sync, cores_sync = time.perf_counter() - t0, (cpu_seconds() - c0)
+        c0, t0 = cpu_seconds(), time.perf_counter()
         asyn = run(args, model, Path(tmp) / "async", asynchronous=True)
-        t_async = time.perf_counter() - t0
+        t_async, cores_async = time.perf_counter() - t0, (cpu_seconds() - c0)
+        cores_sync, cores_async = cores_sync / t_sync, cores_async / t_async
     steady = slice(2, None)
     gen = statistics.median(r["perf/generation_time_s"] for r in sync[steady])
     upd = statistics.median(
@@ -128,7 +137,10 @@ def main() -> None:
         f"async step / max(gen, update): {step / max(gen, upd):.2f} "
         f"({'meets' if step <= target else 'misses'} the target)"
     )
-    print(f"wall: sync run {t_sync:.1f}s, async run {t_async:.1f}s ({args.steps} steps each)")
+    print(
+        f"wall: sync run {t_sync:.1f}s, async run {t_async:.1f}s ({args.steps} steps each); "
+        f"cores this process used: sync {cores_sync:.2f}, async {cores_async:.2f}"
+    )
     wait = statistics.median(r["perf/rollout_wait_s"] for r in asyn[steady])
     gen_bg = statistics.median(r["perf/generation_time_s"] for r in asyn[steady])
     upd_bg = statistics.median(

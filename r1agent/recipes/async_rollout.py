@@ -14,7 +14,9 @@ made while nothing writes them); the generator thread loads the snapshot it need
 own copy of the policy (``shadow``, made once at start) and samples from that, or — with
 the vLLM engine — pushes it into the engine (weight sync happens on the generator thread,
 between its rollouts, never while vLLM samples). Snapshots no job needs any more are
-dropped, so at most ``k`` are held.
+dropped, so at most ``k`` are held. The thread uses the intra-op thread count of the
+thread that built it (``threads`` in the config): OpenMP and MKL would otherwise give a new
+thread every core, which on a busy CPU costs several times the work in spinning.
 
 :class:`SyncRollouts` is the same interface without overlap (the default): rollout, then
 update, then push the new weights into the engine.
@@ -114,7 +116,14 @@ class AsyncRollouts:
         self.loaded: int | None = None  # the version in the shadow
         self.snapshots: dict[int, dict[str, torch.Tensor]] = {}
         self.lock = threading.Lock()
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="r1-rollout")
+        # a new thread starts with OpenMP's and MKL's default thread counts (every core),
+        # whatever torch.set_num_threads said on this one: give it this thread's count
+        self.executor = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="r1-rollout",
+            initializer=torch.set_num_threads,
+            initargs=(torch.get_num_threads(),),
+        )
         self.futures: dict[int, Future[tuple[list[Any], int, float]]] = {}
         self._publish(start)
         for s in range(start, min(start + self.k, steps)):
