@@ -18,7 +18,8 @@ over its tokens.
 * :func:`truncated_weights` — the weights, ``(N, T)``, 0 off the mask.
 * :func:`weight_sums` — sums over counted tokens for a step's metrics
   (``importance/weight_mean``, ``importance/weight_max``, ``importance/clipped_frac``,
-  ``importance/logprob_diff_mean``), added over micro-batches.
+  ``importance/logprob_diff_mean``, the sampler/trainer mismatch of
+  :func:`r1agent.rollout.vllm_engine.logprob_mismatch`), added over micro-batches.
 * :func:`correction_enabled` — the ``enabled: auto | true | false`` rule.
 """
 
@@ -27,6 +28,8 @@ from __future__ import annotations
 import math
 
 import torch
+
+from r1agent.rollout.vllm_engine import logprob_mismatch
 
 __all__ = ["LEVELS", "correction_enabled", "truncated_weights", "weight_sums"]
 
@@ -84,19 +87,24 @@ def weight_sums(
 
     Returns:
         ``{"tokens", "weight" (sum), "weight_max", "clipped" (tokens at the cap),
-        "logprob_diff" (sum of old - sampler), "abs_diff" (sum of |old - sampler|)}``.
+        "logprob_diff" (sum of old - sampler), "abs_diff" (sum of |old - sampler|),
+        "abs_diff_max", "kl" (sum of the k3 estimate of KL(sampler || trainer), as
+        :func:`r1agent.rollout.vllm_engine.logprob_mismatch` computes it)}``.
     """
-    sel = mask != 0
+    sel = (mask != 0).to(weights.device)
     w = weights[sel].double()
     d = (old_logp.detach() - sampler_logp)[sel].double()
     at_cap = w >= cap * (1 - 1e-6)  # exp(log cap) may round a hair below cap in float32
+    mm = logprob_mismatch(sampler_logp.detach(), old_logp.detach(), sel)
     return {
         "tokens": float(sel.sum()),
         "weight": float(w.sum()),
         "weight_max": float(w.max()) if w.numel() else 0.0,
         "clipped": float(at_cap.sum()),
         "logprob_diff": float(d.sum()),
-        "abs_diff": float(d.abs().sum()),
+        "abs_diff": mm["mean_abs"] * mm["tokens"],
+        "abs_diff_max": mm["max_abs"],
+        "kl": mm["kl"] * mm["tokens"],
     }
 
 

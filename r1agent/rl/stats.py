@@ -65,7 +65,7 @@ class StepStats:
             self.importance = dict.fromkeys(sums, 0.0)
         for k, v in sums.items():
             acc = self.importance
-            acc[k] = max(acc[k], v) if k == "weight_max" else acc[k] + v
+            acc[k] = max(acc[k], v) if k.endswith("_max") else acc[k] + v
 
     def importance_metrics(self) -> dict[str, float]:
         """``importance/*`` means over the counted tokens (empty when the correction is off)."""
@@ -79,6 +79,8 @@ class StepStats:
             "importance/clipped_frac": s["clipped"] / n,
             "importance/logprob_diff_mean": s["logprob_diff"] / n,
             "importance/logprob_abs_diff_mean": s["abs_diff"] / n,
+            "importance/logprob_abs_diff_max": s["abs_diff_max"],
+            "importance/kl": s["kl"] / n,
         }
 
     def per_token(self, x: float) -> float:

@@ -106,6 +106,9 @@ def test_weight_sums_and_step_metrics_over_micro_batches():
     assert sums["weight_max"] == pytest.approx(2.5)
     assert sums["clipped"] == 1.0
     assert sums["logprob_diff"] == pytest.approx(LOG2 + LOG3)
+    assert sums["abs_diff_max"] == pytest.approx(LOG3)
+    # k3 of KL(sampler || trainer) per token: e^d - d - 1 with d = old - sampler
+    assert sums["kl"] == pytest.approx((2 - LOG2 - 1) + 0 + (3 - LOG3 - 1))
     st.add_importance(sums)
     # a second micro-batch: one token, sampler above the trainer (ratio 0.5)
     old2, gen2, m2 = torch.tensor([[-LOG2]]), torch.zeros(1, 1), torch.ones(1, 1)
@@ -117,6 +120,9 @@ def test_weight_sums_and_step_metrics_over_micro_batches():
     assert m["importance/clipped_frac"] == pytest.approx(0.25)
     assert m["importance/logprob_diff_mean"] == pytest.approx((LOG3) / 4)
     assert m["importance/logprob_abs_diff_mean"] == pytest.approx((2 * LOG2 + LOG3) / 4)
+    assert m["importance/logprob_abs_diff_max"] == pytest.approx(LOG3)
+    kl2 = 0.5 + LOG2 - 1  # the second micro-batch's token: d = -log 2
+    assert m["importance/kl"] == pytest.approx((3 - LOG2 - LOG3 + kl2) / 4)
     assert StepStats().importance_metrics() == {}
 
 
