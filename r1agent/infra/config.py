@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import gymnasium as gym
 import yaml
@@ -199,8 +199,10 @@ class GRPOConfig(BaseModel):
         description="recompute each layer's activations in backward (None: on for models "
         "over 100M parameters)",
     )
-    logits_chunk: int = Field(
-        1024, ge=1, description="positions projected through the LM head at a time in the loss"
+    logits_chunk: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto",
+        description="positions projected through the LM head at a time in the loss (auto: "
+        "blocks of about 128 MB of float32 logits)",
     )
     check_memory: bool = Field(
         True, description="estimate memory before loading weights; stop if it cannot fit"
@@ -236,7 +238,6 @@ class GRPOConfig(BaseModel):
         default_factory=ImportanceConfig,
         description="truncated importance weights for off-policy samples",
     )
-
 
     @property
     def reporters(self) -> list[str]:

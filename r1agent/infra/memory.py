@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from r1agent.rl.chunked import resolve_chunk
+
 GIB = 1 << 30
 
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -118,7 +120,7 @@ def estimate(
     lora_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS,
     gradient_checkpointing: bool = False,
     reference: bool = False,
-    logits_chunk: int = 1024,
+    logits_chunk: int | str = "auto",
 ) -> Estimate:
     """Estimate the peak memory of one training step.
 
@@ -132,7 +134,8 @@ def estimate(
         lora_targets: module names the adapters wrap.
         gradient_checkpointing: keep only each layer's input for backward.
         reference: a separate reference model is held (KL with ``beta > 0``, no LoRA).
-        logits_chunk: positions projected through the LM head at a time.
+        logits_chunk: positions projected through the LM head at a time (``"auto"``: as
+            the trainer sizes them, :func:`~r1agent.rl.chunked.auto_chunk`).
     """
     n = shape.parameters()
     est = Estimate(parameters=n)
@@ -157,5 +160,7 @@ def estimate(
     else:
         act = tokens * shape.layers * per_layer
     est.parts["activations"] = act
-    est.parts["logits chunk"] = 3 * min(logits_chunk, tokens) * shape.vocab * 4
+    chunk = resolve_chunk(logits_chunk, shape.vocab)
+    # two float32 (chunk, vocab) blocks (logits and their softmax) plus the chunk's products
+    est.parts["logits chunk"] = 3 * min(chunk, tokens) * shape.vocab * 4
     return est

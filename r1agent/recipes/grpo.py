@@ -246,11 +246,11 @@ def build_policy(
     n_params = sum(prm.numel() for prm in model.parameters())
     checkpointing = resolve_gradient_checkpointing(c, n_params)  # None: on above 100M
     fast = fastlm.use_fast(model, c.forward, distributed=dd.world > 1)
-    if checkpointing and not fast:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if c.lora is not None and not lora.is_peft(model):
         model = lora.apply_lora(model, c.lora)
         fast = False  # adapters run in the model's own forward
+    if checkpointing and not fast:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     ref = None
     if c.beta > 0 and c.lora is None:  # the reference is the starting policy, never a resumed one
         ref, _ = load_model(c.model, dtype=param_dtype, device=device)

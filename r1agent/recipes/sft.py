@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -104,10 +104,10 @@ class SFTConfig(BaseModel):
     gradient_checkpointing: bool | None = Field(
         None, description="recompute activations in backward (None: on above 100M parameters)"
     )
-    logits_chunk: int = Field(
+    logits_chunk: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
         DEFAULT_CHUNK,
-        ge=1,
-        description="labelled positions projected through the LM head at a time",
+        description="labelled positions projected through the LM head at a time (auto: "
+        "blocks of about 128 MB of float32 logits)",
     )
 
 
@@ -133,7 +133,7 @@ def response_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Ten
 
 
 def hidden_loss(
-    model: Any, hidden: torch.Tensor, labels: torch.Tensor, chunk: int = DEFAULT_CHUNK
+    model: Any, hidden: torch.Tensor, labels: torch.Tensor, chunk: int | str = DEFAULT_CHUNK
 ) -> tuple[torch.Tensor, int]:
     """Summed next-token cross-entropy where labels are set, from final hidden states
     ``(B, T, H)``: only labelled positions go through the LM head, ``chunk`` at a time.
@@ -162,7 +162,7 @@ def prefix_shared_loss(
     prefix: Sequence[int],
     segments: Sequence[tuple[list[int], list[int]]],
     pad_id: int,
-    chunk: int = DEFAULT_CHUNK,
+    chunk: int | str = DEFAULT_CHUNK,
 ) -> tuple[torch.Tensor, int] | None:
     """Summed response loss of ``segments`` that all start with ``prefix``, prefix run once.
 
@@ -210,7 +210,7 @@ def batch_loss(
     rows: Sequence[Sequence[tuple[list[int], list[int]]]],
     pad_id: int,
     prefix: Sequence[int] = (),
-    chunk: int = DEFAULT_CHUNK,
+    chunk: int | str = DEFAULT_CHUNK,
 ) -> tuple[torch.Tensor, int]:
     """Token-mean response loss of a batch of rows; segments with ``prefix`` share its run;
     the LM head projects ``chunk`` labelled positions at a time."""
@@ -419,7 +419,7 @@ def _step(
     prefix: Sequence[int],
     lr: float,
     grad_clip: float,
-    chunk: int = DEFAULT_CHUNK,
+    chunk: int | str = DEFAULT_CHUNK,
     autocast: Callable[[], Any] = contextlib.nullcontext,
 ) -> tuple[float, int, float]:
     """One optimizer step at learning rate ``lr``; ``(loss, response tokens, grad norm)``."""

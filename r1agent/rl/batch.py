@@ -182,7 +182,7 @@ def response_logprobs(
     b: Batch,
     *,
     temperature: float,
-    chunk: int | None = DEFAULT_CHUNK,
+    chunk: int | str | None = DEFAULT_CHUNK,
     fast: bool | None = None,
     checkpoint: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -216,7 +216,7 @@ def batch_logprobs(
     temperature: float,
     *,
     fast: bool | None = None,
-    chunk: int | None = DEFAULT_CHUNK,
+    chunk: int | str | None = DEFAULT_CHUNK,
 ) -> torch.Tensor:
     """``(N, R)`` log-probs of the response tokens under ``model`` (no grad; 0 on padding);
     ``fast`` as in :func:`response_logits`, ``chunk`` as in :func:`response_logprobs`."""

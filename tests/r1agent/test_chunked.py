@@ -65,7 +65,22 @@ def test_entropy_equals_unchunked(temperature):
 def test_bad_arguments_are_named():
     head = torch.nn.Linear(4, 10)
     h, t = torch.randn(2, 4), torch.zeros(2, dtype=torch.long)
-    with pytest.raises(ValueError, match="chunk must be at least 1, got 0"):
+    with pytest.raises(ValueError, match="chunk must be at least 1 or 'auto', got 0"):
         chunked_logprobs(h, head, t, chunk=0)
     with pytest.raises(ValueError, match="temperature must be positive, got -1"):
         chunked_logprobs(h, head, t, temperature=-1)
+
+
+def test_auto_chunk_bounds_the_block_and_equals_unchunked():
+    from r1agent.rl.chunked import CHUNK_BYTES, auto_chunk
+
+    assert auto_chunk(151_936) * 151_936 * 4 <= CHUNK_BYTES
+    assert auto_chunk(151_936) >= 200  # a (220, vocab) block, not one position at a time
+    assert auto_chunk(10**9) == 16
+    torch.manual_seed(0)
+    head = torch.nn.Linear(8, 50)
+    hidden, targets = torch.randn(40, 8), torch.randint(0, 50, (40,))
+    want = torch.log_softmax(head(hidden), dim=-1).gather(-1, targets[:, None])[:, 0]
+    assert_close(chunked_logprobs(hidden, head, targets, chunk="auto"), want)
+    with pytest.raises(ValueError, match="got 'big'"):
+        chunked_logprobs(hidden, head, targets, chunk="big")

@@ -10,6 +10,7 @@ import torch
 
 from r1agent.infra import lora
 from r1agent.infra.config import LoraConfig
+from r1agent.infra.distributed import Dist
 from r1agent.infra.models import load_model
 from r1agent.recipes import grpo as grpo_recipe
 from r1agent.recipes.grpo import train_grpo
@@ -118,6 +119,17 @@ def test_gradient_checkpointing_default_follows_model_size(model_dir, tmp_path, 
     monkeypatch.setattr(grpo_recipe, "build_policy", spy)
     train_grpo(cfg)
     assert seen == [(True, True)]
+
+
+def test_lora_policy_on_the_default_forward_is_checkpointed(model_dir, tmp_path):
+    # forward: auto picks the CPU accelerator for a plain model, which LoRA then turns off:
+    # checkpointing must follow the forward the adapters actually run on
+    cfg = base_config(
+        model_dir, tmp_path / "run", steps=1, lora={"r": 4, "alpha": 8}, gradient_checkpointing=True
+    )
+    p = grpo_recipe.build_policy(cfg, Dist(), torch.device("cpu"), None, None, None)
+    assert not p.fast and p.checkpointing
+    assert p.model.base_model.model.is_gradient_checkpointing
 
 
 def test_lora_run_trains_adapters_only_and_saves_an_adapter(model_dir, tmp_path):
