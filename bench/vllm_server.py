@@ -145,7 +145,8 @@ def main() -> None:
         del local
         server = {"engine": "vllm-server", "servers": [url]}
         grpo_steps(model_dir, work / "grpo-server", server, args.steps, "server")
-        grpo_steps(model_dir, work / "grpo-local", {"engine": "vllm"}, args.steps, "colocated")
+        local_rollout = {"engine": "vllm", "vllm_max_model_len": 512}
+        grpo_steps(model_dir, work / "grpo-local", local_rollout, args.steps, "colocated")
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
