@@ -11,8 +11,10 @@ command, never inside the library. Each command imports its recipe when it runs,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +45,8 @@ def grpo(
     from r1agent.recipes.grpo import train_grpo
 
     cfg = load_config(config, overrides or [])
-    summary = train_grpo(cfg)
+    with _server_errors():
+        summary = train_grpo(cfg)
     if summary.get("final") is not None:
         typer.echo(json.dumps({"checkpoint": summary["checkpoint"], **summary["final"]}, indent=2))
 
@@ -136,6 +139,18 @@ def _rollout_setting(engine: str, servers: list[str] | None, server_model: str |
         raise typer.Exit(2) from exc
 
 
+@contextlib.contextmanager
+def _server_errors() -> Iterator[None]:
+    """A vLLM server failure (its message names the URL) ends the command with exit code 2."""
+    from r1agent.rollout.vllm_server import VLLMServerError
+
+    try:
+        yield
+    except VLLMServerError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
 ENGINE_HELP = "rollout engine: hf, vllm (in-process) or vllm-server (--server URL)"
 SERVER_HELP = "vllm-server: base URL of an `r1agent serve` process (repeatable)"
 SERVER_MODEL_HELP = "vllm-server: the model the servers serve, when not --model itself"
@@ -162,17 +177,18 @@ def rejection_sample(
 
     rollout = _rollout_setting(engine, server, server_model)
     gen = [] if no_general else general_examples(general)
-    m, tok, generate_fn = sampler(model, rollout)
-    kept, counts = sample_and_filter(
-        m,
-        tok,
-        env,
-        n_prompts=prompts,
-        samples=samples,
-        seed=seed,
-        max_new_tokens=max_new_tokens,
-        generate_fn=generate_fn,
-    )
+    with _server_errors():
+        m, tok, generate_fn = sampler(model, rollout)
+        kept, counts = sample_and_filter(
+            m,
+            tok,
+            env,
+            n_prompts=prompts,
+            samples=samples,
+            seed=seed,
+            max_new_tokens=max_new_tokens,
+            generate_fn=generate_fn,
+        )
     build_stage3_set(kept, gen, output)
     typer.echo(json.dumps({**counts, "general": len(gen), "output": str(output)}))
 
@@ -200,7 +216,9 @@ def distill(
     from r1agent.recipes.distill import DistillConfig, run_distill
 
     cfg = _stage_config(DistillConfig, config, overrides)
-    typer.echo(json.dumps(run_distill(cfg), indent=2, default=str))
+    with _server_errors():
+        summary = run_distill(cfg)
+    typer.echo(json.dumps(summary, indent=2, default=str))
 
 
 @app.command("eval")
@@ -222,19 +240,21 @@ def eval_command(
     """pass@1 (mean of k), unbiased pass@k, cons@k and response length per env."""
     from r1agent.eval.evaluate import evaluate_checkpoint, write_report
 
-    report = evaluate_checkpoint(
-        model,
-        env,
-        rollout=_rollout_setting(engine, server, server_model),
-        n=n,
-        k=k,
-        temperature=temperature,
-        top_p=top_p,
-        max_new_tokens=max_new_tokens,
-        prompt_format=prompt_format,
-        seed=seed,
-        keep_samples=10,
-    )
+    rollout = _rollout_setting(engine, server, server_model)
+    with _server_errors():
+        report = evaluate_checkpoint(
+            model,
+            env,
+            rollout=rollout,
+            n=n,
+            k=k,
+            temperature=temperature,
+            top_p=top_p,
+            max_new_tokens=max_new_tokens,
+            prompt_format=prompt_format,
+            seed=seed,
+            keep_samples=10,
+        )
     typer.echo(report.markdown())
     if output is not None:
         j, m = write_report(report, output)

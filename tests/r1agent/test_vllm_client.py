@@ -378,3 +378,45 @@ def test_grpo_sync_failure_stops_cleanly_and_resume_resyncs(servers, tiny, tmp_p
     for s in servers:
         assert s.events[0][0] == "push"  # re-synced before generating
         assert [k for k, _ in s.events].count("push") == 3  # resume + steps 2 and 3
+
+
+def test_grpo_with_lora_pushes_merged_base_weights(servers, tiny, tmp_path) -> None:
+    from peft import PeftModel
+
+    from r1agent.recipes.grpo import train_grpo
+
+    base = load_model(str(tiny), dtype="float32", device="cpu")[0]
+    lora = {"r": 4, "alpha": 8}
+    train_grpo(_grpo_config(tiny, tmp_path / "run", servers[:1], steps=2, lr=1e-2, lora=lora))
+    pushed = servers[0].weights
+    assert pushed.keys() == base.state_dict().keys()  # base naming, no adapter tensors
+    merged = PeftModel.from_pretrained(base, str(tmp_path / "run")).merge_and_unload()
+    moved = 0.0
+    for name, t in merged.state_dict().items():
+        torch.testing.assert_close(pushed[name], t, atol=1e-5, rtol=1e-5)
+        moved = max(moved, float((t - load_file_weights(tiny)[name]).abs().max()))
+    assert moved > 0  # the adapters learned something, and the push carries it
+
+
+def load_file_weights(path: Path) -> dict[str, torch.Tensor]:
+    from r1agent.rollout.factory import checkpoint_weights
+
+    return dict(checkpoint_weights(path))
+
+
+def test_cli_names_the_unreachable_server_and_serve_dry_run(tiny) -> None:
+    from typer.testing import CliRunner
+
+    from r1agent.cli import app
+
+    dead = FakeServer(str(tiny))
+    dead.close()
+    args = ["eval", "--model", str(tiny), "--env", "r1/Arithmetic-v0", "--n", "1", "--k", "1"]
+    res = CliRunner().invoke(app, [*args, "--engine", "vllm-server", "--server", dead.url])
+    assert res.exit_code == 2 and f"{dead.url}/v1/models is unreachable" in res.output
+    res = CliRunner().invoke(app, [*args, "--engine", "vllm-server"])
+    assert res.exit_code == 2 and "needs rollout.servers" in res.output
+    res = CliRunner().invoke(app, ["serve", str(tiny), "--port", "8123", "--dry-run"])
+    assert res.exit_code == 0
+    assert f"--model {tiny} --host 127.0.0.1 --port 8123" in res.output
+    assert f"--worker-extension-cls {EXTENSION}" in res.output
