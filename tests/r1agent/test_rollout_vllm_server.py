@@ -137,6 +137,22 @@ def test_grpo_in_server_mode_keeps_the_server_on_the_trained_weights(
     assert before > 1e-2  # and they moved, so the agreement is the sync's doing
 
 
+def test_file_transport_and_reload_of_the_files(server: str, tiny_dir: str, tmp_path) -> None:
+    model, tok = load_model(tiny_dir, dtype="float32", device="cpu")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    client = VLLMServerClient(
+        [server], tiny_dir, tokenizer=tok, transport="file", weight_dir=str(tmp_path)
+    )
+    client.sync_weights(model)
+    assert list(tmp_path.iterdir()) == []
+    assert _mismatch(client, model, tok, 1.0)["max_abs"] < 1e-3
+    client.load_files()  # back to the model's own files
+    files, _ = load_model(tiny_dir, dtype="float32", device="cpu")
+    assert _mismatch(client, files, tok, 1.0)["max_abs"] < 1e-3
+
+
 def test_another_push_makes_an_older_client_refuse_to_sample(server: str, tiny_dir: str) -> None:
     model, tok = load_model(tiny_dir, dtype="float32", device="cpu")
     first = VLLMServerClient([server], tiny_dir, tokenizer=tok)

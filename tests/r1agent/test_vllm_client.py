@@ -420,3 +420,25 @@ def test_cli_names_the_unreachable_server_and_serve_dry_run(tiny) -> None:
     assert res.exit_code == 0
     assert f"--model {tiny} --host 127.0.0.1 --port 8123" in res.output
     assert f"--worker-extension-cls {EXTENSION}" in res.output
+
+
+def test_distill_teacher_and_rejection_sampling_sample_from_the_servers(servers, tiny, tmp_path):
+    from r1agent.recipes.distill import DistillConfig, teacher_data
+    from r1agent.recipes.stages import sampler
+
+    rollout = {"engine": "vllm-server", "servers": [s.url for s in servers]}
+    config = DistillConfig(
+        teacher=str(tiny),
+        student=str(tiny),
+        output_dir=str(tmp_path / "d"),
+        prompts=3,
+        samples=2,
+        max_new_tokens=5,
+        rollout=rollout,
+    )
+    kept, counts = teacher_data(config)
+    assert counts["samples"] == 6
+    assert sum(len(s.requests) for s in servers) == 3  # one request (n=2) per problem
+    assert all(r["n"] == 2 and r["max_tokens"] == 5 for s in servers for r in s.requests)
+    model, tok, fn = sampler(tiny, RolloutConfig(**rollout))
+    assert model is None and isinstance(fn, VLLMServerClient) and tok is not None
