@@ -505,7 +505,8 @@ class VLLMServerClient:
         workers = len(self.rpc(url, "r1_version"))
         host = urllib.parse.urlparse(url).hostname or "127.0.0.1"
         port = self.sync_port + index
-        request = {"host": host, "port": port, "world_size": workers + 1}
+        # worker 0 listens on every interface (as TRL's server does); we connect to its host
+        request = {"host": "0.0.0.0", "port": port, "world_size": workers + 1}
         with ThreadPoolExecutor(max_workers=1) as pool:  # the workers block until we join
             reply = pool.submit(self.rpc, url, "r1_init_nccl", request)
             group = StatelessProcessGroup.create(

@@ -125,7 +125,8 @@ class WeightSyncExtension:
     # ------------------------------------------------------------------ nccl
 
     def r1_init_nccl(self, request: str) -> dict[str, Any]:
-        """Join the trainer's NCCL group: JSON ``{"host", "port", "world_size"}``.
+        """Join the trainer's NCCL group: JSON ``{"host", "port", "world_size"}`` (worker 0
+        serves the group's store on ``host``, e.g. ``0.0.0.0``; the others connect to it).
 
         This worker's rank in the group is its rank in vLLM; the trainer is the last rank.
         Blocks until every member (the trainer included) has joined.

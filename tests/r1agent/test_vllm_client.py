@@ -98,6 +98,10 @@ class FakeServer:
                 self.version = req["version"]
                 self.events.append(("push", self.version))
             return 200, {"results": [{"version": self.version}]}
+        if method == "r1_receive_nccl":
+            self.nccl_params = req["params"]
+            self.version = req["version"]
+            return 200, {"results": [{"version": self.version}]}
         if method == "r1_reload_files":
             self.version = "initial"
             return 200, {"results": [{"version": self.version}]}
@@ -442,3 +446,31 @@ def test_distill_teacher_and_rejection_sampling_sample_from_the_servers(servers,
     assert all(r["n"] == 2 and r["max_tokens"] == 5 for s in servers for r in s.requests)
     model, tok, fn = sampler(tiny, RolloutConfig(**rollout))
     assert model is None and isinstance(fn, VLLMServerClient) and tok is not None
+
+
+class FakeComm:
+    """Stands in for the trainer's ``PyNcclCommunicator`` (rank 1 of 2)."""
+
+    def __init__(self) -> None:
+        self.sent: list[torch.Tensor] = []
+        self.group = type("G", (), {"rank": 1, "barrier": lambda self: None})()
+
+    def broadcast(self, tensor: torch.Tensor, src: int) -> None:
+        assert src == 1  # the trainer is the source
+        self.sent.append(tensor.clone())
+
+
+def test_nccl_push_announces_each_tensor_then_broadcasts_it_in_order(servers, tiny, hf) -> None:
+    model, tok = hf
+    client = _client(servers[:1], str(tiny), tok, transport="nccl")
+    comm = FakeComm()
+    client._comms[servers[0].url] = comm  # the group is set up (needs CUDA and vLLM)
+    client.sync_weights(model)
+    state = model.state_dict()
+    assert servers[0].nccl_params == [
+        [name, str(t.dtype).removeprefix("torch."), list(t.shape)] for name, t in state.items()
+    ]
+    assert len(comm.sent) == len(state)
+    for sent, t in zip(comm.sent, state.values(), strict=True):
+        torch.testing.assert_close(sent, t)
+    assert servers[0].version == client.expected_version and servers[0].resets == 1
