@@ -631,14 +631,14 @@ def prefix_shared_hidden(
     With ``checkpoint`` (gradient checkpointing), each layer keeps only its inputs for
     backward and runs again there (non-reentrant :func:`torch.utils.checkpoint.checkpoint`).
     """
-    emb = model.model.embed_tokens
     positions = (prompt_valid.long().cumsum(-1) - 1).clamp(min=0)
     # the prompt's last position predicts response token 0 and response token t predicts
     # t + 1, so the last response token is never an input
     inputs = response_ids[:, :-1]
     n, r = inputs.shape
-    p = prompt_ids.shape[1]
-    x_p = emb(prompt_ids)
+    u, p = prompt_ids.shape
+    both = _lookup(model, torch.cat((prompt_ids.reshape(-1), inputs.reshape(-1))))
+    x_p, x = both[: u * p].view(u, p, -1), both[u * p :].view(n, r, both.shape[-1])
     cos_p, sin_p = _rope(model, positions, x_p.dtype)
     start = prompt_valid.sum(-1)[prompt_index]  # (N,) first response position
     pos_r = start[:, None] + torch.arange(r, device=start.device)  # (N, R - 1)
@@ -652,7 +652,6 @@ def prefix_shared_hidden(
         dim=-1,
     )  # (N, 1, R - 1, P + R - 1)
     ctx = (cos_p, sin_p, _padded_causal(prompt_valid), cos, sin, mask, prompt_index)
-    x = emb(inputs)
     for layer in model.model.layers:
         if checkpoint and torch.is_grad_enabled():
             x_p, x = torch.utils.checkpoint.checkpoint(
@@ -662,6 +661,48 @@ def prefix_shared_hidden(
             x_p, x = _shared_layer(layer, x_p, x, *ctx)
     last = x_p[:, -1][prompt_index][:, None]  # (N, 1, hidden)
     return _rms(torch.cat((last, x), dim=1), model.model.norm)  # (N, R, hidden)
+
+
+class _TiedLookup(torch.autograd.Function):
+    """Rows of an embedding table tied to the LM head, whose backward adds the rows'
+    gradients into ``table.grad`` in place.
+
+    Autograd would hand the table a dense ``(vocab, hidden)`` gradient for the lookup and
+    add it to the head's (0.54 GB at Qwen2.5-0.5B's shape, alive at the end of backward
+    when every other gradient is). Here the table is not an input of the graph: the head's
+    gradient lands in ``table.grad`` first (nothing else feeds the table's accumulation),
+    then this backward adds the looked-up rows to it. The accelerator runs in one process
+    (no DDP hooks to feed); ``anchor`` is an empty tensor requiring grad so that backward
+    reaches this node.
+    """
+
+    @staticmethod
+    def forward(ctx, anchor, ids, holder, padding_idx):  # noqa: D102
+        ctx.save_for_backward(ids)
+        ctx.holder, ctx.padding_idx = holder, padding_idx
+        return F.embedding(ids, holder[0].detach(), padding_idx)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        (ids,) = ctx.saved_tensors
+        table, grad = ctx.holder[0], grad.reshape(-1, ctx.holder[0].shape[1])
+        if ctx.padding_idx is not None:  # the padding row takes no gradient, as nn.Embedding
+            keep = ids != ctx.padding_idx
+            ids, grad = ids[keep], grad[keep]
+        if table.grad is None:
+            table.grad = torch.zeros_like(table)
+        table.grad.index_add_(0, ids, grad.to(table.grad.dtype))
+        return None, None, None, None
+
+
+def _lookup(model: Any, ids: torch.Tensor) -> torch.Tensor:
+    """``embed_tokens(ids)`` in one lookup; a table tied to the LM head and trained takes
+    its lookup gradient in place (:class:`_TiedLookup`)."""
+    emb = model.model.embed_tokens
+    if emb.weight is model.lm_head.weight and emb.weight.requires_grad and torch.is_grad_enabled():
+        anchor = torch.empty(0, device=emb.weight.device, requires_grad=True)
+        return _TiedLookup.apply(anchor, ids, [emb.weight], emb.padding_idx)
+    return emb(ids)
 
 
 def _shared_layer(

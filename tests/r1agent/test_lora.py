@@ -75,6 +75,24 @@ def test_chunked_logprobs_in_the_update_equal_full_logits(model_dir, fast):
             torch.testing.assert_close(grads[chunk][n], g, atol=1e-5, rtol=1e-4, msg=n)
 
 
+def test_tied_embedding_gradient_on_the_accelerator_is_dense_and_exact(model_dir):
+    # a tied table (Qwen2.5-0.5B's) gets the head's dense gradient plus the lookup's sparse one
+    model, tok = load_model(model_dir, dtype="float32", device="cpu")
+    model.lm_head.weight = model.model.embed_tokens.weight
+    b = _batch(tok, _episodes(tok))
+    grads = {}
+    for fast, chunk in ((False, None), (True, 3)):
+        model.zero_grad(set_to_none=True)
+        logp, _ = response_logprobs(model, b, temperature=0.7, chunk=chunk, fast=fast)
+        (logp * b.mask).sum().backward()
+        grads[fast] = {n: p.grad for n, p in model.named_parameters()}
+    table = grads[True]["model.embed_tokens.weight"]
+    assert table.layout == torch.strided and table.abs().sum() > 0
+    for n, g in grads[False].items():
+        torch.testing.assert_close(grads[True][n], g, atol=1e-5, rtol=1e-4, msg=n)
+    torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True).step()  # dense grads only
+
+
 @pytest.mark.parametrize("fast", [True, False])
 def test_gradient_checkpointing_gives_the_same_gradients(model_dir, fast):
     model, tok = load_model(model_dir, dtype="float32", device="cpu")
