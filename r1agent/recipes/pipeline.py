@@ -475,6 +475,7 @@ def _stage3(config: PipelineConfig, out: Path, generate_fn: Any) -> None:
         max_per_prompt=c3.max_per_prompt,
         generate_fn=generate_fn,
         env_kwargs=reasoning_env_kwargs(config),
+        rollout=config.stage2.grpo.rollout,  # stage 2's engine samples stage 3 too
     )
 
 

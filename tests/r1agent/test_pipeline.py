@@ -106,6 +106,23 @@ def test_pipeline_runs_resumes_and_reports(tmp_path, tiny, fake_grpo):
     assert len(fake_grpo) == 2
 
 
+def test_stage3_samples_with_stage2s_rollout_engine(tmp_path, tiny, fake_grpo, monkeypatch):
+    from r1agent.recipes import stages
+
+    seen = []
+    real = stages.stage3_rejection_sft
+
+    def spy(*a, **kw):
+        seen.append(kw.get("rollout"))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(stages, "stage3_rejection_sft", spy)
+    cfg = _config(tmp_path, tiny)
+    cfg.stage2 = RLConfig(grpo={"steps": 2, "rollout": {"engine": "hf", "batch_size": 7}})
+    run_pipeline(cfg, generate_fn=oracle_generate)
+    assert [r.batch_size for r in seen] == [7]
+
+
 def test_empty_rejection_set_stops_at_stage3_and_keeps_earlier_checkpoints(
     tmp_path, tiny, fake_grpo
 ):
