@@ -47,6 +47,11 @@ class RolloutConfig(BaseModel):
     batch_size: int = Field(64, ge=1, description="prompts decoded together (hf engine)")
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="vLLM on GPU")
     vllm_max_model_len: int = Field(2048, ge=16, description="vLLM context length")
+    vllm_sleep: Literal["auto"] | bool = Field(
+        "auto",
+        description="vllm: sleep mode between rollouts (weights to host memory, KV cache "
+        "freed, so the update gets the GPU); auto: on with CUDA, off elsewhere; true needs CUDA",
+    )
     grading_workers: int | None = Field(
         None,
         ge=0,

@@ -350,6 +350,7 @@ def build_engine(
             gpu_memory_utilization=c.rollout.vllm_gpu_memory_utilization,
             max_model_len=c.rollout.vllm_max_model_len,
             seed=c.seed + dd.rank,
+            sleep=c.rollout.vllm_sleep,
         )
     elif c.rollout.engine == "vllm-server":  # the servers serve the base; we push the policy
         engine = server_client(

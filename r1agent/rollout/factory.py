@@ -109,6 +109,7 @@ def make_generate(
             gpu_memory_utilization=rollout.vllm_gpu_memory_utilization,
             max_model_len=rollout.vllm_max_model_len,
             seed=seed,
+            sleep=rollout.vllm_sleep,
         )
     client = server_client(
         rollout, str(model_path), tokenizer=tokenizer or load_tokenizer(str(model_path))

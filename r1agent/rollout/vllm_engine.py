@@ -20,6 +20,15 @@ can hand tensors to vLLM's model runner directly, with no serialisation:
 
 The prefix cache is reset after every sync (cached KV blocks belong to the old weights).
 
+Sleep mode (``sleep``, ``rollout.vllm_sleep``; on by default with CUDA) lets the update use
+the GPU memory vLLM holds. The engine is built with ``enable_sleep_mode=True`` and manages
+it itself, so the training loop needs no change: after building and after every
+:meth:`~VLLMEngine.generate` it sleeps (level 1: weights copied to host memory, KV cache
+freed); :meth:`~VLLMEngine.sync_weights` wakes the weights alone before loading the new
+ones; :meth:`~VLLMEngine.generate` wakes whatever still sleeps (the KV cache, and the
+weights when no sync came between) before sampling. vLLM supports sleep mode on CUDA only,
+so it is off on CPU, where asking for it raises a ``ValueError`` naming the setting.
+
 Log-probs are vLLM's ``processed_logprobs``: temperature (and ``min_tokens``' eos mask)
 applied, as in the default engine. With ``top_p < 1`` vLLM renormalises over the nucleus,
 whereas the default engine reports log-probs before top-p; GRPO runs with ``top_p = 1``.
@@ -166,10 +175,13 @@ class VLLMEngine:
         max_model_len: longest prompt + completion in tokens (``None``: the model's maximum).
         seed: vLLM's global seed.
         enforce_eager: skip CUDA graphs / compilation (faster start-up, slower decoding).
+        sleep: sleep mode between rollouts (``rollout.vllm_sleep``): ``"auto"`` turns it on
+            with CUDA and off elsewhere; ``True`` needs CUDA.
         **llm_kwargs: more ``vllm.LLM`` arguments.
 
     Raises:
         ImportError: when vLLM is not installed (names the extras to install).
+        ValueError: ``sleep=True`` where vLLM has no sleep mode (CPU).
     """
 
     def __init__(
@@ -181,9 +193,12 @@ class VLLMEngine:
         max_model_len: int | None = None,
         seed: int = 0,
         enforce_eager: bool = True,
+        sleep: bool | str = "auto",
         **llm_kwargs: Any,
     ) -> None:
         vllm = _import_vllm()
+        self.sleep_mode = _sleep_mode(vllm, sleep)
+        self._asleep: set[str] = set()  # the sleeping parts: "weights", "kv_cache"
 
         self.model_path = str(model_path)
         self.tokenizer = load_tokenizer(self.model_path)
@@ -205,8 +220,27 @@ class VLLMEngine:
                 seed=seed,
                 enforce_eager=enforce_eager,
                 logprobs_mode="processed_logprobs",
+                **({"enable_sleep_mode": True} if self.sleep_mode else {}),
                 **llm_kwargs,
             )
+        self._sleep()
+
+    # ------------------------------------------------------------------ sleep mode
+
+    def _sleep(self) -> None:
+        """Level-1 sleep: weights copied to host memory, KV cache freed (sleep mode only)."""
+        if self.sleep_mode and not self._asleep:
+            self.llm.sleep(level=1)
+            self._asleep = {"weights", "kv_cache"}
+
+    def _wake(self, *tags: str) -> None:
+        """Wake the sleeping parts among ``tags`` ("weights" before "kv_cache")."""
+        for tag in tags:
+            if tag in self._asleep:
+                if tag == "weights" and torch.cuda.is_available():
+                    torch.cuda.empty_cache()  # hand the update's freed blocks back first
+                self.llm.wake_up(tags=[tag])
+                self._asleep.discard(tag)
 
     # ------------------------------------------------------------------ generation
 
@@ -279,7 +313,13 @@ class VLLMEngine:
             )
             for i in range(len(ids))
         ]
-        outputs = self.llm.generate([{"prompt_token_ids": x} for x in ids], params, use_tqdm=False)
+        self._wake("weights", "kv_cache")
+        try:
+            outputs = self.llm.generate(
+                [{"prompt_token_ids": x} for x in ids], params, use_tqdm=False
+            )
+        finally:
+            self._sleep()
         results: list[Completion] = []
         texts_ids: list[list[int]] = []
         for prompt_ids, out in zip(ids, outputs, strict=True):
@@ -333,6 +373,7 @@ class VLLMEngine:
             The number of tensors sent.
         """
         weights = list(_named_weights(model))
+        self._wake("weights")  # the KV cache stays asleep until the next generate
         worker = self._driver_worker()
         runner = worker.model_runner
         reload = getattr(runner, "reload_weights", None)
@@ -367,6 +408,27 @@ def _environ(settings: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _sleep_mode(vllm: Any, sleep: bool | str) -> bool:
+    """Resolve ``rollout.vllm_sleep``: ``"auto"`` is on where vLLM supports it (CUDA).
+
+    Raises:
+        ValueError: for a value other than ``"auto"``/``True``/``False``, or ``True`` where
+            vLLM has no sleep mode.
+    """
+    if sleep not in ("auto", True, False):
+        raise ValueError(f"rollout.vllm_sleep must be auto, true or false, got {sleep!r}")
+    platform = getattr(getattr(vllm, "platforms", None), "current_platform", None)
+    check = getattr(platform, "is_sleep_mode_available", None)
+    available = default_device().type == "cuda" and (check is None or bool(check()))
+    if sleep is True and not available:
+        raise ValueError(
+            f"rollout.vllm_sleep: true needs vLLM on CUDA, but this engine runs on "
+            f"{default_device()} where vLLM has no sleep mode; set rollout.vllm_sleep to auto "
+            "or false"
+        )
+    return available if sleep == "auto" else bool(sleep)
 
 
 def _dtype_name(dtype: str | torch.dtype) -> str:
