@@ -22,8 +22,11 @@
 #   models     tiny tokenizer model, then random-init models of Qwen2.5-0.5B and 1.5B shape
 #   plan       r1agent plan for each configuration below (estimated peak, GiB)
 #   grpo-*     bench/grpo_throughput.py steps at bf16 autocast (dtype=auto): HF rollouts,
-#              vLLM colocated rollouts, LoRA and full fine-tuning at 0.5B and 1.5B shapes,
-#              torchrun with fsdp=true; completion tokens/s and torch.cuda.max_memory_allocated
+#              vLLM colocated rollouts without and with sleep mode (rollout.vllm_sleep),
+#              async GRPO (async.max_staleness=1), LoRA and full fine-tuning at 0.5B and 1.5B
+#              shapes, torchrun with fsdp=true; completion tokens/s and
+#              torch.cuda.max_memory_allocated. vLLM server mode (one GPU generating, one
+#              training) needs two GPUs and is listed as skipped on one.
 #   offload-*  FSDP2 train steps at 1.5B shape, one-process group, with and without
 #              CPUOffloadPolicy (r1agent.infra.distributed.wrap_model): step time, peak memory
 #   pipeline   tests/r1agent/test_pipeline_gpu_example.py with -m slow (when present)
@@ -41,7 +44,7 @@ while [ $# -gt 0 ]; do
     --smoke) SMOKE=1 ;;
     --budget) BUDGET="$2"; shift ;;
     --work) WORK="$2"; shift ;;
-    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -322,14 +325,24 @@ else
   skip_part trl "trl not importable"
 fi
 
+VLLM_SET="rollout.engine=vllm rollout.vllm_gpu_memory_utilization=0.3"
 if [ "$SMOKE" = 1 ]; then
   skip_part grpo-vllm-0.5b-full "smoke: vLLM needs CUDA here"
+  skip_part grpo-vllm-sleep-0.5b-full "smoke: vLLM sleep mode needs CUDA"
 elif has vllm; then
-  grpo "grpo-vllm-$L05-full" 240 "$M05" "rollout.engine=vllm rollout.vllm_gpu_memory_utilization=0.3" \
+  grpo "grpo-vllm-$L05-full" 240 "$M05" "$VLLM_SET rollout.vllm_sleep=false" \
+    gradient_checkpointing=false --
+  # sleep mode: vLLM's weights go to host memory and its KV cache is freed during the update
+  grpo "grpo-vllm-sleep-$L05-full" 240 "$M05" "$VLLM_SET rollout.vllm_sleep=true" \
     gradient_checkpointing=false --
 else
   skip_part grpo-vllm-0.5b-full "vllm not importable"
+  skip_part grpo-vllm-sleep-0.5b-full "vllm not importable"
 fi
+# async GRPO: the next step's rollouts (HF engine) are generated while this step updates
+grpo "grpo-async-$L05-full" 150 "$M05" "async.max_staleness=1" gradient_checkpointing=false --
+# server mode needs one GPU for `r1agent serve` and another for training
+skip_part grpo-vllm-server-0.5b "needs two GPUs: one generating, one training"
 
 TORCHRUN=("$PYTHON" -m torch.distributed.run --standalone --nproc_per_node 1)
 est=$(estimate "$M05" "${PLAN_SET[@]}" fsdp=true gradient_checkpointing=false)
