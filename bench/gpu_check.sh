@@ -142,7 +142,7 @@ if extra:
 
     def load_config(source, overrides=None, **fields):
         cfg = original(source, overrides, **fields)
-        return original(cfg.model_dump(), extra)
+        return original(cfg.model_dump(by_alias=True), extra)
 
     config.load_config = load_config
 script, *args = sys.argv[1:]
