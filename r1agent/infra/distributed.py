@@ -6,6 +6,14 @@ every rank holds the full model; with FSDP2 (``fsdp: true``) parameters are shar
 gathered once around generation (ranks decode different numbers of tokens, so no
 collective may run inside it), and checkpoints are written from full state dicts.
 ``fsdp_offload: true`` adds FSDP2's CPU offload (see :func:`wrap_model`; useful on CUDA).
+
+Several nodes (``torchrun --nnodes N``) work the same way: :class:`Dist` holds the *global*
+rank, which decides who writes (rank 0 alone writes metrics, checkpoints and the final
+model, to its own node's ``output_dir``), while the device is the node-local
+``LOCAL_RANK``'s (:func:`r1agent.infra.models.default_device`). A run that resumes reads
+its checkpoint on every rank; :func:`same_on_all_ranks` stops it with a clear error when
+the nodes see different checkpoints (``output_dir`` not on a shared filesystem) instead
+of letting the ranks train from different states.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ __all__ = [
     "full_model_state",
     "load_optimizer_state",
     "reduce_mean",
+    "same_on_all_ranks",
     "save_run_checkpoint",
     "setup_distributed",
     "unwrap",
@@ -69,6 +78,27 @@ def setup_distributed(device: torch.device) -> Dist:
     if not dist.is_initialized():
         dist.init_process_group("cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
     return Dist(dist.get_rank(), dist.get_world_size())
+
+
+def same_on_all_ranks(value: Any, dd: Dist, what: str) -> Any:
+    """Check that every rank holds the same ``value`` (a collective); return it.
+
+    Args:
+        value: a picklable, comparable value (say, the name of the checkpoint to resume).
+        dd: the process group facts.
+        what: what the value is and how to make the ranks agree, for the error message.
+
+    Raises:
+        RuntimeError: on every rank, naming each rank's value, when they differ.
+    """
+    if dd.world <= 1:
+        return value
+    values: list[Any] = [None] * dd.world
+    dist.all_gather_object(values, value)
+    if any(v != values[0] for v in values):
+        seen = ", ".join(f"rank {r}: {v!r}" for r, v in enumerate(values))
+        raise RuntimeError(f"the ranks disagree on {what} ({seen})")
+    return value
 
 
 def unwrap(model: Any) -> Any:

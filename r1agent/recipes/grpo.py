@@ -77,6 +77,7 @@ from r1agent.infra.distributed import (
     full_model_state,
     load_optimizer_state,
     reduce_mean,
+    same_on_all_ranks,
     save_run_checkpoint,
     setup_distributed,
     unwrap,
@@ -145,6 +146,12 @@ def train_grpo(
     dd = setup_distributed(device)
     seed_everything(c.seed + dd.rank)
     resume_from = ckpt.latest_checkpoint(Path(c.output_dir)) if c.resume else None
+    same_on_all_ranks(
+        None if resume_from is None else Path(resume_from).name,
+        dd,
+        f"the checkpoint to resume from output_dir {c.output_dir!r}: every node must see it "
+        "(a shared filesystem), or set resume: false",
+    )
     if c.check_memory and model is None:  # before any weights load; raises when it cannot fit
         memory_check(c, log=print if dd.main else (lambda _: None))
     p = build_policy(c, dd, device, model, tokenizer, resume_from)

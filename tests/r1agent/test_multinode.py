@@ -65,15 +65,10 @@ def _launch(script: Path, node: int, port: int, log: Path) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
 
 
-def _run_two_nodes(tmp_path: Path) -> tuple[Path, Path]:
-    model = tiny_model(tmp_path / "tiny")
-    out, shared = tmp_path / "run", tmp_path / "shared"
-    out.mkdir()
-    shared.mkdir()
-    script = tmp_path / "node.py"
-    script.write_text(_SCRIPT.format(root=str(ROOT), model=model, out=str(out), shared=str(shared)))
+def _launch_both(tmp_path: Path, script: Path, tag: str) -> tuple[list[int], list[str]]:
+    """Start node 0 and node 1, wait for both; their exit codes and logs."""
     port = _free_port()
-    logs = [tmp_path / f"node{i}.log" for i in range(2)]
+    logs = [tmp_path / f"{tag}-node{i}.log" for i in range(2)]
     procs = [_launch(script, i, port, logs[i]) for i in range(2)]
     try:
         codes = [p.wait(timeout=300) for p in procs]
@@ -81,13 +76,24 @@ def _run_two_nodes(tmp_path: Path) -> tuple[Path, Path]:
         for p in procs:
             if p.poll() is None:
                 p.kill()
+    return codes, [log.read_text() for log in logs]
+
+
+def _run_two_nodes(tmp_path: Path) -> tuple[Path, Path, Path]:
+    model = tiny_model(tmp_path / "tiny")
+    out, shared = tmp_path / "run", tmp_path / "shared"
+    out.mkdir()
+    shared.mkdir()
+    script = tmp_path / "node.py"
+    script.write_text(_SCRIPT.format(root=str(ROOT), model=model, out=str(out), shared=str(shared)))
+    codes, logs = _launch_both(tmp_path, script, "first")
     for i, code in enumerate(codes):
-        assert code == 0, f"node {i} exited {code}:\n" + logs[i].read_text()[-3000:]
-    return out, shared
+        assert code == 0, f"node {i} exited {code}:\n" + logs[i][-3000:]
+    return out, shared, script
 
 
 def test_two_nodes_one_process_each(tmp_path):
-    out, shared = _run_two_nodes(tmp_path)
+    out, shared, script = _run_two_nodes(tmp_path)
     a, b = torch.load(shared / "node0.pt"), torch.load(shared / "node1.pt")
     # global ranks differ across nodes while each node's only process is local rank 0
     assert a["facts"] == {"rank": 0, "world": 2, "local": 0}
@@ -109,3 +115,11 @@ def test_two_nodes_one_process_each(tmp_path):
         name.endswith((".safetensors", ".pt", "metrics.jsonl")) or "checkpoints" in name
         for name in written
     ), written
+
+    # Running again resumes by default, but only node 0 holds the checkpoint: both ranks stop
+    # with an error naming what each sees instead of training from different states.
+    codes, logs = _launch_both(tmp_path, script, "resume")
+    assert codes[0] != 0 and codes[1] != 0, codes
+    for log in logs:
+        assert "the ranks disagree on the checkpoint to resume" in log, log[-3000:]
+        assert "rank 0: 'step-000001', rank 1: None" in log, log[-3000:]
