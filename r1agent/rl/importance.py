@@ -110,9 +110,10 @@ def weight_sums(
 
 def correction_enabled(enabled: str | bool, *, engine: str, asynchronous: bool) -> bool:
     """Whether the correction applies: ``enabled`` itself when a bool; ``"auto"``: when the
-    samples come from a separate engine (``engine == "vllm"``) or are stale (async)."""
+    samples come from a separate engine (``vllm`` in process or ``vllm-server``) or are
+    stale (async)."""
     if isinstance(enabled, bool):
         return enabled
     if enabled != "auto":
         raise ValueError(f"enabled must be auto, true or false, enabled: {enabled!r}")
-    return engine == "vllm" or asynchronous
+    return engine in ("vllm", "vllm-server") or asynchronous

@@ -128,6 +128,7 @@ def test_weight_sums_and_step_metrics_over_micro_batches():
 
 def test_auto_turns_on_for_a_separate_engine_or_stale_samples():
     assert importance.correction_enabled("auto", engine="vllm", asynchronous=False)
+    assert importance.correction_enabled("auto", engine="vllm-server", asynchronous=False)
     assert importance.correction_enabled("auto", engine="hf", asynchronous=True)
     assert not importance.correction_enabled("auto", engine="hf", asynchronous=False)
     assert importance.correction_enabled(True, engine="hf", asynchronous=False)
