@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -285,6 +286,34 @@ def demo(
 
     report = run_demo(output, scale=scale)
     typer.echo(json.dumps(report, indent=2))
+
+
+@app.command()
+def reproduce(
+    overrides: list[str] = typer.Argument(
+        None, help="key=value budget overrides (r1agent.recipes.reproduce.ReproduceConfig)"
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", help="run directory (default runs/reproduce-TIME)"
+    ),
+    seeds: int = typer.Option(2, help="independent runs (their spread is reported)"),
+    jobs: int = typer.Option(0, help="seeds run at once (0: one per CPU core)"),
+    scale: float = typer.Option(1.0, help="multiply every training budget"),
+) -> None:
+    """Four of DeepSeek-R1's findings at toy scale, on a CPU: summary.json and report.md."""
+    from r1agent.infra.config import apply_overrides
+    from r1agent.recipes.reproduce import ReproduceConfig, run_reproduce
+
+    out = output or Path(f"runs/reproduce-{time.strftime('%Y%m%d-%H%M%S')}")
+    data = {"output_dir": str(out), "seeds": seeds, "jobs": jobs, "scale": scale}
+    try:
+        cfg = ReproduceConfig.model_validate(apply_overrides(data, overrides or []))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    summary = run_reproduce(cfg)
+    typer.echo(
+        json.dumps({"output_dir": str(out.resolve()), "checks": summary["checks"]}, indent=2)
+    )
 
 
 @app.command("plan")

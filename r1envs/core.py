@@ -259,6 +259,8 @@ class ReasoningEnv(gym.Env[str, str]):
             format's template (the R1-Zero paper's for ``"r1-zero"``).
         system_prompt: the system message of ``info["messages"]``; defaults to the format's.
         language: target language of the language-consistency reward (``"en"``, ``"zh"``...).
+        prompt_language: language of the default template and system prompt (``"en"`` or
+            ``"zh"``); ignored where ``template`` / ``system_prompt`` are given.
         think_prefill: ``True`` if the prompt pre-fills the opening reasoning tag (the
             observation then ends with it), ``None`` to detect it from the completion,
             ``False`` to require the tag in the completion.
@@ -285,6 +287,7 @@ class ReasoningEnv(gym.Env[str, str]):
         template: str | None = None,
         system_prompt: str | None = None,
         language: str = "en",
+        prompt_language: str = "en",
         think_prefill: bool | None = None,
         strict: bool | None = None,
         overlong: tuple[int, int] | None = None,
@@ -298,7 +301,9 @@ class ReasoningEnv(gym.Env[str, str]):
         self.output_format = formats.check_format_name(output_format)
         self.language = rewards.check_language(language)
         self.template = (
-            template if template is not None else formats.default_template(output_format)
+            template
+            if template is not None
+            else formats.default_template(output_format, prompt_language)
         )
         if "{question}" not in self.template:
             raise ValueError(f"template must contain '{{question}}', template: {template!r:.80}")
@@ -311,7 +316,7 @@ class ReasoningEnv(gym.Env[str, str]):
         self.system_prompt = (
             system_prompt
             if system_prompt is not None
-            else formats.default_system_prompt(output_format)
+            else formats.default_system_prompt(output_format, prompt_language)
         )
         self.think_prefill = think_prefill
         self.strict = strict

@@ -54,8 +54,39 @@ R1_SYSTEM = (
     "summary for the user that states the final answer."
 )
 
-_TEMPLATES = {"r1-zero": R1_ZERO_TEMPLATE, "r1": R1_TEMPLATE}
-_SYSTEMS = {"r1-zero": R1_ZERO_SYSTEM, "r1": R1_SYSTEM}
+# Chinese versions of the templates (``prompt_language="zh"``), same tags and structure.
+R1_ZERO_TEMPLATE_ZH = (
+    "用户与助手之间的对话。用户提出一个问题，助手来解决它。助手先在脑中思考推理过程，然后向用户"
+    "给出答案。推理过程和答案分别写在 <think> </think> 和 <answer> </answer> 标签内，即 "
+    "<think> 推理过程 </think> <answer> 答案 </answer>。用户：{question} 助手："
+)
+R1_ZERO_SYSTEM_ZH = (
+    "助手先在脑中思考推理过程，然后向用户给出答案。推理过程和答案分别写在 <think> </think> 和 "
+    "<answer> </answer> 标签内，即 <think> 推理过程 </think> <answer> 答案 </answer>。"
+)
+R1_TEMPLATE_ZH = (
+    f"解答下面的问题。把推理过程写在 {REASONING_START} 和 {REASONING_END} 之间，然后写一段"
+    "简短的总结，给出最终答案。\n\n问题：{question}\n"
+)
+R1_SYSTEM_ZH = (
+    f"在 {REASONING_START} 和 {REASONING_END} 之间逐步推理，然后为用户写一段简短的总结，"
+    "给出最终答案。"
+)
+
+_TEMPLATES = {
+    ("r1-zero", "en"): R1_ZERO_TEMPLATE,
+    ("r1", "en"): R1_TEMPLATE,
+    ("r1-zero", "zh"): R1_ZERO_TEMPLATE_ZH,
+    ("r1", "zh"): R1_TEMPLATE_ZH,
+}
+_SYSTEMS = {
+    ("r1-zero", "en"): R1_ZERO_SYSTEM,
+    ("r1", "en"): R1_SYSTEM,
+    ("r1-zero", "zh"): R1_ZERO_SYSTEM_ZH,
+    ("r1", "zh"): R1_SYSTEM_ZH,
+}
+#: Languages the built-in prompt templates are written in (``prompt_language``).
+PROMPT_LANGUAGES: tuple[str, ...] = ("en", "zh")
 
 
 def check_format_name(output_format: str) -> OutputFormat:
@@ -71,14 +102,27 @@ def check_format_name(output_format: str) -> OutputFormat:
     return output_format  # type: ignore[return-value]
 
 
-def default_template(output_format: str) -> str:
-    """The prompt template (with a ``{question}`` field) of an output format."""
-    return _TEMPLATES[check_format_name(output_format)]
+def check_prompt_language(language: str) -> str:
+    """Validate the language of a built-in prompt template.
+
+    Raises:
+        ValueError: if ``language`` is not one of :data:`PROMPT_LANGUAGES`.
+    """
+    if language not in PROMPT_LANGUAGES:
+        raise ValueError(
+            f"prompt_language must be one of {PROMPT_LANGUAGES}, prompt_language: {language!r}"
+        )
+    return language
 
 
-def default_system_prompt(output_format: str) -> str:
-    """The system message used for the chat form of an output format."""
-    return _SYSTEMS[check_format_name(output_format)]
+def default_template(output_format: str, language: str = "en") -> str:
+    """The prompt template (with a ``{question}`` field) of an output format, in ``language``."""
+    return _TEMPLATES[check_format_name(output_format), check_prompt_language(language)]
+
+
+def default_system_prompt(output_format: str, language: str = "en") -> str:
+    """The system message used for the chat form of an output format, in ``language``."""
+    return _SYSTEMS[check_format_name(output_format), check_prompt_language(language)]
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from r1agent.rollout.transformers_engine import generate
 from r1envs import formats
 
 ARITHMETIC_ID = "r1/Arithmetic-v0"
-_EXPR = re.compile(r"What is (.+)\?\s*$")
+_EXPR = re.compile(r"(?:What is (.+)\?|^(.+?)\s*等于多少？)\s*$")
 _TOKEN = re.compile(r"-?\d+|[+\-*]")
 
 
@@ -55,7 +55,8 @@ def _detailed(total: int, sign: str, t: int) -> str:
 
 
 def solve_arithmetic(question: str, *, detailed: bool = False) -> tuple[list[str], str]:
-    """Step-by-step solution of ``What is 47 + 18 - 25?`` with a verification step.
+    """Step-by-step solution of ``What is 47 + 18 - 25?`` (or ``47 + 18 - 25 等于多少？``) with a
+    verification step.
 
     Products are worked out first, then sums left to right; the check undoes the additions
     and subtractions from the result back to the first term. ``detailed`` splits each
@@ -71,7 +72,7 @@ def solve_arithmetic(question: str, *, detailed: bool = False) -> tuple[list[str
     m = _EXPR.search(question.strip())
     if not m:
         raise ValueError(f"not an arithmetic question, question: {question!r:.80}")
-    tokens = _TOKEN.findall(m.group(1))
+    tokens = _TOKEN.findall(m.group(1) or m.group(2))
     if len(tokens) < 3 or len(tokens) % 2 == 0:
         raise ValueError(f"malformed expression, question: {question!r:.80}")
     nums, ops = [int(t) for t in tokens[::2]], tokens[1::2]

@@ -101,7 +101,7 @@ def sample_and_filter(
     temperature: float = 1.0,
     top_p: float = 1.0,
     prompt_format: str = "observation",
-    language: str = "en",
+    language: str | None = None,
     min_language: float = 0.95,
     max_per_prompt: int = 1,
     generate_fn: Any = None,
@@ -110,6 +110,8 @@ def sample_and_filter(
     """Rejection-sample reasoning data from ``model`` on env problems ``seed .. seed+n-1``.
 
     ``env_kwargs`` are ``gym.make`` kwargs per env id (the output format, the prompt template).
+    The readability filter drops mixed-language chains of thought against ``language``, or
+    (``None``) against each env's own target language (its ``language`` kwarg).
 
     Returns:
         ``(kept examples, counts)`` where counts tells how many samples each filter dropped.
@@ -145,7 +147,8 @@ def sample_and_filter(
             if not info["correct"]:
                 counts["wrong"] += 1
                 continue
-            if not readable(out.text, language=language, min_language=min_language):
+            target = language or getattr(env.unwrapped, "language", "en")
+            if not readable(out.text, language=target, min_language=min_language):
                 counts["unreadable"] += 1
                 continue
             per_prompt.append(Example(prompt, out.text.strip()))

@@ -157,6 +157,9 @@ class EnvResult:
     truncated: float
     format_rate: float
     errors: int
+    #: share of samples whose chain of thought is all in the env's target language
+    #: (language-consistency reward 1.0; ``info["rewards"]["language"]``)
+    single_language: float = 0.0
 
 
 @dataclass
@@ -187,6 +190,7 @@ class EvalReport:
                     "truncated": r.truncated,
                     "format_rate": r.format_rate,
                     "errors": r.errors,
+                    "single_language": r.single_language,
                 }
                 for r in self.envs
             ],
@@ -331,6 +335,7 @@ def _graded(env: Any, problem: Problem, out: Completion) -> dict[str, Any]:
         "correct": bool(info["correct"]),
         "answer": info.get("extracted_answer"),
         "format": float(info["rewards"].get("format", 0.0)),
+        "language": float(info["rewards"].get("language", 0.0)),
         "error": info.get("error"),
         "length": len(out.completion_ids),
         "truncated": bool(out.truncated),
@@ -393,6 +398,7 @@ def _aggregate(env_id: str, k: int, graded: list[list[dict[str, Any]]]) -> EnvRe
         truncated=sum(s["truncated"] for s in flat) / len(flat),
         format_rate=sum(s["format"] for s in flat) / len(flat),
         errors=sum(1 for s in flat if s["error"]),
+        single_language=sum(s.get("language", 0.0) >= 1.0 for s in flat) / len(flat),
     )
 
 

@@ -152,6 +152,7 @@ def run_grpo(
     seed: int = 0,
     env_kwargs: dict[str, dict[str, Any]] | None = None,
     prompt_format: str | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Run the GRPO trainer (:func:`r1agent.trainer.train_grpo`) from ``model`` into ``out_dir``.
 
@@ -164,6 +165,7 @@ def run_grpo(
         seed: run seed.
         env_kwargs: ``gym.make`` kwargs per env id.
         prompt_format: how prompts are rendered (``overrides`` may still set it).
+        callbacks: ``f(step, metrics) -> bool | None`` after each step; ``True`` stops.
     """
 
     mix = dict(envs) if isinstance(envs, dict) else {e: 1.0 for e in envs}
@@ -176,7 +178,7 @@ def run_grpo(
     if prompt_format is not None:
         data["prompt_format"] = prompt_format
     config = load_config(data, overrides, max_new_tokens=max_new_tokens, env_kwargs=env_kwargs)
-    return train_grpo(config)
+    return train_grpo(config, callbacks=callbacks)
 
 
 def stage2_reasoning_rl(

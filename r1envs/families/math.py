@@ -121,9 +121,11 @@ class ArithmeticTask(_MathGrading, Task[MathProblem]):
         min_value: the smallest operand.
         operators: which of ``+ - *`` may appear.
         strict: require an explicit final-answer marker.
+        question_language: ``"en"`` (``What is 7 + 5 - 1?``) or ``"zh"`` (``7 + 5 - 1 等于多少？``).
     """
 
     Problem = MathProblem
+    _QUESTIONS: dict[str, str] = {"en": "What is {expr}?", "zh": "{expr} 等于多少？"}
     _OPS: dict[str, Callable[[int, int], int]] = {
         "+": lambda a, b: a + b,
         "-": lambda a, b: a - b,
@@ -138,7 +140,14 @@ class ArithmeticTask(_MathGrading, Task[MathProblem]):
         operators: str = "+-",
         strict: bool = True,
         timeout: float = 5.0,
+        question_language: str = "en",
     ) -> None:
+        if question_language not in self._QUESTIONS:
+            raise ValueError(
+                f"question_language must be one of {sorted(self._QUESTIONS)}, "
+                f"question_language: {question_language!r}"
+            )
+        self.question_language = question_language
         if num_operands < 2:
             raise ValueError(f"num_operands must be >= 2, num_operands: {num_operands}")
         if not 0 <= min_value <= max_value:
@@ -161,7 +170,8 @@ class ArithmeticTask(_MathGrading, Task[MathProblem]):
         expr = " ".join(
             [str(nums[0])] + [f"{op} {n}" for op, n in zip(ops, nums[1:], strict=False)]
         )
-        return MathProblem(question=f"What is {expr}?", answer=str(_evaluate(nums, ops)))
+        question = self._QUESTIONS[self.question_language].format(expr=expr)
+        return MathProblem(question=question, answer=str(_evaluate(nums, ops)))
 
     def prompt(self, problem: MathProblem) -> str:
         """The question as stated."""
@@ -175,6 +185,15 @@ def easy_arithmetic(**kwargs: Any) -> ArithmeticTask:
     CPU); every :class:`ArithmeticTask` kwarg can still be overridden.
     """
     return ArithmeticTask(**{"num_operands": 3, "min_value": 1, "max_value": 9, **kwargs})
+
+
+def easy_arithmetic_zh(**kwargs: Any) -> ArithmeticTask:
+    """``r1/ArithmeticEasyZh-v0``: :func:`easy_arithmetic` asked in Chinese.
+
+    The id's defaults also make the env Chinese: the prompt template (``prompt_language``)
+    and the target of the language-consistency reward (``language``) are ``"zh"``.
+    """
+    return easy_arithmetic(**{"question_language": "zh", **kwargs})
 
 
 def _evaluate(nums: list[int], ops: list[str]) -> int:

@@ -30,6 +30,7 @@ import ast
 import random
 import re
 from fractions import Fraction
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -381,6 +382,16 @@ class CountdownTask(LogicTaskBase[CountdownProblem]):
             )
         )
         return render_solution(steps, expression, output_format, lead="Expression:")
+
+
+def easy_countdown(**kwargs: Any) -> CountdownTask:
+    """``r1/CountdownEasy-v0``: the first rung — three numbers from 1 to 5, targets 2 to 20.
+
+    Numbers may be left out, so most targets have several expressions; every
+    :class:`CountdownTask` kwarg can still be overridden.
+    """
+    defaults = {"num_numbers": 3, "min_value": 1, "max_value": 5, "min_target": 2, "max_target": 20}
+    return CountdownTask(**{**defaults, **kwargs})
 
 
 def _fmt(value: Fraction) -> str:

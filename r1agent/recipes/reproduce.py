@@ -1,0 +1,404 @@
+"""``r1agent reproduce [--output DIR] [--seeds 2]``: four of DeepSeek-R1's findings at toy scale.
+
+One run per seed (seeds run in parallel processes, one CPU thread each) on a mix of three
+envs — ``r1/ArithmeticEasy-v0``, its Chinese twin ``r1/ArithmeticEasyZh-v0`` and
+``r1/CountdownEasy-v0`` — all from one tiny base model:
+
+0. stage 0: the tiny factory's model pretrained on synthetic text (the *base*), and a student
+   with about a quarter of its parameters (same tokenizer) pretrained the same way;
+1. cold start: SFT of the base on solver-exact chains of thought whose sentences mix English
+   and Chinese (:mod:`r1agent.data.bilingual`), stopped at the first checkpoint with RL
+   headroom;
+2. reasoning RL from the cold start, two arms at the same budget: with the
+   language-consistency reward (the recipe's stage 2) and without it;
+3. R1-Zero: the same RL from the base, no cold start;
+4. distillation: the stage-2 model's env-filtered samples SFT the student; the recipe's RL
+   trains the same student from its base for the same wall-clock time.
+
+Every checkpoint is evaluated on held-out problems (env seeds ``10_000_000 + i``, T=0.6,
+top-p 0.95). ``DIR/summary.json`` (the claims, with absolute checkpoint paths),
+``DIR/report.md`` and plots are written by :mod:`r1agent.recipes.reproduce_report`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+from r1agent.data.bilingual import mixed_examples
+from r1agent.data.rejection import EmptyDatasetError
+from r1agent.eval.evaluate import evaluate_checkpoint, write_report
+from r1agent.infra.models import load_model, load_tokenizer
+from r1agent.infra.tiny import build_tiny_model
+from r1agent.recipes.distill import DistillConfig, run_distill
+from r1agent.recipes.pretrain import pretrain, synthetic_corpus
+from r1agent.recipes.reproduce_report import write_reproduce_report
+from r1agent.recipes.sft import SFTConfig
+from r1agent.recipes.stages import run_grpo, stage1_cold_start, write_stage_summary
+
+log = logging.getLogger(__name__)
+
+ENV_IDS = ["r1/ArithmeticEasy-v0", "r1/ArithmeticEasyZh-v0", "r1/CountdownEasy-v0"]
+#: The bilingual pair of the language finding (English and Chinese prompts).
+LANGUAGE_ENV_IDS = ENV_IDS[:2]
+MAX_NEW_TOKENS = 96
+PROMPT_FORMAT = "observation"
+#: Env seeds of the cold-start data and of the distillation prompts (below the held-out range).
+COLD_START_SEED, DISTILL_SEED = 1_000_000, 4_000_000
+
+
+class ReproduceConfig(BaseModel):
+    """Budgets of ``r1agent reproduce``; ``scale`` multiplies every training budget."""
+
+    model_config = ConfigDict(extra="forbid")
+    output_dir: str
+    seeds: int = Field(2, ge=1, description="independent runs (seed 0 .. seeds-1)")
+    jobs: int = Field(0, ge=0, description="seeds run at once (0: one per CPU, at most seeds)")
+    scale: float = Field(1.0, gt=0, description="multiplies every training budget")
+    pretrain_steps: int = Field(150, ge=1)
+    cold_start_examples: int = Field(12000, ge=1)
+    cold_start_steps: int = Field(1000, ge=1, description="SFT steps at most (stops earlier)")
+    cold_start_first_check: int = Field(250, ge=1, description="first quick-eval step")
+    target_pass1: float = Field(0.35, description="stop SFT at this quick-eval pass@1 ...")
+    min_pass_k: float = Field(0.7, description="... with pass@8 at least this")
+    rl_steps: int = Field(50, ge=1, description="GRPO steps of every RL arm")
+    prompts_per_step: int = Field(16, ge=1)
+    group_size: int = Field(8, ge=2)
+    rl_lr: float = Field(5e-5, gt=0)
+    language_weight: float = Field(0.5, ge=0, description="language reward weight (stage 2)")
+    distill_prompts: int = Field(1500, ge=1)
+    distill_steps: int = Field(400, ge=1)
+    student_hidden: int = Field(64, ge=8, description="student width (teacher: 128)")
+    student_layers: int = Field(3, ge=1, description="student depth (teacher: 4)")
+    eval_n: int = Field(384, ge=1, description="held-out problems per checkpoint (envs in turn)")
+    eval_k: int = Field(2, ge=1, description="samples per problem (pass@1 is their mean)")
+    quick_eval_n: int = Field(48, ge=1)
+
+    def n(self, budget: int) -> int:
+        """A training budget times ``scale`` (at least 1)."""
+        return max(1, int(budget * self.scale))
+
+
+def run_reproduce(config: ReproduceConfig) -> dict[str, Any]:
+    """Run every seed (resuming finished pieces), then write the summary and report."""
+    out = Path(config.output_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "reproduce_config.json").write_text(config.model_dump_json(indent=2))
+    t0 = time.time()
+    jobs = config.jobs or min(config.seeds, os.cpu_count() or 1)
+    seeds = list(range(config.seeds))
+    if jobs <= 1:
+        results = [run_seed(config, s) for s in seeds]
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            results = list(pool.map(_run_seed_job, [config.model_dump()] * len(seeds), seeds))
+    wall = round(time.time() - t0, 1)
+    return write_reproduce_report(out, results, _settings(config), wall_s=wall)
+
+
+def _settings(config: ReproduceConfig) -> dict[str, Any]:
+    return {
+        "env_ids": ENV_IDS,
+        "language_env_ids": LANGUAGE_ENV_IDS,
+        "prompt_format": PROMPT_FORMAT,
+        "max_new_tokens": MAX_NEW_TOKENS,
+        "eval": {"n": config.eval_n, "k": config.eval_k, "temperature": 0.6, "top_p": 0.95},
+        "config": config.model_dump(),
+    }
+
+
+def _run_seed_job(config: dict[str, Any], seed: int) -> dict[str, Any]:
+    logging.basicConfig(level=logging.INFO, format=f"[seed {seed}] %(levelname)s %(message)s")
+    return run_seed(ReproduceConfig(**config), seed)
+
+
+def run_seed(config: ReproduceConfig, seed: int) -> dict[str, Any]:
+    """Every piece of one seed's run (each skipped when already finished); returns its facts."""
+    root = Path(config.output_dir).resolve() / f"seed{seed}"
+    root.mkdir(parents=True, exist_ok=True)
+    times: dict[str, float] = _read_json(root / "timings.json")
+
+    def timed(name: str, fn: Callable[[], Any]) -> Any:
+        t = time.time()
+        result = fn()
+        if name not in times:
+            times[name] = round(time.time() - t, 1)
+            (root / "timings.json").write_text(json.dumps(times, indent=2))
+        return result
+
+    base, student = timed("stage0", lambda: build_bases(config, root, seed))
+    stage1 = timed("cold_start", lambda: cold_start(config, root / "stage1", base, seed))
+    arms = {
+        "stage2": (
+            stage1,
+            {e: {"reward_weights": {"language": config.language_weight}} for e in ENV_IDS},
+        ),
+        "stage2_no_language": (stage1, {}),
+        "r1_zero": (base, {}),
+    }
+    for name, (start, env_kwargs) in arms.items():
+        timed(name, lambda s=start, k=env_kwargs, d=name: rl_arm(config, root / d, s, k, seed))
+    distilled = timed("distill", lambda: distill(config, root, root / "stage2", student, seed))
+    budget = times["distill"]
+    timed(
+        "student_rl",
+        lambda: rl_arm(config, root / "student_rl", student, {}, seed, seconds=budget),
+    )
+    checkpoints = {
+        "base": base,
+        "stage1": stage1,
+        **{name: root / name for name in arms},
+        "distilled": distilled,
+        "student_rl": root / "student_rl",
+    }
+    evals = {
+        name: timed(f"eval_{name}", lambda p=p: evaluate(config, p))
+        for name, p in checkpoints.items()
+    }
+    return {
+        "seed": seed,
+        "checkpoints": {k: str(v) for k, v in checkpoints.items()},
+        "evals": evals,
+        "timings": times,
+        "stage1": _read_json(stage1 / "stage.json"),
+        "params": {"teacher": _params(base), "student": _params(student)},
+        "distill_budget_s": budget,
+        "student_rl_steps": _read_json(root / "student_rl" / "stage.json").get("steps"),
+    }
+
+
+# --------------------------------------------------------------------------- the pieces
+
+
+def build_bases(config: ReproduceConfig, root: Path, seed: int) -> tuple[Path, Path]:
+    """The base model and the student (same tokenizer, ~1/4 of the parameters), pretrained."""
+    base, student = root / "base", root / "student_base"
+    texts = synthetic_corpus(1500, env_ids=ENV_IDS, seed=seed, max_value=9)
+    texts += [e.prompt + " " + e.response for e in mixed_examples(ENV_IDS, 600, seed=9_000_000)]
+    if not (base / "stage.json").is_file():
+        tiny = build_tiny_model(root / "tiny", texts=texts, seed=seed)
+        _pretrain(config, tiny, base, seed)
+    if not (student / "stage.json").is_file():
+        small = root / "tiny_student"
+        build_student(base, small, config.student_hidden, config.student_layers, seed)
+        _pretrain(config, small, student, seed)
+    return base, student
+
+
+def _pretrain(config: ReproduceConfig, init: Path, out: Path, seed: int) -> None:
+    model, tokenizer = load_model(str(init))
+    summary = pretrain(
+        model,
+        tokenizer,
+        out,
+        steps=config.n(config.pretrain_steps),
+        seed=seed,
+        env_ids=ENV_IDS,
+        max_value=9,
+    )
+    write_stage_summary(out, {"stage": "stage0", "checkpoint": str(out), **summary})
+
+
+def build_student(teacher: Path, out: Path, hidden: int, layers: int, seed: int) -> Path:
+    """A randomly initialised, narrower and shallower copy of ``teacher``'s architecture with
+    ``teacher``'s tokenizer (so both read and write the same tokens)."""
+    tokenizer = load_tokenizer(str(teacher))
+    cfg = Qwen2Config.from_pretrained(str(teacher))
+    heads = max(1, hidden // 16)
+    cfg.update(
+        {
+            "hidden_size": hidden,
+            "num_hidden_layers": layers,
+            "intermediate_size": hidden * 4,
+            "num_attention_heads": heads,
+            "num_key_value_heads": max(1, heads // 2),
+        }
+    )
+    if getattr(cfg, "layer_types", None) is not None:
+        cfg.layer_types = cfg.layer_types[:1] * layers
+    torch.manual_seed(seed + 1)
+    model = Qwen2ForCausalLM(cfg)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(out)
+    model.save_pretrained(out)
+    return out
+
+
+def cold_start(config: ReproduceConfig, out: Path, base: Path, seed: int) -> Path:
+    """Stage 1: SFT on mixed-language solver chains, stopped at the first checkpoint with
+    RL headroom (quick-eval pass@1 at least ``target_pass1`` with pass@8 at least
+    ``min_pass_k``)."""
+    if (out / "stage.json").is_file():
+        return out
+    examples = mixed_examples(
+        ENV_IDS, config.cold_start_examples, seed=COLD_START_SEED + seed * 100_000
+    )
+    first, last = config.n(config.cold_start_first_check), config.n(config.cold_start_steps)
+    sft = SFTConfig(
+        max_steps=last,
+        lr=2e-3,
+        batch_size=16,
+        max_len=330,
+        warmup_steps=min(20, last // 5),
+        seed=seed,
+        save_steps=list(range(first, last, max(1, config.n(25)))),
+    )
+    stage1_cold_start(
+        base,
+        out,
+        examples,
+        sft,
+        env_ids=ENV_IDS,
+        max_new_tokens=MAX_NEW_TOKENS,
+        prompt_format=PROMPT_FORMAT,
+        target_pass1=config.target_pass1,
+        min_pass_k=config.min_pass_k,
+        eval_n=config.quick_eval_n,
+        eval_k=8,
+        extra={"examples": len(examples), "data": "mixed-language solver chains"},
+    )
+    return out
+
+
+def rl_arm(
+    config: ReproduceConfig,
+    out: Path,
+    start: Path,
+    env_kwargs: dict[str, dict[str, Any]],
+    seed: int,
+    *,
+    seconds: float | None = None,
+) -> Path:
+    """GRPO from ``start`` on the env mix for ``rl_steps`` steps (or for ``seconds`` of
+    wall-clock time, whichever ends first when ``seconds`` is set)."""
+    if (out / "stage.json").is_file():
+        return out
+    steps = config.n(config.rl_steps) * (20 if seconds is not None else 1)
+    overrides = {
+        "steps": steps,
+        "prompts_per_step": config.prompts_per_step,
+        "group_size": config.group_size,
+        "lr": config.rl_lr,
+        "temperature": 1.0,
+        "loss_aggregation": "token_mean",
+        "progress": False,
+        "sample_every": 10,
+        "save_every": 0,
+    }
+    callbacks = []
+    if seconds is not None:
+        t0 = time.time()
+        callbacks.append(lambda _step, _row: time.time() - t0 >= seconds)
+    summary = run_grpo(
+        start,
+        out,
+        ENV_IDS,
+        overrides,
+        max_new_tokens=MAX_NEW_TOKENS,
+        seed=seed,
+        env_kwargs=env_kwargs,
+        prompt_format=PROMPT_FORMAT,
+        callbacks=callbacks,
+    )
+    write_stage_summary(
+        out,
+        {
+            "stage": "rl",
+            "start": str(start),
+            "checkpoint": str(out),
+            "steps": summary.get("steps"),
+            "seconds": summary.get("seconds"),
+            "env_kwargs": env_kwargs,
+        },
+    )
+    return out
+
+
+def distill(config: ReproduceConfig, root: Path, teacher: Path, student: Path, seed: int) -> Path:
+    """The teacher's env-filtered samples SFT the student base (``run_distill``).
+
+    A teacher that writes no correct sample (tiny budgets) leaves the student untrained: the
+    student base is returned and ``distill/failed.json`` says why.
+    """
+    out = root / "distill"
+    if (out / "student" / "stage.json").is_file():
+        return out / "student"
+    if (out / "failed.json").is_file():
+        return student
+    steps = config.n(config.distill_steps)
+    try:
+        _run_distill(config, out, teacher, student, seed, steps)
+    except EmptyDatasetError as exc:
+        log.warning("distillation skipped: %s", exc)
+        (out / "failed.json").write_text(json.dumps({"error": str(exc)}))
+        return student
+    return out / "student"
+
+
+def _run_distill(
+    config: ReproduceConfig, out: Path, teacher: Path, student: Path, seed: int, steps: int
+) -> None:
+    run_distill(
+        DistillConfig(
+            teacher=str(teacher),
+            student=str(student),
+            output_dir=str(out),
+            env_ids=ENV_IDS,
+            prompts=config.n(config.distill_prompts),
+            samples=2,
+            max_new_tokens=MAX_NEW_TOKENS,
+            seed=DISTILL_SEED + seed * 100_000,
+            sft=SFTConfig(
+                epochs=10,
+                max_steps=steps,
+                lr=2e-3,
+                batch_size=16,
+                max_len=330,
+                warmup_steps=min(10, steps // 5),
+                seed=seed,
+            ),
+        ),
+        evaluate_students=False,
+    )
+
+
+def evaluate(config: ReproduceConfig, path: Path) -> dict[str, Any]:
+    """Held-out evaluation of a checkpoint (cached as ``eval.json`` beside it)."""
+    cache = path / "eval.json"
+    if not cache.is_file():
+        report = evaluate_checkpoint(
+            path,
+            ENV_IDS,
+            n=config.eval_n,
+            k=config.eval_k,
+            temperature=0.6,
+            top_p=0.95,
+            max_new_tokens=MAX_NEW_TOKENS,
+            prompt_format=PROMPT_FORMAT,
+            keep_samples=6,
+        )
+        write_report(report, path, "eval")
+    return json.loads(cache.read_text())
+
+
+def _params(path: Path) -> int:
+    model, _ = load_model(str(path))
+    return sum(p.numel() for p in model.parameters())
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
