@@ -9,11 +9,12 @@ envs — ``r1/ArithmeticEasy-v0``, its Chinese twin ``r1/ArithmeticEasyZh-v0`` a
 1. cold start: SFT of the base on solver-exact chains of thought whose sentences mix English
    and Chinese (:mod:`r1agent.data.bilingual`), stopped at the first checkpoint with RL
    headroom;
-2. reasoning RL from the cold start, two arms at the same budget: with the
-   language-consistency reward (the recipe's stage 2) and without it;
-3. R1-Zero: the same RL from the base, no cold start;
-4. distillation: the stage-2 model's env-filtered samples SFT the student; the recipe's RL
-   trains the same student from its base for the same wall-clock time.
+2. reasoning RL from the cold start, two arms at the same budget: accuracy and format
+   rewards (``stage2``, finding 1), and the same plus the language-consistency reward
+   (``stage2_language``, the recipe's stage 2; finding 3 compares the two);
+3. R1-Zero: the same RL as ``stage2`` from the base, no cold start;
+4. distillation: the ``stage2_language`` model's env-filtered samples SFT the student; the
+   recipe's RL trains the same student from its base for the same wall-clock time.
 
 Every checkpoint is evaluated on held-out problems (env seeds ``10_000_000 + i``, T=0.6,
 top-p 0.95). ``DIR/summary.json`` (the claims, with absolute checkpoint paths),
@@ -69,19 +70,27 @@ class ReproduceConfig(BaseModel):
     pretrain_steps: int = Field(150, ge=1)
     cold_start_examples: int = Field(12000, ge=1)
     cold_start_steps: int = Field(1000, ge=1, description="SFT steps at most (stops earlier)")
-    cold_start_first_check: int = Field(250, ge=1, description="first quick-eval step")
+    cold_start_first_check: int = Field(300, ge=1, description="first quick-eval step")
+    cold_start_check_every: int = Field(50, ge=1, description="quick-eval interval (steps)")
+    mixing: float = Field(
+        0.3, ge=0, le=1, description="cold start: share of sentences in the other language"
+    )
     target_pass1: float = Field(0.35, description="stop SFT at this quick-eval pass@1 ...")
     min_pass_k: float = Field(0.7, description="... with pass@8 at least this")
-    rl_steps: int = Field(50, ge=1, description="GRPO steps of every RL arm")
+    rl_steps: int = Field(60, ge=1, description="GRPO steps of every RL arm")
     prompts_per_step: int = Field(16, ge=1)
     group_size: int = Field(8, ge=2)
     rl_lr: float = Field(5e-5, gt=0)
-    language_weight: float = Field(0.5, ge=0, description="language reward weight (stage 2)")
-    distill_prompts: int = Field(1500, ge=1)
-    distill_steps: int = Field(400, ge=1)
+    language_weight: float = Field(
+        2.0,
+        ge=0,
+        description="language reward weight (the paper sums it with accuracy: weight 1)",
+    )
+    distill_prompts: int = Field(1200, ge=1)
+    distill_steps: int = Field(300, ge=1)
     student_hidden: int = Field(64, ge=8, description="student width (teacher: 128)")
     student_layers: int = Field(3, ge=1, description="student depth (teacher: 4)")
-    eval_n: int = Field(384, ge=1, description="held-out problems per checkpoint (envs in turn)")
+    eval_n: int = Field(300, ge=1, description="held-out problems per checkpoint (envs in turn)")
     eval_k: int = Field(2, ge=1, description="samples per problem (pass@1 is their mean)")
     quick_eval_n: int = Field(48, ge=1)
 
@@ -121,7 +130,10 @@ def _settings(config: ReproduceConfig) -> dict[str, Any]:
 
 def _run_seed_job(config: dict[str, Any], seed: int) -> dict[str, Any]:
     logging.basicConfig(level=logging.INFO, format=f"[seed {seed}] %(levelname)s %(message)s")
-    return run_seed(ReproduceConfig(**config), seed)
+    cfg = ReproduceConfig(**config)
+    jobs = cfg.jobs or min(cfg.seeds, os.cpu_count() or 1)
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // jobs))  # the seeds share the cores
+    return run_seed(cfg, seed)
 
 
 def run_seed(config: ReproduceConfig, seed: int) -> dict[str, Any]:
@@ -140,17 +152,16 @@ def run_seed(config: ReproduceConfig, seed: int) -> dict[str, Any]:
 
     base, student = timed("stage0", lambda: build_bases(config, root, seed))
     stage1 = timed("cold_start", lambda: cold_start(config, root / "stage1", base, seed))
+    language = {e: {"reward_weights": {"language": config.language_weight}} for e in ENV_IDS}
     arms = {
-        "stage2": (
-            stage1,
-            {e: {"reward_weights": {"language": config.language_weight}} for e in ENV_IDS},
-        ),
-        "stage2_no_language": (stage1, {}),
+        "stage2": (stage1, {}),
+        "stage2_language": (stage1, language),
         "r1_zero": (base, {}),
     }
     for name, (start, env_kwargs) in arms.items():
         timed(name, lambda s=start, k=env_kwargs, d=name: rl_arm(config, root / d, s, k, seed))
-    distilled = timed("distill", lambda: distill(config, root, root / "stage2", student, seed))
+    teacher = root / "stage2_language"
+    distilled = timed("distill", lambda: distill(config, root, teacher, student, seed))
     budget = times["distill"]
     timed(
         "student_rl",
@@ -186,7 +197,8 @@ def build_bases(config: ReproduceConfig, root: Path, seed: int) -> tuple[Path, P
     """The base model and the student (same tokenizer, ~1/4 of the parameters), pretrained."""
     base, student = root / "base", root / "student_base"
     texts = synthetic_corpus(1500, env_ids=ENV_IDS, seed=seed, max_value=9)
-    texts += [e.prompt + " " + e.response for e in mixed_examples(ENV_IDS, 600, seed=9_000_000)]
+    mixed = mixed_examples(ENV_IDS, 600, seed=9_000_000, keep=1.0 - config.mixing)
+    texts += [e.prompt + " " + e.response for e in mixed]
     if not (base / "stage.json").is_file():
         tiny = build_tiny_model(root / "tiny", texts=texts, seed=seed)
         _pretrain(config, tiny, base, seed)
@@ -245,7 +257,10 @@ def cold_start(config: ReproduceConfig, out: Path, base: Path, seed: int) -> Pat
     if (out / "stage.json").is_file():
         return out
     examples = mixed_examples(
-        ENV_IDS, config.cold_start_examples, seed=COLD_START_SEED + seed * 100_000
+        ENV_IDS,
+        config.cold_start_examples,
+        seed=COLD_START_SEED + seed * 100_000,
+        keep=1.0 - config.mixing,
     )
     first, last = config.n(config.cold_start_first_check), config.n(config.cold_start_steps)
     sft = SFTConfig(
@@ -255,7 +270,7 @@ def cold_start(config: ReproduceConfig, out: Path, base: Path, seed: int) -> Pat
         max_len=330,
         warmup_steps=min(20, last // 5),
         seed=seed,
-        save_steps=list(range(first, last, max(1, config.n(25)))),
+        save_steps=list(range(first, last, config.n(config.cold_start_check_every))),
     )
     stage1_cold_start(
         base,
