@@ -24,7 +24,7 @@ from r1agent.data.coldstart import format_response, solution_text, solve_arithme
 from r1agent.data.sft import Example
 from r1agent.rollout.episodes import make_env, render_prompt
 
-__all__ = ["LEADS", "mixed_chain", "mixed_examples"]
+__all__ = ["LEADS", "free_form_documents", "mixed_chain", "mixed_examples"]
 
 #: Sentence frames per language: first step, later steps, check, conclusion.
 LEADS: dict[str, dict[str, str]] = {
@@ -42,6 +42,9 @@ LEADS: dict[str, dict[str, str]] = {
     },
 }
 _OTHER = {"en": "zh", "zh": "en"}
+#: How a free-form (pretraining) solution states its answer, per language.
+ANSWER_LINES = {"en": "The answer is {answer}.", "zh": "答案是 {answer}。"}
+_TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 
 
 def mixed_chain(
@@ -115,3 +118,38 @@ def mixed_examples(
         for env in envs.values():
             env.close()
     return out
+
+
+def free_form_documents(env_ids: Sequence[str], n: int, *, seed: int = 0) -> list[str]:
+    """``n`` pretraining documents: an env's prompt followed by a worked solution in free form.
+
+    The kind of text a base model has seen: the question, the working in the prompt's
+    language and a closing ``The answer is …`` line, with none of the output format's tags
+    (a base that has read them follows the prompt with an answer instead of stopping). Env
+    ids in turn, problem ``i`` from ``reset(seed=seed + i)``.
+    """
+    rng = random.Random(seed)
+    envs = {e: make_env(e) for e in dict.fromkeys(env_ids)}
+    docs = []
+    try:
+        for i in range(n):
+            env = envs[env_ids[i % len(env_ids)]]
+            obs, info = env.reset(seed=seed + i)
+            language = env.unwrapped.language
+            try:
+                sentences, answer = mixed_chain(info.get("question", ""), language, rng, keep=1.0)
+                body = "\n".join(sentences[:-1])
+            except ValueError:
+                body = solution_text(env, info, "r1-zero")
+                answer = body[body.rfind("<answer>") + len("<answer>") : body.rfind("</answer>")]
+                body = body[: body.rfind("<answer>")]
+                for tag in _TAGS:
+                    body = body.replace(tag, " ")
+                answer = answer.strip()
+            line = ANSWER_LINES.get(language, ANSWER_LINES["en"]).format(answer=answer)
+            lines = [" ".join(ln.split()) for ln in body.splitlines() if ln.strip()]
+            docs.append(obs + " " + "\n".join([*lines, line]))
+    finally:
+        for env in envs.values():
+            env.close()
+    return docs

@@ -102,9 +102,13 @@ def pretrain(
     env_ids: Sequence[str] = ("r1/Arithmetic-v0",),
     seed: int = 0,
     max_value: int = 99,
+    extra_documents: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Pretrain ``model`` in place on :func:`synthetic_corpus` and save it to ``output_dir``."""
+    """Pretrain ``model`` in place on :func:`synthetic_corpus` (plus ``extra_documents``,
+    shuffled in) and save it to ``output_dir``."""
     docs = synthetic_corpus(documents, env_ids=env_ids, seed=seed, max_value=max_value)
+    docs += list(extra_documents)
+    random.Random(seed).shuffle(docs)
     config = SFTConfig(
         model="<in memory>",
         output_dir=str(output_dir),

@@ -4,8 +4,10 @@ One run per seed (seeds run in parallel processes, one CPU thread each) on a mix
 envs — ``r1/ArithmeticEasy-v0``, its Chinese twin ``r1/ArithmeticEasyZh-v0`` and
 ``r1/CountdownEasy-v0`` — all from one tiny base model:
 
-0. stage 0: the tiny factory's model pretrained on synthetic text (the *base*), and a student
-   with about a quarter of its parameters (same tokenizer) pretrained the same way;
+0. stage 0: the tiny factory's model pretrained on synthetic text — arithmetic facts, general
+   answers, and the envs' prompts each followed by a worked solution in free form (no
+   format tags) — the *base*; and a student with about a quarter of its parameters (same
+   tokenizer) pretrained the same way;
 1. cold start: SFT of the base on solver-exact chains of thought whose sentences mix English
    and Chinese (:mod:`r1agent.data.bilingual`), stopped at the first checkpoint with RL
    headroom;
@@ -37,7 +39,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from r1agent.data.bilingual import mixed_examples
+from r1agent.data.bilingual import free_form_documents, mixed_examples
 from r1agent.data.rejection import EmptyDatasetError
 from r1agent.eval.evaluate import evaluate_checkpoint, write_report
 from r1agent.infra.models import load_model, load_tokenizer
@@ -53,10 +55,12 @@ log = logging.getLogger(__name__)
 ENV_IDS = ["r1/ArithmeticEasy-v0", "r1/ArithmeticEasyZh-v0", "r1/CountdownEasy-v0"]
 #: The bilingual pair of the language finding (English and Chinese prompts).
 LANGUAGE_ENV_IDS = ENV_IDS[:2]
+#: RL sampling weights: Countdown, the harder family, gets half of the prompts.
+RL_MIX = {ENV_IDS[0]: 1.0, ENV_IDS[1]: 1.0, ENV_IDS[2]: 2.0}
 MAX_NEW_TOKENS = 96
 PROMPT_FORMAT = "observation"
 #: Env seeds of the cold-start data and of the distillation prompts (below the held-out range).
-COLD_START_SEED, DISTILL_SEED = 1_000_000, 4_000_000
+COLD_START_SEED, DISTILL_SEED, PRETRAIN_SEED = 1_000_000, 4_000_000, 5_000_000
 
 
 class ReproduceConfig(BaseModel):
@@ -68,6 +72,9 @@ class ReproduceConfig(BaseModel):
     jobs: int = Field(0, ge=0, description="seeds run at once (0: one per CPU, at most seeds)")
     scale: float = Field(1.0, gt=0, description="multiplies every training budget")
     pretrain_steps: int = Field(150, ge=1)
+    pretrain_solutions: int = Field(
+        1500, ge=0, description="stage-0 documents: a prompt and a free-form worked solution"
+    )
     cold_start_examples: int = Field(12000, ge=1)
     cold_start_steps: int = Field(1000, ge=1, description="SFT steps at most (stops earlier)")
     cold_start_first_check: int = Field(300, ge=1, description="first quick-eval step")
@@ -77,7 +84,7 @@ class ReproduceConfig(BaseModel):
     )
     target_pass1: float = Field(0.35, description="stop SFT at this quick-eval pass@1 ...")
     min_pass_k: float = Field(0.7, description="... with pass@8 at least this")
-    rl_steps: int = Field(60, ge=1, description="GRPO steps of every RL arm")
+    rl_steps: int = Field(100, ge=1, description="GRPO steps of every RL arm")
     prompts_per_step: int = Field(16, ge=1)
     group_size: int = Field(8, ge=2)
     rl_lr: float = Field(5e-5, gt=0)
@@ -90,7 +97,7 @@ class ReproduceConfig(BaseModel):
     distill_steps: int = Field(300, ge=1)
     student_hidden: int = Field(64, ge=8, description="student width (teacher: 128)")
     student_layers: int = Field(3, ge=1, description="student depth (teacher: 4)")
-    eval_n: int = Field(300, ge=1, description="held-out problems per checkpoint (envs in turn)")
+    eval_n: int = Field(600, ge=1, description="held-out problems per checkpoint (envs in turn)")
     eval_k: int = Field(2, ge=1, description="samples per problem (pass@1 is their mean)")
     quick_eval_n: int = Field(48, ge=1)
 
@@ -196,20 +203,26 @@ def run_seed(config: ReproduceConfig, seed: int) -> dict[str, Any]:
 def build_bases(config: ReproduceConfig, root: Path, seed: int) -> tuple[Path, Path]:
     """The base model and the student (same tokenizer, ~1/4 of the parameters), pretrained."""
     base, student = root / "base", root / "student_base"
-    texts = synthetic_corpus(1500, env_ids=ENV_IDS, seed=seed, max_value=9)
+    solved = free_form_documents(
+        ENV_IDS, config.n(config.pretrain_solutions), seed=PRETRAIN_SEED + seed * 100_000
+    )
+    texts = synthetic_corpus(1000, env_ids=(), seed=seed, max_value=9) + solved[:600]
     mixed = mixed_examples(ENV_IDS, 600, seed=9_000_000, keep=1.0 - config.mixing)
     texts += [e.prompt + " " + e.response for e in mixed]
     if not (base / "stage.json").is_file():
         tiny = build_tiny_model(root / "tiny", texts=texts, seed=seed)
-        _pretrain(config, tiny, base, seed)
+        _pretrain(config, tiny, base, seed, solved)
     if not (student / "stage.json").is_file():
         small = root / "tiny_student"
         build_student(base, small, config.student_hidden, config.student_layers, seed)
-        _pretrain(config, small, student, seed)
+        _pretrain(config, small, student, seed, solved)
     return base, student
 
 
-def _pretrain(config: ReproduceConfig, init: Path, out: Path, seed: int) -> None:
+def _pretrain(config: ReproduceConfig, init: Path, out: Path, seed: int, solved: list[str]) -> None:
+    """Stage 0: arithmetic text, general answers and prompts followed by a free-form worked
+    solution (no format tags, no prompt left without an answer: a base that stops right
+    after ``Assistant:`` could never be trained by RL alone)."""
     model, tokenizer = load_model(str(init))
     summary = pretrain(
         model,
@@ -217,8 +230,9 @@ def _pretrain(config: ReproduceConfig, init: Path, out: Path, seed: int) -> None
         out,
         steps=config.n(config.pretrain_steps),
         seed=seed,
-        env_ids=ENV_IDS,
+        env_ids=(),
         max_value=9,
+        extra_documents=solved,
     )
     write_stage_summary(out, {"stage": "stage0", "checkpoint": str(out), **summary})
 
@@ -321,7 +335,7 @@ def rl_arm(
     summary = run_grpo(
         start,
         out,
-        ENV_IDS,
+        RL_MIX,
         overrides,
         max_new_tokens=MAX_NEW_TOKENS,
         seed=seed,

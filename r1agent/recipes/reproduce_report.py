@@ -33,19 +33,21 @@ CLAIMS = {
 }
 CAVEATS = {
     "rl_after_cold_start": "A ~1M-parameter model on one-digit arithmetic and 3-number "
-    "Countdown: the cold start is stopped early on purpose (RL headroom), so the gain shows "
-    "that reward alone teaches here, not how far RL goes on hard problems.",
-    "r1_zero": "Our base model saw the prompts (with their tag names) during pretraining but "
-    "never a solved example; it has no reasoning to amplify, and 96 new tokens cap the "
-    "length, so length growth, if any, is small — the paper's long-CoT emergence needs "
-    "models and budgets far beyond this.",
+    "Countdown (half of the RL prompts are Countdown's): the cold start is stopped early on "
+    "purpose (RL headroom), so the gain shows that reward alone teaches here, not how far "
+    "RL goes on hard problems.",
+    "r1_zero": "Our base read the prompts followed by worked solutions in free form (ending "
+    "'The answer is …', no tags) — the kind of text a real base has seen — so accuracy can "
+    "rise without the format; the format tags appear only in the prompt's instructions and "
+    "must be discovered by sampling. 96 new tokens cap the length, so the paper's long-CoT "
+    "emergence is out of reach at this scale.",
     "language": "Mixing here is sentence-level and comes from the cold-start data we wrote; "
     "the reward is the share of chain-of-thought words in the prompt's language (each Han "
     "character one word). It shows the reward steers the policy, not that it fixes "
     "mixing that arises on its own in a large model.",
-    "distillation": "The teacher is itself a tiny model (the stage-2 checkpoint), the "
-    "student a quarter of its size, and 'large-scale RL' is a few minutes of GRPO from a "
-    "student base that has never seen a solved example.",
+    "distillation": "The teacher is itself a tiny model (the language-reward RL checkpoint), "
+    "the student a quarter of its size, and 'large-scale RL' is a minute or two of GRPO "
+    "from the student base (pretrained like the teacher's base).",
 }
 
 

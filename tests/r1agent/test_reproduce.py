@@ -224,3 +224,16 @@ def test_cli_names_a_bad_budget(tmp_path):
     assert result.exit_code != 0 and "rl_steps" in result.output
     result = CliRunner().invoke(app, ["reproduce", "--output", str(tmp_path / "r"), "nope=1"])
     assert result.exit_code != 0 and "nope" in result.output
+
+
+def test_free_form_documents_answer_every_prompt_without_tags():
+    from r1agent.data.bilingual import free_form_documents
+
+    docs = free_form_documents(ENV_IDS, 12, seed=7)
+    for i, doc in enumerate(docs):
+        env = gym.make(ENV_IDS[i % 3])
+        obs, _ = env.reset(seed=7 + i)
+        assert doc.startswith(obs)
+        info = env.step(doc[len(obs) :])[4]
+        assert info["correct"] and info["rewards"]["format"] == 0.0
+        assert not any(t in doc[len(obs) :] for t in ("<think>", "<answer>"))
