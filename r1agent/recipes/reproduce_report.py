@@ -33,7 +33,7 @@ CLAIMS = {
 }
 CAVEATS = {
     "rl_after_cold_start": "A ~1M-parameter model on one-digit arithmetic and 3-number "
-    "Countdown (half of the RL prompts are Countdown's): the cold start is stopped early on "
+    "Countdown (3 of every 7 RL prompts are Countdown's): the cold start is stopped early on "
     "purpose (RL headroom), so the gain shows that reward alone teaches here, not how far "
     "RL goes on hard problems.",
     "r1_zero": "Our base read the prompts followed by worked solutions in free form (ending "
