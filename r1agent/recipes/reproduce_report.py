@@ -39,8 +39,9 @@ CAVEATS = {
     "r1_zero": "Our base read the prompts followed by worked solutions in free form (ending "
     "'The answer is …', no tags) — the kind of text a real base has seen — so accuracy can "
     "rise without the format; the format tags appear only in the prompt's instructions and "
-    "must be discovered by sampling. 96 new tokens cap the length, so the paper's long-CoT "
-    "emergence is out of reach at this scale.",
+    "must be discovered by sampling. A base that is rarely right leaves GRPO little to "
+    "amplify (a group whose 8 answers are all wrong has zero advantage), and 96 new tokens "
+    "cap the length, so the paper's long-CoT emergence is out of reach at this scale.",
     "language": "Mixing here is sentence-level and comes from the cold-start data we wrote; "
     "the reward is the share of chain-of-thought words in the prompt's language (each Han "
     "character one word). It shows the reward steers the policy, not that it fixes "
@@ -190,6 +191,7 @@ def checks(findings: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, Any
         "r1_zero_format_gain": [
             r["format_rate"]["r1_zero"] - r["format_rate"]["base"] for r in zero
         ],
+        "r1_zero_over_base": [r["pass@1"]["r1_zero"] - r["pass@1"]["base"] for r in zero],
         "r1_zero_minus_cold_start": [
             r["pass@1"]["r1_zero"] - r["pass@1"]["cold_start_rl"] for r in zero
         ],
@@ -276,6 +278,14 @@ def markdown(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _yes(deltas: Sequence[float], threshold: float) -> str:
+    """``yes`` when every seed's delta exceeds ``threshold``, ``no`` when none does."""
+    hits = sum(d > threshold for d in deltas)
+    return (
+        "yes" if hits == len(deltas) else "no" if hits == 0 else f"in {hits} of {len(deltas)} seeds"
+    )
+
+
 def _head(name: str, title: str) -> list[str]:
     return [f"## {title}", "", f"**Paper:** {CLAIMS[name]}", ""]
 
@@ -320,10 +330,12 @@ def _zero_section(rows: Sequence[Mapping[str, Any]], c: Mapping[str, Any]) -> li
             k = max(1, len(cv["response_length"]) // 5)
             head, tail = cv["response_length"][:k], cv["response_length"][-k:]
             fhead, ftail = cv["format_reward"][:k], cv["format_reward"][-k:]
+            ahead, atail = cv["accuracy"][:k], cv["accuracy"][-k:]
             first_last.append(
                 f"seed {r['seed']}: format reward {statistics.mean(fhead):.2f} → "
-                f"{statistics.mean(ftail):.2f}, response length {statistics.mean(head):.1f} → "
-                f"{statistics.mean(tail):.1f} tokens (first vs last fifth of the steps)"
+                f"{statistics.mean(ftail):.2f}, accuracy {statistics.mean(ahead):.3f} → "
+                f"{statistics.mean(atail):.3f}, response length {statistics.mean(head):.1f} → "
+                f"{statistics.mean(tail):.1f} tokens"
             )
     lines += [
         "| | base | R1-Zero (RL from base) | cold start + RL (same rewards, same steps) |",
@@ -331,8 +343,14 @@ def _zero_section(rows: Sequence[Mapping[str, Any]], c: Mapping[str, Any]) -> li
         f"| held-out pass@1 | {p('base')} | {p('r1_zero')} | {p('cold_start_rl')} |",
         f"| held-out format rate | {fmt('base')} | {fmt('r1_zero')} | |",
         "",
-        "**Measured during training:** " + ("; ".join(first_last) or "no steps recorded") + ". "
-        "![](r1_zero_curves.png)",
+        "**Measured during training** (first vs last fifth of the steps): "
+        + ("; ".join(first_last) or "no steps recorded")
+        + ". ![](r1_zero_curves.png)",
+        "",
+        f"**Outcome:** R1-Zero learned the format: {_yes(c['r1_zero_format_gain'], 0.05)}; "
+        f"held-out pass@1 rose over the base: {_yes(c['r1_zero_over_base'], 0.02)} "
+        f"({_mean_sd(c['r1_zero_over_base'])}); R1-Zero minus cold start + RL at the same "
+        f"budget: {_mean_sd(c['r1_zero_minus_cold_start'])}.",
         "",
         f"**Toy setting:** {CAVEATS['r1_zero']}",
         "",

@@ -150,7 +150,7 @@ def test_checks_compute_each_findings_deltas():
     }
     zero = {
         "format_rate": {"base": 0.0, "r1_zero": 0.3},
-        "pass@1": {"r1_zero": 0.1, "cold_start_rl": 0.6},
+        "pass@1": {"base": 0.02, "r1_zero": 0.1, "cold_start_rl": 0.6},
     }
     dist = {"distilled": {"pass@1": 0.4}, "rl": {"pass@1": 0.1}}
     c = checks(
@@ -165,6 +165,7 @@ def test_checks_compute_each_findings_deltas():
     assert c["language_share_gain"] == [pytest.approx(0.6)]
     assert c["language_accuracy_change"] == [pytest.approx(-0.1)]
     assert c["r1_zero_format_gain"] == [pytest.approx(0.3)]
+    assert c["r1_zero_over_base"] == [pytest.approx(0.08)]
     assert c["distilled_minus_rl"] == [pytest.approx(0.3)]
 
 
