@@ -107,8 +107,9 @@ def pretrain(
     """Pretrain ``model`` in place on :func:`synthetic_corpus` (plus ``extra_documents``,
     shuffled in) and save it to ``output_dir``."""
     docs = synthetic_corpus(documents, env_ids=env_ids, seed=seed, max_value=max_value)
-    docs += list(extra_documents)
-    random.Random(seed).shuffle(docs)
+    if extra_documents:
+        docs += list(extra_documents)
+        random.Random(seed).shuffle(docs)
     config = SFTConfig(
         model="<in memory>",
         output_dir=str(output_dir),

@@ -203,13 +203,15 @@ def run_seed(config: ReproduceConfig, seed: int) -> dict[str, Any]:
 def build_bases(config: ReproduceConfig, root: Path, seed: int) -> tuple[Path, Path]:
     """The base model and the student (same tokenizer, ~1/4 of the parameters), pretrained."""
     base, student = root / "base", root / "student_base"
+    if (base / "stage.json").is_file() and (student / "stage.json").is_file():
+        return base, student
     solved = free_form_documents(
         ENV_IDS, config.n(config.pretrain_solutions), seed=PRETRAIN_SEED + seed * 100_000
     )
-    texts = synthetic_corpus(1000, env_ids=(), seed=seed, max_value=9) + solved[:600]
-    mixed = mixed_examples(ENV_IDS, 600, seed=9_000_000, keep=1.0 - config.mixing)
-    texts += [e.prompt + " " + e.response for e in mixed]
     if not (base / "stage.json").is_file():
+        texts = synthetic_corpus(1000, env_ids=(), seed=seed, max_value=9) + solved[:600]
+        mixed = mixed_examples(ENV_IDS, 600, seed=9_000_000, keep=1.0 - config.mixing)
+        texts += [e.prompt + " " + e.response for e in mixed]
         tiny = build_tiny_model(root / "tiny", texts=texts, seed=seed)
         _pretrain(config, tiny, base, seed, solved)
     if not (student / "stage.json").is_file():
