@@ -17,7 +17,7 @@ Each sentence of an arithmetic chain exists in both languages::
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from r1agent.data.coldstart import format_response, solution_text, solve_arithmetic
@@ -44,7 +44,6 @@ LEADS: dict[str, dict[str, str]] = {
 _OTHER = {"en": "zh", "zh": "en"}
 #: How a free-form (pretraining) solution states its answer, per language.
 ANSWER_LINES = {"en": "The answer is {answer}.", "zh": "答案是 {answer}。"}
-_TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 
 
 def mixed_chain(
@@ -98,25 +97,18 @@ def mixed_examples(
         ValueError: if an env has no solver.
     """
     rng = random.Random(seed)
-    envs = {e: make_env(e) for e in dict.fromkeys(env_ids)}
     out = []
-    try:
-        for i in range(n):
-            env = envs[env_ids[i % len(env_ids)]]
-            obs, info = env.reset(seed=seed + i)
-            try:
-                sentences, answer = mixed_chain(
-                    info.get("question", ""), env.unwrapped.language, rng, keep=keep
-                )
-                response = format_response(sentences, answer, output_format)
-            except ValueError:
-                response = solution_text(env, info, output_format)
-            _, _, _, _, step_info = env.step(response)
-            assert step_info["correct"], f"solver wrote a wrong answer: {response!r:.200}"
-            out.append(Example(render_prompt(tokenizer, obs, info, prompt_format), response))
-    finally:
-        for env in envs.values():
-            env.close()
+    for env, obs, info in _problems(env_ids, n, seed):
+        try:
+            sentences, answer = mixed_chain(
+                info.get("question", ""), env.unwrapped.language, rng, keep=keep
+            )
+            response = format_response(sentences, answer, output_format)
+        except ValueError:
+            response = solution_text(env, info, output_format)
+        _, _, _, _, step_info = env.step(response)
+        assert step_info["correct"], f"solver wrote a wrong answer: {response!r:.200}"
+        out.append(Example(render_prompt(tokenizer, obs, info, prompt_format), response))
     return out
 
 
@@ -129,27 +121,34 @@ def free_form_documents(env_ids: Sequence[str], n: int, *, seed: int = 0) -> lis
     ids in turn, problem ``i`` from ``reset(seed=seed + i)``.
     """
     rng = random.Random(seed)
-    envs = {e: make_env(e) for e in dict.fromkeys(env_ids)}
     docs = []
+    for env, obs, info in _problems(env_ids, n, seed):
+        language = env.unwrapped.language
+        try:
+            sentences, answer = mixed_chain(info.get("question", ""), language, rng, keep=1.0)
+            body = "\n".join(sentences[:-1])
+        except ValueError:
+            text = solution_text(env, info, "r1-zero")
+            body, answer = _between(text, "think"), _between(text, "answer")
+        line = ANSWER_LINES.get(language, ANSWER_LINES["en"]).format(answer=answer)
+        lines = [" ".join(ln.split()) for ln in body.splitlines() if ln.strip()]
+        docs.append(obs + " " + "\n".join([*lines, line]))
+    return docs
+
+
+def _problems(env_ids: Sequence[str], n: int, seed: int) -> Iterator[tuple[Any, str, dict]]:
+    """``(env, observation, info)`` for problem ``i < n``: env ids in turn, ``seed + i``."""
+    envs = {e: make_env(e) for e in dict.fromkeys(env_ids)}
     try:
         for i in range(n):
             env = envs[env_ids[i % len(env_ids)]]
             obs, info = env.reset(seed=seed + i)
-            language = env.unwrapped.language
-            try:
-                sentences, answer = mixed_chain(info.get("question", ""), language, rng, keep=1.0)
-                body = "\n".join(sentences[:-1])
-            except ValueError:
-                body = solution_text(env, info, "r1-zero")
-                answer = body[body.rfind("<answer>") + len("<answer>") : body.rfind("</answer>")]
-                body = body[: body.rfind("<answer>")]
-                for tag in _TAGS:
-                    body = body.replace(tag, " ")
-                answer = answer.strip()
-            line = ANSWER_LINES.get(language, ANSWER_LINES["en"]).format(answer=answer)
-            lines = [" ".join(ln.split()) for ln in body.splitlines() if ln.strip()]
-            docs.append(obs + " " + "\n".join([*lines, line]))
+            yield env, obs, info
     finally:
         for env in envs.values():
             env.close()
-    return docs
+
+
+def _between(text: str, tag: str) -> str:
+    """What an r1-zero ``text`` holds between ``<tag>`` and ``</tag>``, stripped."""
+    return text[text.index(f"<{tag}>") + len(tag) + 2 : text.index(f"</{tag}>")].strip()
