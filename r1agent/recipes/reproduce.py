@@ -313,13 +313,15 @@ def rl_arm(
     seed: int,
     *,
     seconds: float | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> Path:
     """GRPO from ``start`` on the env mix for ``rl_steps`` steps (or for ``seconds`` of
-    wall-clock time, whichever ends first when ``seconds`` is set)."""
+    wall-clock time, whichever ends first when ``seconds`` is set); ``overrides`` change
+    trainer settings (``bench/reproduce_rl_variants.py``)."""
     if (out / "stage.json").is_file():
         return out
     steps = config.n(config.rl_steps) * (20 if seconds is not None else 1)
-    overrides = {
+    settings = {
         "steps": steps,
         "prompts_per_step": config.prompts_per_step,
         "group_size": config.group_size,
@@ -329,6 +331,7 @@ def rl_arm(
         "progress": False,
         "sample_every": 10,
         "save_every": 0,
+        **(overrides or {}),
     }
     callbacks = []
     if seconds is not None:
@@ -338,7 +341,7 @@ def rl_arm(
         start,
         out,
         RL_MIX,
-        overrides,
+        settings,
         max_new_tokens=MAX_NEW_TOKENS,
         seed=seed,
         env_kwargs=env_kwargs,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -218,6 +220,17 @@ def test_reproduce_end_to_end_at_tiny_budgets_then_resumes(tmp_path):
     before = json.loads((out / "seed0" / "timings.json").read_text())
     run_reproduce(ReproduceConfig(output_dir=str(out), **TINY))  # every piece is skipped
     assert json.loads((out / "seed0" / "timings.json").read_text()) == before
+    # finding 1 again under other trainer settings, from the run's own cold start
+    bench = Path(__file__).parents[2] / "bench" / "reproduce_rl_variants.py"
+    cmd = [sys.executable, str(bench), str(out), "--name", "v", "--set", "steps=3"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert all(f"v seed 0 {e}:" in done.stdout for e in ENV_IDS)
+    variant = json.loads((out / "seed0" / "variants" / "v" / "stage2" / "stage.json").read_text())
+    assert variant["steps"] == 3 and variant["start"] == str(out / "seed0" / "stage1")
+    cmd[4], cmd[-1] = "w", "bogus=1"
+    bad = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0 and "bogus" in bad.stderr
 
 
 def test_cli_names_a_bad_budget(tmp_path):
