@@ -10,7 +10,8 @@ Usage::
 
     python bench/reproduce_rl_variants.py runs/reproduce --seed 0 --name lr1e-4 --set lr=1e-4
     python bench/reproduce_rl_variants.py runs/reproduce --seed 1 --name steps200 --set steps=200
-    python bench/reproduce_rl_variants.py runs/reproduce --seed 0 --name later --target 0.45
+    python bench/reproduce_rl_variants.py runs/reproduce --seed 0 --name later --target 0.45 \
+        --min-pass-k 0.7
 
 Variants land in ``RUN/seedN/variants/NAME``.
 """
@@ -42,6 +43,7 @@ def main() -> None:
     ap.add_argument("--name", required=True, help="the variant's directory name")
     ap.add_argument("--set", nargs="*", default=[], help="trainer settings, key=value")
     ap.add_argument("--target", type=float, help="new cold start stopping at this pass@1")
+    ap.add_argument("--min-pass-k", type=float, help="... with pass@8 at least this (run's own)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format=f"[{args.name}] %(message)s")
@@ -61,7 +63,10 @@ def main() -> None:
     out = root / "variants" / args.name
     start = root / "stage1"
     if args.target is not None:
-        config = config.model_copy(update={"target_pass1": args.target, "min_pass_k": 0.7})
+        stop = {"target_pass1": args.target}
+        if args.min_pass_k is not None:
+            stop["min_pass_k"] = args.min_pass_k
+        config = config.model_copy(update=stop)
         start = cold_start(config, out / "stage1", root / "base", args.seed)
     if not (start / "stage.json").is_file():
         raise SystemExit(f"no cold start in {start}: run r1agent reproduce first")

@@ -23,6 +23,7 @@ from typing import Any
 from r1agent.data.coldstart import format_response, solution_text, solve_arithmetic
 from r1agent.data.sft import Example
 from r1agent.rollout.episodes import make_env, render_prompt
+from r1envs import formats
 
 __all__ = ["LEADS", "free_form_documents", "mixed_chain", "mixed_examples"]
 
@@ -128,8 +129,8 @@ def free_form_documents(env_ids: Sequence[str], n: int, *, seed: int = 0) -> lis
             sentences, answer = mixed_chain(info.get("question", ""), language, rng, keep=1.0)
             body = "\n".join(sentences[:-1])
         except ValueError:
-            text = solution_text(env, info, "r1-zero")
-            body, answer = _between(text, "think"), _between(text, "answer")
+            parsed = formats.parse(solution_text(env, info, "r1-zero"), "r1-zero")
+            body, answer = parsed.reasoning or "", (parsed.answer or "").strip()
         line = ANSWER_LINES.get(language, ANSWER_LINES["en"]).format(answer=answer)
         lines = [" ".join(ln.split()) for ln in body.splitlines() if ln.strip()]
         docs.append(obs + " " + "\n".join([*lines, line]))
@@ -147,8 +148,3 @@ def _problems(env_ids: Sequence[str], n: int, seed: int) -> Iterator[tuple[Any, 
     finally:
         for env in envs.values():
             env.close()
-
-
-def _between(text: str, tag: str) -> str:
-    """What an r1-zero ``text`` holds between ``<tag>`` and ``</tag>``, stripped."""
-    return text[text.index(f"<{tag}>") + len(tag) + 2 : text.index(f"</{tag}>")].strip()

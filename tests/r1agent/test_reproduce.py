@@ -228,6 +228,11 @@ def test_reproduce_end_to_end_at_tiny_budgets_then_resumes(tmp_path):
     assert all(f"v seed 0 {e}:" in done.stdout for e in ENV_IDS)
     variant = json.loads((out / "seed0" / "variants" / "v" / "stage2" / "stage.json").read_text())
     assert variant["steps"] == 3 and variant["start"] == str(out / "seed0" / "stage1")
+    later = [*cmd[:4], "t", "--set", "steps=1", "--target", "0.0", "--min-pass-k", "0.0"]
+    done = subprocess.run(later, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    variant = json.loads((out / "seed0" / "variants" / "t" / "stage2" / "stage.json").read_text())
+    assert variant["start"] == str(out / "seed0" / "variants" / "t" / "stage1")
     cmd[4], cmd[-1] = "w", "bogus=1"
     bad = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert bad.returncode != 0 and "bogus" in bad.stderr
