@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from r1agent.data.bilingual import free_form_documents, mixed_examples
@@ -55,8 +55,8 @@ log = logging.getLogger(__name__)
 ENV_IDS = ["r1/ArithmeticEasy-v0", "r1/ArithmeticEasyZh-v0", "r1/CountdownEasy-v0"]
 #: The bilingual pair of the language finding (English and Chinese prompts).
 LANGUAGE_ENV_IDS = ENV_IDS[:2]
-#: RL sampling weights: Countdown, the harder family, gets 3 of every 7 prompts.
-RL_MIX = {ENV_IDS[0]: 1.0, ENV_IDS[1]: 1.0, ENV_IDS[2]: 1.5}
+#: RL sampling weights: Countdown, whose gains need the most prompts, gets 3 of every 5.
+RL_MIX = {ENV_IDS[0]: 1.0, ENV_IDS[1]: 1.0, ENV_IDS[2]: 3.0}
 MAX_NEW_TOKENS = 96
 PROMPT_FORMAT = "observation"
 #: Env seeds of the cold-start data and of the distillation prompts (below the held-out range).
@@ -82,9 +82,13 @@ class ReproduceConfig(BaseModel):
     mixing: float = Field(
         0.3, ge=0, le=1, description="cold start: share of sentences in the other language"
     )
-    target_pass1: float = Field(0.25, description="stop SFT at this quick-eval pass@1 ...")
-    min_pass_k: float = Field(0.6, description="... with pass@8 at least this")
-    rl_steps: int = Field(100, ge=1, description="GRPO steps of every RL arm")
+    target_pass1: float = Field(0.4, description="stop SFT at this quick-eval pass@1 ...")
+    min_pass_k: float = Field(0.7, description="... with pass@8 at least this")
+    rl_steps: int = Field(150, ge=1, description="GRPO steps of every RL arm")
+    rl_mix: dict[str, float] = Field(
+        default_factory=lambda: dict(RL_MIX),
+        description="RL sampling weight per env id (envs left out keep their default; 0 drops one)",
+    )
     prompts_per_step: int = Field(16, ge=1)
     group_size: int = Field(8, ge=2)
     rl_lr: float = Field(5e-5, gt=0)
@@ -100,6 +104,19 @@ class ReproduceConfig(BaseModel):
     eval_n: int = Field(600, ge=1, description="held-out problems per checkpoint (envs in turn)")
     eval_k: int = Field(2, ge=1, description="samples per problem (pass@1 is their mean)")
     quick_eval_n: int = Field(48, ge=1)
+
+    @field_validator("rl_mix")
+    @classmethod
+    def _mix_envs(cls, given: dict[str, float]) -> dict[str, float]:
+        mix = {**RL_MIX, **given}
+        for env_id, weight in mix.items():
+            if env_id not in ENV_IDS:
+                raise ValueError(f"rl_mix: {env_id!r} is not one of {ENV_IDS}")
+            if weight < 0:
+                raise ValueError(f"rl_mix: weight of {env_id!r} must be >= 0, got {weight}")
+        if not any(mix.values()):
+            raise ValueError(f"rl_mix: at least one weight must be > 0, got {mix}")
+        return mix
 
     def n(self, budget: int) -> int:
         """A training budget times ``scale`` (at least 1)."""
@@ -340,7 +357,7 @@ def rl_arm(
     summary = run_grpo(
         start,
         out,
-        RL_MIX,
+        {e: w for e, w in config.rl_mix.items() if w > 0},
         settings,
         max_new_tokens=MAX_NEW_TOKENS,
         seed=seed,

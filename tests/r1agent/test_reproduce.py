@@ -243,6 +243,18 @@ def test_cli_names_a_bad_budget(tmp_path):
     assert result.exit_code != 0 and "rl_steps" in result.output
     result = CliRunner().invoke(app, ["reproduce", "--output", str(tmp_path / "r"), "nope=1"])
     assert result.exit_code != 0 and "nope" in result.output
+    bad = ["reproduce", "--output", str(tmp_path / "r"), "rl_mix.r1/Nope-v0=1"]
+    result = CliRunner().invoke(app, bad)
+    assert result.exit_code != 0 and "r1/Nope-v0" in result.output
+
+
+def test_rl_mix_changes_only_the_weights_it_names():
+    mix = ReproduceConfig(output_dir="r", rl_mix={ENV_IDS[2]: 0.5}).rl_mix
+    assert mix == {ENV_IDS[0]: 1.0, ENV_IDS[1]: 1.0, ENV_IDS[2]: 0.5}
+    with pytest.raises(ValueError, match="-1"):
+        ReproduceConfig(output_dir="r", rl_mix={ENV_IDS[0]: -1})
+    with pytest.raises(ValueError, match="at least one"):
+        ReproduceConfig(output_dir="r", rl_mix=dict.fromkeys(ENV_IDS, 0))
 
 
 def test_free_form_documents_answer_every_prompt_without_tags():
