@@ -12,6 +12,8 @@ Usage::
     python bench/reproduce_rl_variants.py runs/reproduce --seed 1 --name steps200 --set steps=200
     python bench/reproduce_rl_variants.py runs/reproduce --seed 0 --name later --target 0.45 \
         --min-pass-k 0.7
+    python bench/reproduce_rl_variants.py runs/reproduce --seed 0 --name cd2 \
+        --config 'rl_mix={"r1/CountdownEasy-v0": 2}' rl_steps=200
 
 Variants land in ``RUN/seedN/variants/NAME``.
 """
@@ -42,6 +44,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", required=True, help="the variant's directory name")
     ap.add_argument("--set", nargs="*", default=[], help="trainer settings, key=value")
+    ap.add_argument("--config", nargs="*", default=[], help="ReproduceConfig fields, key=value")
     ap.add_argument("--target", type=float, help="new cold start stopping at this pass@1")
     ap.add_argument("--min-pass-k", type=float, help="... with pass@8 at least this (run's own)")
     ap.add_argument("--threads", type=int, default=1)
@@ -50,16 +53,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     run = Path(args.run_dir).resolve()
     saved = json.loads((run / "reproduce_config.json").read_text())
-    config = ReproduceConfig(**{**saved, "output_dir": str(run)})
+    try:
+        config = ReproduceConfig(**{**saved, **_pairs(args.config, "--config"), "output_dir": str(run)})
+    except ValidationError as exc:
+        raise SystemExit(f"bad --config: {exc}") from None
     root = run / f"seed{args.seed}"
     if not (root / "base" / "stage.json").is_file():
         raise SystemExit(f"no stage-0 base in {root}: run r1agent reproduce first")
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set takes key=value, got: {item!r}")
-        overrides[key] = _value(value)
+    overrides = _pairs(args.set, "--set")
     out = root / "variants" / args.name
     start = root / "stage1"
     if args.target is not None:
@@ -79,6 +80,16 @@ def main() -> None:
         print(
             f"{args.name} seed {args.seed} {env}: {x:.3f} -> {after[env]:.3f} ({after[env] - x:+.3f})"
         )
+
+
+def _pairs(items: list[str], flag: str) -> dict[str, object]:
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"{flag} takes key=value, got: {item!r}")
+        pairs[key] = _value(value)
+    return pairs
 
 
 def _pass1(report: dict) -> dict[str, float]:
