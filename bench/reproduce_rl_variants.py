@@ -54,7 +54,9 @@ def main() -> None:
     run = Path(args.run_dir).resolve()
     saved = json.loads((run / "reproduce_config.json").read_text())
     try:
-        config = ReproduceConfig(**{**saved, **_pairs(args.config, "--config"), "output_dir": str(run)})
+        config = ReproduceConfig(
+            **{**saved, **_pairs(args.config, "--config"), "output_dir": str(run)}
+        )
     except ValidationError as exc:
         raise SystemExit(f"bad --config: {exc}") from None
     root = run / f"seed{args.seed}"

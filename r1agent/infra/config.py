@@ -169,7 +169,10 @@ class GRPOConfig(BaseModel):
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass")
     lr: float = Field(1e-5, gt=0, description="AdamW learning rate")
     weight_decay: float = Field(0.0, ge=0)
-    warmup_steps: int = Field(0, ge=0, description="linear warm-up, then constant")
+    warmup_steps: int = Field(0, ge=0, description="linear warm-up to lr")
+    lr_scheduler: Literal["constant", "linear", "cosine"] = Field(
+        "constant", description="after the warm-up: lr held, or decayed towards 0 by the last step"
+    )
     max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping")
     beta: float = Field(0.0, ge=0, description="KL coefficient (k3); 0 = no reference model")
     eps_low: float = Field(0.2, gt=0, description="ratio clip floor 1 - eps_low")

@@ -310,17 +310,29 @@ def load_policy(
     return model, tokenizer
 
 
+def lr_factor(c: GRPOConfig, step: int) -> float:
+    """The multiple of ``c.lr`` for the update after ``step`` scheduler steps: a linear
+    warm-up over ``warmup_steps``, then ``lr_scheduler``'s shape (constant, or a linear or
+    cosine decay that reaches 0 one step after the last)."""
+    if step < c.warmup_steps:
+        return (step + 1) / (c.warmup_steps + 1)
+    if c.lr_scheduler == "constant":
+        return 1.0
+    progress = min(1.0, (step - c.warmup_steps) / max(1, c.steps - c.warmup_steps))
+    if c.lr_scheduler == "linear":
+        return 1.0 - progress
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def build_optimizer(c: GRPOConfig, dd: Dist, model: Any) -> Optimizer:
-    """AdamW over the model's parameters with linear warm-up to a constant rate."""
+    """AdamW over the model's parameters with the warm-up and schedule of :func:`lr_factor`."""
     optimizer = torch.optim.AdamW(
         model.parameters(),
         lr=c.lr,
         weight_decay=c.weight_decay,
         fused=not (c.fsdp and dd.world > 1),  # one kernel per step (sharded DTensors: foreach)
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / (c.warmup_steps + 1)) if c.warmup_steps else 1.0
-    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(lr_factor, c))
     return Optimizer(optimizer, scheduler)
 
 
@@ -468,6 +480,7 @@ def train_step(loop: Loop, step: int) -> tuple[dict[str, Any], bool]:
     step += 1
     dt = time.perf_counter() - t0
     row = step_metrics(c, episodes, stats, n_dropped, skipped, dt, t_gen, opt.optimizer, step)
+    row["charts/lr"] = c.lr * lr_factor(c, step - 1)  # this step's rate, not the next one's
     if c.asynchronous is not None:
         row["perf/rollout_wait_s"] = t_wait
     row = reduce_mean(row, dd)

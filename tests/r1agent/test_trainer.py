@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import json
+import math
 
 import gymnasium as gym
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from r1agent.recipes.grpo import sample_problems, train_grpo
+from r1agent.infra.config import load_config
+from r1agent.recipes.grpo import lr_factor, sample_problems, train_grpo
 from r1agent.rl import grpo
 from tests.r1agent.grpo_helpers import base_config, register_test_envs, tiny_model
 
@@ -306,3 +308,27 @@ def test_error_rate_is_logged_and_warned_above_the_threshold(model_dir, tmp_path
         warnings.simplefilter("always")
         train_grpo(base_config(model_dir, tmp_path / "high", error_rate_warn=1.0, **kw))
     assert not [w for w in caught if "error_rate_warn" in str(w.message)]
+
+
+@pytest.mark.parametrize("schedule", ["constant", "linear", "cosine"])
+def test_lr_schedule_is_logged_as_the_rate_each_step_used(model_dir, tmp_path, schedule):
+    cfg = base_config(model_dir, tmp_path / "run", steps=5, warmup_steps=1, lr_scheduler=schedule)
+    train_grpo(cfg)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    lrs = [r["charts/lr"] / cfg.lr for r in rows]
+    assert lrs[0] == pytest.approx(0.5)  # warm-up: (0 + 1) / (1 + 1)
+    decay = {
+        "constant": [1.0, 1.0, 1.0, 1.0],
+        "linear": [1.0, 0.75, 0.5, 0.25],  # reaches 0 one step after the last
+        "cosine": [1.0, 0.853553, 0.5, 0.146447],
+    }[schedule]
+    assert lrs[1:] == pytest.approx(decay, abs=1e-6)
+
+
+def test_lr_schedule_factor_and_bad_name(model_dir, tmp_path):
+    cfg = base_config(model_dir, tmp_path / "run", steps=100, lr_scheduler="cosine")
+    assert lr_factor(cfg, 0) == 1.0 and lr_factor(cfg, 50) == pytest.approx(0.5)
+    assert lr_factor(cfg, 99) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.99)))
+    assert lr_factor(cfg, 150) == pytest.approx(0.0)  # past the end (resumed with fewer steps)
+    with pytest.raises(ValueError, match="lr_scheduler"):
+        load_config({**cfg.model_dump(), "lr_scheduler": "step"})
