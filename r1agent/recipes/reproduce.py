@@ -55,8 +55,8 @@ log = logging.getLogger(__name__)
 ENV_IDS = ["r1/ArithmeticEasy-v0", "r1/ArithmeticEasyZh-v0", "r1/CountdownEasy-v0"]
 #: The bilingual pair of the language finding (English and Chinese prompts).
 LANGUAGE_ENV_IDS = ENV_IDS[:2]
-#: RL sampling weights: Countdown, the harder family, gets half of the prompts.
-RL_MIX = {ENV_IDS[0]: 1.0, ENV_IDS[1]: 1.0, ENV_IDS[2]: 2.0}
+#: RL sampling weights: Countdown, the harder family, gets 3 of every 7 prompts.
+RL_MIX = {ENV_IDS[0]: 1.0, ENV_IDS[1]: 1.0, ENV_IDS[2]: 1.5}
 MAX_NEW_TOKENS = 96
 PROMPT_FORMAT = "observation"
 #: Env seeds of the cold-start data and of the distillation prompts (below the held-out range).
