@@ -29,6 +29,8 @@ import json
 import logging
 import multiprocessing
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -134,11 +136,40 @@ def run_reproduce(config: ReproduceConfig) -> dict[str, Any]:
     if jobs <= 1:
         results = [run_seed(config, s) for s in seeds]
     else:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            results = list(pool.map(_run_seed_job, [config.model_dump()] * len(seeds), seeds))
+        results = map_in_processes(_run_seed_job, [(config.model_dump(), s) for s in seeds], jobs)
     wall = round(time.time() - t0, 1)
     return write_reproduce_report(out, results, _settings(config), wall_s=wall)
+
+
+def map_in_processes(fn: Callable[..., Any], calls: list[tuple[Any, ...]], jobs: int) -> list[Any]:
+    """``[fn(*args) for args in calls]`` in ``jobs`` spawned processes.
+
+    A worker's exception is raised once the other workers have finished (their pieces are
+    saved, so a rerun resumes). SIGTERM or Ctrl-C in this process stops the workers too,
+    instead of leaving them running on their own.
+    """
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _exit_on_signal) if main else None
+    try:
+        results = list(pool.map(fn, *zip(*calls, strict=True)))
+    except (KeyboardInterrupt, SystemExit):
+        for child in multiprocessing.active_children():
+            child.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    except BaseException:
+        pool.shutdown(wait=True)
+        raise
+    finally:
+        if main and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    pool.shutdown(wait=True)
+    return results
+
+
+def _exit_on_signal(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _settings(config: ReproduceConfig) -> dict[str, Any]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import gymnasium as gym
@@ -19,11 +21,18 @@ from r1agent.data.bilingual import mixed_chain, mixed_examples
 from r1agent.data.coldstart import solver_examples
 from r1agent.data.rejection import sample_and_filter
 from r1agent.eval.evaluate import evaluate
-from r1agent.recipes.reproduce import ENV_IDS, LANGUAGE_ENV_IDS, ReproduceConfig, run_reproduce
+from r1agent.recipes.reproduce import (
+    ENV_IDS,
+    LANGUAGE_ENV_IDS,
+    ReproduceConfig,
+    map_in_processes,
+    run_reproduce,
+)
 from r1agent.recipes.reproduce_report import checks
 from r1agent.rollout.engine import Completion
 from r1envs.core import ReasoningEnv
 from r1envs.families.math import ArithmeticTask
+from tests.r1agent.process_helpers import square
 
 # --------------------------------------------------------------------------- envs
 
@@ -268,3 +277,37 @@ def test_free_form_documents_answer_every_prompt_without_tags():
         info = env.step(doc[len(obs) :])[4]
         assert info["correct"] and info["rewards"]["format"] == 0.0
         assert not any(t in doc[len(obs) :] for t in ("<think>", "<answer>"))
+
+
+def test_workers_run_in_processes_and_stop_with_the_parent(tmp_path):
+    assert map_in_processes(square, [(2,), (3,), (4,)], 2) == [4, 9, 16]
+    pid_files = [tmp_path / "w0", tmp_path / "w1"]
+    script = (
+        "from r1agent.recipes.reproduce import map_in_processes\n"
+        "from tests.r1agent.process_helpers import write_pid_then_sleep\n"
+        "if __name__ == '__main__':\n"
+        f"    map_in_processes(write_pid_then_sleep, [({str(pid_files[0])!r}, 120), "
+        f"({str(pid_files[1])!r}, 120)], 2)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[2]
+    )
+    deadline = time.time() + 120
+    while not all(f.is_file() and f.read_text() for f in pid_files):
+        assert time.time() < deadline and parent.poll() is None, "workers did not start"
+        time.sleep(0.2)
+    workers = [int(f.read_text()) for f in pid_files]
+    parent.send_signal(signal.SIGTERM)
+    assert parent.wait(timeout=60) != 0
+    deadline = time.time() + 30
+    while any(_alive(pid) for pid in workers):
+        assert time.time() < deadline, f"workers {workers} still running after SIGTERM"
+        time.sleep(0.2)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
