@@ -87,6 +87,7 @@ from r1agent.infra.metrics import MetricsLogger, plot_metrics
 from r1agent.infra.models import default_device, load_model
 from r1agent.infra.plan import memory_check, resolve_gradient_checkpointing
 from r1agent.recipes.async_rollout import AsyncRollouts, SyncRollouts
+from r1agent.recipes.sft import lr_at
 from r1agent.rl import grpo, importance
 from r1agent.rl.batch import Batch, batch_logprobs, build_batch, response_logprobs
 from r1agent.rl.stats import StepStats, step_metrics
@@ -318,10 +319,9 @@ def lr_factor(c: GRPOConfig, step: int) -> float:
         return (step + 1) / (c.warmup_steps + 1)
     if c.lr_scheduler == "constant":
         return 1.0
-    progress = min(1.0, (step - c.warmup_steps) / max(1, c.steps - c.warmup_steps))
-    if c.lr_scheduler == "linear":
-        return 1.0 - progress
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if c.lr_scheduler == "cosine":
+        return lr_at(step - c.warmup_steps, c.steps - c.warmup_steps, 0, 0.0)
+    return 1.0 - min(1.0, (step - c.warmup_steps) / max(1, c.steps - c.warmup_steps))
 
 
 def build_optimizer(c: GRPOConfig, dd: Dist, model: Any) -> Optimizer:
@@ -479,8 +479,8 @@ def train_step(loop: Loop, step: int) -> tuple[dict[str, Any], bool]:
     loop.source.after_update()
     step += 1
     dt = time.perf_counter() - t0
-    row = step_metrics(c, episodes, stats, n_dropped, skipped, dt, t_gen, opt.optimizer, step)
-    row["charts/lr"] = c.lr * lr_factor(c, step - 1)  # this step's rate, not the next one's
+    lr = c.lr * lr_factor(c, step - 1)  # this step's rate (the scheduler has moved on)
+    row = step_metrics(c, episodes, stats, n_dropped, skipped, dt, t_gen, lr, step)
     if c.asynchronous is not None:
         row["perf/rollout_wait_s"] = t_wait
     row = reduce_mean(row, dd)

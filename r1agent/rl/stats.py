@@ -96,7 +96,7 @@ def step_metrics(
     skipped: int,
     dt: float,
     t_gen: float,
-    optimizer: torch.optim.Optimizer,
+    lr: float,
     step: int,
 ) -> dict[str, Any]:
     """One step's namespaced metrics: ``charts/*``, ``rewards/*``, ``losses/*``, ``perf/*``
@@ -115,7 +115,7 @@ def step_metrics(
         "charts/env_failures": float(len(episodes) - len(ok)),
         "charts/error_rate": (len(episodes) - len(ok)) / max(len(episodes), 1),
         "charts/groups_dropped": float(n_dropped),
-        "charts/lr": float(optimizer.param_groups[0]["lr"]),
+        "charts/lr": lr,
         "losses/policy": st.loss / done_updates,
         "losses/kl": st.per_token(st.kl),
         "losses/clip_fraction": st.per_token(st.clip_low + st.clip_high),
