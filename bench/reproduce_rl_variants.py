@@ -13,7 +13,7 @@ Usage::
     python bench/reproduce_rl_variants.py runs/reproduce --seed 0 --name later --target 0.45 \
         --min-pass-k 0.7
     python bench/reproduce_rl_variants.py runs/reproduce --seed 0 --name cd2 \
-        --config 'rl_mix={"r1/CountdownEasy-v0": 2}' rl_steps=200
+        --config rl_phases=null 'rl_mix={"r1/CountdownEasy-v0": 2}' rl_steps=200
 
 Variants land in ``RUN/seedN/variants/NAME``.
 """

@@ -13,7 +13,9 @@ envs — ``r1/ArithmeticEasy-v0``, its Chinese twin ``r1/ArithmeticEasyZh-v0`` a
    headroom;
 2. reasoning RL from the cold start, two arms at the same budget: accuracy and format
    rewards (``stage2``, finding 1), and the same plus the language-consistency reward
-   (``stage2_language``, the recipe's stage 2; finding 3 compares the two);
+   (``stage2_language``, the recipe's stage 2; finding 3 compares the two); every RL arm
+   runs in phases (``rl_phases``): Countdown alone for two thirds of its steps, then the
+   two arithmetic envs;
 3. R1-Zero: the same RL as ``stage2`` from the base, no cold start;
 4. distillation: the ``stage2_language`` model's env-filtered samples SFT the student; the
    recipe's RL trains the same student from its base for the same wall-clock time.
@@ -29,6 +31,7 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import threading
 import time
@@ -57,12 +60,47 @@ log = logging.getLogger(__name__)
 ENV_IDS = ["r1/ArithmeticEasy-v0", "r1/ArithmeticEasyZh-v0", "r1/CountdownEasy-v0"]
 #: The bilingual pair of the language finding (English and Chinese prompts).
 LANGUAGE_ENV_IDS = ENV_IDS[:2]
-#: RL sampling weights: Countdown, the harder family, gets 3 of every 7 prompts.
+#: RL sampling weights of a single-phase run (``rl_phases=null``): Countdown 3 of every 7.
 RL_MIX = {ENV_IDS[0]: 1.0, ENV_IDS[1]: 1.0, ENV_IDS[2]: 1.5}
+#: Cold-start chains per round of each env (one each: the envs in turn).
+COLD_START_MIX = {ENV_IDS[0]: 1, ENV_IDS[1]: 1, ENV_IDS[2]: 1}
 MAX_NEW_TOKENS = 96
 PROMPT_FORMAT = "observation"
 #: Env seeds of the cold-start data and of the distillation prompts (below the held-out range).
 COLD_START_SEED, DISTILL_SEED, PRETRAIN_SEED = 1_000_000, 4_000_000, 5_000_000
+
+
+def _check_mix(name: str, mix: dict[str, Any], what: str = "weight") -> dict[str, Any]:
+    for env_id, weight in mix.items():
+        if env_id not in ENV_IDS:
+            raise ValueError(f"{name}: {env_id!r} is not one of {ENV_IDS}")
+        if weight < 0:
+            raise ValueError(f"{name}: {what} of {env_id!r} must be >= 0, got {weight}")
+    if not any(mix.values()):
+        raise ValueError(f"{name}: at least one {what} must be > 0, got {mix}")
+    return mix
+
+
+class RLPhase(BaseModel):
+    """One stretch of every RL arm: its share of the arm's steps (or time) and its env mix."""
+
+    model_config = ConfigDict(extra="forbid")
+    share: float = Field(..., gt=0, le=1, description="fraction of rl_steps (or of the time)")
+    mix: dict[str, float] = Field(..., description="env id -> sampling weight (others: none)")
+
+    @field_validator("mix")
+    @classmethod
+    def _mix_envs(cls, mix: dict[str, float]) -> dict[str, float]:
+        return _check_mix("rl_phases mix", mix)
+
+
+#: Every RL arm trains Countdown alone for two thirds of its steps, then the two arithmetic
+#: envs: on the mixed batches of one phase, Countdown gained about half as much (and the
+#: arithmetic envs no more) at the same budget.
+RL_PHASES = [
+    RLPhase(share=2 / 3, mix={ENV_IDS[2]: 1.0}),
+    RLPhase(share=1 / 3, mix={ENV_IDS[0]: 1.0, ENV_IDS[1]: 1.0}),
+]
 
 
 class ReproduceConfig(BaseModel):
@@ -78,6 +116,10 @@ class ReproduceConfig(BaseModel):
         1500, ge=0, description="stage-0 documents: a prompt and a free-form worked solution"
     )
     cold_start_examples: int = Field(12000, ge=1)
+    cold_start_mix: dict[str, int] = Field(
+        default_factory=lambda: dict(COLD_START_MIX),
+        description="cold-start chains per round of each env id (envs in turn; 0 drops one)",
+    )
     cold_start_steps: int = Field(1000, ge=1, description="SFT steps at most (stops earlier)")
     cold_start_first_check: int = Field(300, ge=1, description="first quick-eval step")
     cold_start_check_every: int = Field(50, ge=1, description="quick-eval interval (steps)")
@@ -86,10 +128,16 @@ class ReproduceConfig(BaseModel):
     )
     target_pass1: float = Field(0.4, description="stop SFT at this quick-eval pass@1 ...")
     min_pass_k: float = Field(0.7, description="... with pass@8 at least this")
-    rl_steps: int = Field(200, ge=1, description="GRPO steps of every RL arm")
+    rl_steps: int = Field(300, ge=1, description="GRPO steps of every RL arm (all phases)")
+    rl_phases: list[RLPhase] | None = Field(
+        default_factory=lambda: [p.model_copy() for p in RL_PHASES],
+        description="consecutive phases of every RL arm, each with its share of rl_steps and "
+        "its env mix (null: one phase on rl_mix)",
+    )
     rl_mix: dict[str, float] = Field(
         default_factory=lambda: dict(RL_MIX),
-        description="RL sampling weight per env id (envs left out keep their default; 0 drops one)",
+        description="RL sampling weight per env id when rl_phases is null (envs left out keep "
+        "their default; 0 drops one)",
     )
     prompts_per_step: int = Field(16, ge=1)
     group_size: int = Field(8, ge=2)
@@ -107,18 +155,29 @@ class ReproduceConfig(BaseModel):
     eval_k: int = Field(2, ge=1, description="samples per problem (pass@1 is their mean)")
     quick_eval_n: int = Field(48, ge=1)
 
+    @field_validator("cold_start_mix")
+    @classmethod
+    def _cold_start_envs(cls, given: dict[str, int]) -> dict[str, int]:
+        return _check_mix("cold_start_mix", {**COLD_START_MIX, **given}, "count")
+
     @field_validator("rl_mix")
     @classmethod
     def _mix_envs(cls, given: dict[str, float]) -> dict[str, float]:
-        mix = {**RL_MIX, **given}
-        for env_id, weight in mix.items():
-            if env_id not in ENV_IDS:
-                raise ValueError(f"rl_mix: {env_id!r} is not one of {ENV_IDS}")
-            if weight < 0:
-                raise ValueError(f"rl_mix: weight of {env_id!r} must be >= 0, got {weight}")
-        if not any(mix.values()):
-            raise ValueError(f"rl_mix: at least one weight must be > 0, got {mix}")
-        return mix
+        return _check_mix("rl_mix", {**RL_MIX, **given})
+
+    @field_validator("rl_phases")
+    @classmethod
+    def _shares(cls, phases: list[RLPhase] | None) -> list[RLPhase] | None:
+        if phases is not None:
+            shares = [p.share for p in phases]
+            if not phases or abs(sum(shares) - 1) > 1e-6:
+                raise ValueError(f"rl_phases: the shares must add up to 1, got {shares}")
+        return phases
+
+    def phases(self) -> list[tuple[float, dict[str, float]]]:
+        """``(share, mix)`` of each RL phase, envs of weight 0 left out."""
+        given = self.rl_phases or [RLPhase(share=1.0, mix=self.rl_mix)]
+        return [(p.share, {e: w for e, w in p.mix.items() if w > 0}) for p in given]
 
     def n(self, budget: int) -> int:
         """A training budget times ``scale`` (at least 1)."""
@@ -321,7 +380,7 @@ def cold_start(config: ReproduceConfig, out: Path, base: Path, seed: int) -> Pat
     if (out / "stage.json").is_file():
         return out
     examples = mixed_examples(
-        ENV_IDS,
+        rotation(config.cold_start_mix),
         config.cold_start_examples,
         seed=COLD_START_SEED + seed * 100_000,
         keep=1.0 - config.mixing,
@@ -353,6 +412,12 @@ def cold_start(config: ReproduceConfig, out: Path, base: Path, seed: int) -> Pat
     return out
 
 
+def rotation(counts: dict[str, int]) -> list[str]:
+    """Env ids in turn, each as many times per round as its count: ``{a: 2, b: 1}`` gives
+    ``[a, b, a]``."""
+    return [e for r in range(max(counts.values())) for e, c in counts.items() if c > r]
+
+
 def rl_arm(
     config: ReproduceConfig,
     out: Path,
@@ -363,14 +428,18 @@ def rl_arm(
     seconds: float | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> Path:
-    """GRPO from ``start`` on the env mix for ``rl_steps`` steps (or for ``seconds`` of
-    wall-clock time, whichever ends first when ``seconds`` is set); ``overrides`` change
-    trainer settings (``bench/reproduce_rl_variants.py``)."""
+    """GRPO from ``start``, phase after phase of ``config.phases()``, for ``rl_steps`` steps in
+    all (or for ``seconds`` of wall-clock time, whichever ends first when ``seconds`` is set;
+    each phase gets its share of both); ``overrides`` change trainer settings
+    (``bench/reproduce_rl_variants.py``; ``steps`` there is the arm's total).
+
+    A run of several phases trains each in ``out/phases/N`` and copies the last one's model
+    to ``out``, with every phase's metrics in ``out/metrics.jsonl`` (steps counted on).
+    """
     if (out / "stage.json").is_file():
         return out
-    steps = config.n(config.rl_steps) * (20 if seconds is not None else 1)
     settings = {
-        "steps": steps,
+        "steps": config.n(config.rl_steps) * (20 if seconds is not None else 1),
         "prompts_per_step": config.prompts_per_step,
         "group_size": config.group_size,
         "lr": config.rl_lr,
@@ -381,6 +450,48 @@ def rl_arm(
         "save_every": 0,
         **(overrides or {}),
     }
+    phases = config.phases()
+    current, done = start, []
+    for i, (share, mix) in enumerate(phases, 1):
+        dest = out if len(phases) == 1 else out / "phases" / str(i)
+        budget = None if seconds is None else seconds * share
+        current = _rl_phase(current, dest, mix, share, settings, budget, env_kwargs, seed)
+        done.append(current)
+    if len(phases) > 1:
+        _gather_phases(done, out)
+    steps = [_read_json(d / "phase.json").get("steps") or 0 for d in done]
+    seconds_used = [_read_json(d / "phase.json").get("seconds") or 0 for d in done]
+    write_stage_summary(
+        out,
+        {
+            "stage": "rl",
+            "start": str(start),
+            "checkpoint": str(out),
+            "steps": sum(steps),
+            "seconds": round(sum(seconds_used), 1),
+            "phases": [
+                {"share": share, "mix": mix, "steps": n}
+                for (share, mix), n in zip(phases, steps, strict=True)
+            ],
+            "env_kwargs": env_kwargs,
+        },
+    )
+    return out
+
+
+def _rl_phase(
+    start: Path,
+    out: Path,
+    mix: dict[str, float],
+    share: float,
+    settings: dict[str, Any],
+    seconds: float | None,
+    env_kwargs: dict[str, dict[str, Any]],
+    seed: int,
+) -> Path:
+    """One phase of :func:`rl_arm` (skipped when ``out/phase.json`` says it finished)."""
+    if (out / "phase.json").is_file():
+        return out
     callbacks = []
     if seconds is not None:
         t0 = time.time()
@@ -388,26 +499,38 @@ def rl_arm(
     summary = run_grpo(
         start,
         out,
-        {e: w for e, w in config.rl_mix.items() if w > 0},
-        settings,
+        mix,
+        {**settings, "steps": max(1, round(settings["steps"] * share))},
         max_new_tokens=MAX_NEW_TOKENS,
         seed=seed,
-        env_kwargs=env_kwargs,
+        env_kwargs={e: kwargs for e, kwargs in env_kwargs.items() if e in mix},
         prompt_format=PROMPT_FORMAT,
         callbacks=callbacks,
     )
-    write_stage_summary(
-        out,
-        {
-            "stage": "rl",
-            "start": str(start),
-            "checkpoint": str(out),
-            "steps": summary.get("steps"),
-            "seconds": summary.get("seconds"),
-            "env_kwargs": env_kwargs,
-        },
-    )
+    info = {"start": str(start), "mix": mix, **{k: summary.get(k) for k in ("steps", "seconds")}}
+    (out / "phase.json").write_text(json.dumps(info, indent=2))
     return out
+
+
+def _gather_phases(phases: list[Path], out: Path) -> None:
+    """The last phase's model files into ``out``; every phase's metrics, steps counted on
+    and marked with their phase, into ``out/metrics.jsonl``."""
+    for f in phases[-1].iterdir():
+        if f.is_file() and f.name not in ("metrics.jsonl", "phase.json"):
+            shutil.copy2(f, out / f.name)
+    rows, offset = [], 0
+    for i, d in enumerate(phases, 1):
+        metrics = d / "metrics.jsonl"
+        lines = metrics.read_text().splitlines() if metrics.is_file() else []
+        phase = [json.loads(line) for line in lines if line.strip()]
+        for row in phase:
+            row["step"] = offset + int(row.get("step", 0))
+            row["phase"] = i
+        rows += phase
+        offset = max([offset, *(r["step"] for r in phase)])
+    tmp = out / "metrics.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tmp.replace(out / "metrics.jsonl")
 
 
 def distill(config: ReproduceConfig, root: Path, teacher: Path, student: Path, seed: int) -> Path:

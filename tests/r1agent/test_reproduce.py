@@ -26,6 +26,7 @@ from r1agent.recipes.reproduce import (
     LANGUAGE_ENV_IDS,
     ReproduceConfig,
     map_in_processes,
+    rotation,
     run_reproduce,
 )
 from r1agent.recipes.reproduce_report import checks
@@ -208,6 +209,12 @@ def test_reproduce_end_to_end_at_tiny_budgets_then_resumes(tmp_path):
     for stage in ("stage1", "stage2"):
         assert Path(rl[stage]).is_absolute() and (Path(rl[stage]) / "config.json").is_file()
         assert set(rl["pass@1"][stage]) == set(ENV_IDS)
+    stage2 = Path(rl["stage2"])  # Countdown alone, then the arithmetic envs
+    phases = json.loads((stage2 / "stage.json").read_text())["phases"]
+    assert [p["mix"] for p in phases] == [{ENV_IDS[2]: 1.0}, {ENV_IDS[0]: 1.0, ENV_IDS[1]: 1.0}]
+    rows = [json.loads(line) for line in (stage2 / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, len(rows) + 1))
+    assert [r["phase"] for r in rows] == [1] * phases[0]["steps"] + [2] * phases[1]["steps"]
     [lang] = f["language"]
     for arm in ("with_reward", "without_reward"):
         assert 0.0 <= lang[arm]["single_language_share"] <= 1.0
@@ -264,6 +271,33 @@ def test_rl_mix_changes_only_the_weights_it_names():
         ReproduceConfig(output_dir="r", rl_mix={ENV_IDS[0]: -1})
     with pytest.raises(ValueError, match="at least one"):
         ReproduceConfig(output_dir="r", rl_mix=dict.fromkeys(ENV_IDS, 0))
+
+
+def test_rl_phases_split_the_steps_and_name_bad_shares():
+    config = ReproduceConfig(output_dir="r")
+    assert [share for share, _ in config.phases()] == pytest.approx([2 / 3, 1 / 3])
+    single = ReproduceConfig(output_dir="r", rl_phases=None, rl_mix={ENV_IDS[1]: 0})
+    assert single.phases() == [(1.0, {ENV_IDS[0]: 1.0, ENV_IDS[2]: 1.5})]
+    with pytest.raises(ValueError, match=r"add up to 1, got \[0.5, 0.25\]"):
+        ReproduceConfig(
+            output_dir="r",
+            rl_phases=[{"share": s, "mix": {ENV_IDS[0]: 1}} for s in (0.5, 0.25)],
+        )
+    with pytest.raises(ValueError, match="r1/Nope-v0"):
+        ReproduceConfig(output_dir="r", rl_phases=[{"share": 1, "mix": {"r1/Nope-v0": 1}}])
+
+
+def test_cold_start_mix_sets_how_often_each_env_comes_round():
+    mix = ReproduceConfig(output_dir="r", cold_start_mix={ENV_IDS[0]: 3}).cold_start_mix
+    assert mix == {ENV_IDS[0]: 3, ENV_IDS[1]: 1, ENV_IDS[2]: 1}
+    assert rotation(mix) == [*ENV_IDS, ENV_IDS[0], ENV_IDS[0]]
+    assert rotation({ENV_IDS[0]: 1, ENV_IDS[1]: 0, ENV_IDS[2]: 2}) == [ENV_IDS[0], *ENV_IDS[2:] * 2]
+    with pytest.raises(ValueError, match="r1/Nope-v0"):
+        ReproduceConfig(output_dir="r", cold_start_mix={"r1/Nope-v0": 1})
+    with pytest.raises(ValueError, match="-2"):
+        ReproduceConfig(output_dir="r", cold_start_mix={ENV_IDS[2]: -2})
+    with pytest.raises(ValueError, match="at least one"):
+        ReproduceConfig(output_dir="r", cold_start_mix=dict.fromkeys(ENV_IDS, 0))
 
 
 def test_free_form_documents_answer_every_prompt_without_tags():
