@@ -289,8 +289,8 @@ def test_rl_phases_split_the_steps_and_name_bad_shares():
 
 def test_cold_start_mix_sets_how_often_each_env_comes_round():
     mix = ReproduceConfig(output_dir="r", cold_start_mix={ENV_IDS[0]: 3}).cold_start_mix
-    assert mix == {ENV_IDS[0]: 3, ENV_IDS[1]: 1, ENV_IDS[2]: 1}
-    assert rotation(mix) == [*ENV_IDS, ENV_IDS[0], ENV_IDS[0]]
+    assert mix == {ENV_IDS[0]: 3, ENV_IDS[1]: 2, ENV_IDS[2]: 1}
+    assert rotation(mix) == [*ENV_IDS, ENV_IDS[0], ENV_IDS[1], ENV_IDS[0]]
     assert rotation({ENV_IDS[0]: 1, ENV_IDS[1]: 0, ENV_IDS[2]: 2}) == [ENV_IDS[0], *ENV_IDS[2:] * 2]
     with pytest.raises(ValueError, match="r1/Nope-v0"):
         ReproduceConfig(output_dir="r", cold_start_mix={"r1/Nope-v0": 1})
