@@ -47,6 +47,7 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 from r1agent.data.bilingual import free_form_documents, mixed_examples
 from r1agent.data.rejection import EmptyDatasetError
 from r1agent.eval.evaluate import evaluate_checkpoint, write_report
+from r1agent.eval.report import read_metrics
 from r1agent.infra.models import load_model, load_tokenizer
 from r1agent.infra.tiny import build_tiny_model
 from r1agent.recipes.distill import DistillConfig, run_distill
@@ -461,8 +462,9 @@ def rl_arm(
         done.append(current)
     if len(phases) > 1:
         _gather_phases(done, out)
-    steps = [_read_json(d / "phase.json").get("steps") or 0 for d in done]
-    seconds_used = [_read_json(d / "phase.json").get("seconds") or 0 for d in done]
+    finished = [_read_json(d / "phase.json") for d in done]
+    steps = [f.get("steps") or 0 for f in finished]
+    seconds_used = [f.get("seconds") or 0 for f in finished]
     write_stage_summary(
         out,
         {
@@ -522,9 +524,7 @@ def _gather_phases(phases: list[Path], out: Path) -> None:
             shutil.copy2(f, out / f.name)
     rows, offset = [], 0
     for i, d in enumerate(phases, 1):
-        metrics = d / "metrics.jsonl"
-        lines = metrics.read_text().splitlines() if metrics.is_file() else []
-        phase = [json.loads(line) for line in lines if line.strip()]
+        phase = read_metrics(d / "metrics.jsonl")
         for row in phase:
             row["step"] = offset + int(row.get("step", 0))
             row["phase"] = i
